@@ -1,0 +1,1017 @@
+//! The VFS operations: what a system call does between resolving its path and calling the
+//! filesystem (name checks, permission checks, locking, dcache updates, reference drops).
+//!
+//! Each operation has an `_at` form taking an already-resolved parent directory and a name
+//! (the FUSE edge works that way) and a path form that resolves first.
+
+use crate::dentry::DentryRef;
+use crate::errno::{Errno, Result};
+use crate::file::File;
+use crate::inode::{Inode, NewInode};
+use crate::mount::PathRef;
+use crate::namei::{LOOKUP_DIRECTORY, LOOKUP_FOLLOW};
+use crate::types::*;
+use crate::Vfs;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What to create.
+#[derive(Clone, Debug)]
+pub enum NewKind<'a> {
+    File,
+    Dir,
+    Symlink(&'a [u8]),
+    /// A fifo, socket or device node: the mode's type bits say which.
+    Node {
+        rdev: u32,
+    },
+}
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    if name.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
+/// may_delete's sticky-directory rule: in a sticky directory only the owner of the entry, the
+/// owner of the directory or a privileged caller may remove or rename it.
+fn check_sticky(cred: &Cred, dir: &Inode, victim: &Inode) -> Result<()> {
+    if dir.mode() & S_ISVTX == 0
+        || cred.is_privileged()
+        || cred.uid == victim.uid()
+        || cred.uid == dir.uid()
+    {
+        return Ok(());
+    }
+    Err(Errno::EPERM)
+}
+
+fn may_modify_dir(cred: &Cred, dir: &PathRef) -> Result<()> {
+    let inode = dir.inode();
+    if !inode.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    inode.permission(cred, may::WRITE | may::EXEC)
+}
+
+impl Vfs {
+    fn new_inode_attrs(&self, cred: &Cred, dir: &Inode, mode: u32, rdev: u32) -> NewInode {
+        let mut mode = mode;
+        let ftype = mode & S_IFMT;
+        mode = ftype | (mode & 0o7777 & !cred.umask);
+        let gid;
+        if dir.mode() & S_ISGID != 0 {
+            gid = dir.gid();
+            if ftype == S_IFDIR {
+                mode |= S_ISGID;
+            } else if mode & S_ISGID != 0
+                && mode & 0o010 != 0
+                && !cred.in_group(gid)
+                && !cred.is_privileged()
+            {
+                mode &= !S_ISGID;
+            }
+        } else {
+            gid = cred.gid;
+        }
+        NewInode {
+            mode,
+            uid: cred.uid,
+            gid,
+            rdev,
+        }
+    }
+
+    /// Create `name` in `parent`. Returns the new location.
+    pub fn create_at(
+        &self,
+        cred: &Cred,
+        parent: &PathRef,
+        name: &[u8],
+        kind: NewKind<'_>,
+        mode: u32,
+    ) -> Result<PathRef> {
+        check_name(name)?;
+        if is_dot(name) {
+            return Err(Errno::EEXIST);
+        }
+        may_modify_dir(cred, parent)?;
+        if let NewKind::Symlink(t) = kind {
+            if t.is_empty() {
+                return Err(Errno::ENOENT);
+            }
+            if t.len() >= PATH_MAX {
+                return Err(Errno::ENAMETOOLONG);
+            }
+        }
+        let dir = parent.inode();
+        let children = parent.dentry.lock_children()?;
+        if parent.dentry.is_dead() || dir.nlink() == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if children.get(name).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let sb = dir.sb().clone();
+        let fs = sb.fs().clone();
+        let inode = match kind {
+            NewKind::File => fs.create(
+                &sb,
+                dir,
+                name,
+                &self.new_inode_attrs(cred, dir, S_IFREG | (mode & 0o7777), 0),
+            )?,
+            NewKind::Dir => fs.mkdir(
+                &sb,
+                dir,
+                name,
+                &self.new_inode_attrs(cred, dir, S_IFDIR | (mode & 0o7777), 0),
+            )?,
+            NewKind::Symlink(target) => fs.symlink(
+                &sb,
+                dir,
+                name,
+                target,
+                &self.new_inode_attrs(cred, dir, S_IFLNK | 0o777, 0),
+            )?,
+            NewKind::Node { rdev } => {
+                let ft = mode & S_IFMT;
+                let ft = if ft == 0 { S_IFREG } else { ft };
+                if matches!(ft, S_IFCHR | S_IFBLK) && !cred.is_privileged() {
+                    return Err(Errno::EPERM);
+                }
+                if ft == S_IFDIR || ft == S_IFLNK {
+                    return Err(Errno::EINVAL);
+                }
+                let attrs = self.new_inode_attrs(cred, dir, ft | (mode & 0o7777), rdev);
+                if ft == S_IFREG {
+                    fs.create(&sb, dir, name, &attrs)?
+                } else {
+                    fs.mknod(&sb, dir, name, &attrs)?
+                }
+            }
+        };
+        let d = self.d_add(children, &parent.dentry, name, &inode);
+        Ok(PathRef {
+            mnt: parent.mnt.clone(),
+            dentry: d,
+        })
+    }
+
+    /// The child `name` of `parent` (no symlink following, mounts crossed), like a FUSE lookup.
+    pub fn lookup_at(&self, cred: &Cred, parent: &PathRef, name: &[u8]) -> Result<PathRef> {
+        check_name(name)?;
+        if !parent.inode().is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        self.resolve(cred, Some(parent), name, 0)
+    }
+
+    fn child_locked(children: &crate::dentry::Children, name: &[u8]) -> Result<DentryRef> {
+        children.get(name).cloned().ok_or(Errno::ENOENT)
+    }
+
+    /// unlink(2) of `name` in `parent`.
+    pub fn unlink_at(&self, cred: &Cred, parent: &PathRef, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        if is_dot(name) {
+            return Err(Errno::EISDIR);
+        }
+        may_modify_dir(cred, parent)?;
+        let removed;
+        {
+            let mut children = parent.dentry.lock_children()?;
+            let victim = Self::child_locked(&children, name)?;
+            let vi = victim.inode();
+            if vi.is_dir() {
+                return Err(Errno::EISDIR);
+            }
+            check_sticky(cred, parent.inode(), vi)?;
+            if victim.is_mountpoint() {
+                return Err(Errno::EBUSY);
+            }
+            parent.inode().sb().fs().unlink(parent.inode(), name, vi)?;
+            self.unhash(&parent.dentry, name, &victim);
+            removed = children.remove(name);
+        }
+        // Dropped with no directory lock held: this may evict the inode.
+        drop(removed);
+        Ok(())
+    }
+
+    /// rmdir(2) of `name` in `parent`.
+    pub fn rmdir_at(&self, cred: &Cred, parent: &PathRef, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        if name == b"." {
+            return Err(Errno::EINVAL);
+        }
+        if name == b".." {
+            return Err(Errno::ENOTEMPTY);
+        }
+        may_modify_dir(cred, parent)?;
+        let removed;
+        {
+            let mut children = parent.dentry.lock_children()?;
+            let victim = Self::child_locked(&children, name)?;
+            let vi = victim.inode();
+            if !vi.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            check_sticky(cred, parent.inode(), vi)?;
+            if victim.is_mountpoint() {
+                return Err(Errno::EBUSY);
+            }
+            let vchildren = victim.lock_children()?;
+            if !vchildren.is_empty() {
+                return Err(Errno::ENOTEMPTY);
+            }
+            parent.inode().sb().fs().rmdir(parent.inode(), name, vi)?;
+            drop(vchildren);
+            self.unhash(&parent.dentry, name, &victim);
+            removed = children.remove(name);
+        }
+        drop(removed);
+        Ok(())
+    }
+
+    /// link(2): a new name `new_name` in `new_parent` for the inode at `old`.
+    pub fn link_at(
+        &self,
+        cred: &Cred,
+        old: &PathRef,
+        new_parent: &PathRef,
+        new_name: &[u8],
+    ) -> Result<PathRef> {
+        check_name(new_name)?;
+        if is_dot(new_name) {
+            return Err(Errno::EEXIST);
+        }
+        let inode = old.inode().clone();
+        if inode.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        if !Arc::ptr_eq(&old.mnt, &new_parent.mnt) {
+            return Err(Errno::EXDEV);
+        }
+        may_modify_dir(cred, new_parent)?;
+        let children = new_parent.dentry.lock_children()?;
+        if new_parent.dentry.is_dead() || new_parent.inode().nlink() == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if children.get(new_name).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        if inode.nlink() == 0 {
+            return Err(Errno::ENOENT);
+        }
+        inode.sb().fs().link(&inode, new_parent.inode(), new_name)?;
+        let d = self.d_add(children, &new_parent.dentry, new_name, &inode);
+        Ok(PathRef {
+            mnt: new_parent.mnt.clone(),
+            dentry: d,
+        })
+    }
+
+    /// renameat2(2).
+    pub fn rename_at(
+        &self,
+        cred: &Cred,
+        old_parent: &PathRef,
+        old_name: &[u8],
+        new_parent: &PathRef,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        use rename_flags::*;
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & RENAME_EXCHANGE != 0 && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & RENAME_WHITEOUT != 0 {
+            return Err(Errno::EINVAL);
+        }
+        check_name(old_name)?;
+        check_name(new_name)?;
+        if is_dot(old_name) || is_dot(new_name) {
+            return Err(if flags & RENAME_NOREPLACE != 0 && is_dot(new_name) {
+                Errno::EEXIST
+            } else {
+                Errno::EBUSY
+            });
+        }
+        if !Arc::ptr_eq(&old_parent.mnt, &new_parent.mnt) {
+            return Err(Errno::EXDEV);
+        }
+        may_modify_dir(cred, old_parent)?;
+        may_modify_dir(cred, new_parent)?;
+        let sb = old_parent.inode().sb().clone();
+        let same_dir = old_parent.dentry.ptr_eq(&new_parent.dentry);
+
+        // Lock order: rename mutex (cross-directory only), then the directories by id.
+        let _rename_guard = if same_dir {
+            None
+        } else {
+            Some(sb.rename_mutex.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        let (mut g_old, mut g_new) = if same_dir {
+            (Some(old_parent.dentry.lock_children()?), None)
+        } else if old_parent.dentry.id() < new_parent.dentry.id() {
+            let a = old_parent.dentry.lock_children()?;
+            let b = new_parent.dentry.lock_children()?;
+            (Some(a), Some(b))
+        } else {
+            let b = new_parent.dentry.lock_children()?;
+            let a = old_parent.dentry.lock_children()?;
+            (Some(a), Some(b))
+        };
+        let victim = Self::child_locked(g_old.as_ref().unwrap(), old_name)?;
+        let target = {
+            let g = if same_dir {
+                g_old.as_ref().unwrap()
+            } else {
+                g_new.as_ref().unwrap()
+            };
+            g.get(new_name).cloned()
+        };
+        if new_parent.dentry.is_dead() || new_parent.inode().nlink() == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let exchange = flags & RENAME_EXCHANGE != 0;
+        if exchange && target.is_none() {
+            return Err(Errno::ENOENT);
+        }
+        if flags & RENAME_NOREPLACE != 0 && target.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let vi = victim.inode().clone();
+        if let Some(t) = &target {
+            if Arc::ptr_eq(t.inode(), &vi) {
+                return Ok(()); // Both names are the same file: nothing to do (POSIX).
+            }
+        }
+        // Ancestry: moving a directory under itself, or over one of its ancestors.
+        if !same_dir {
+            if vi.is_dir() && self.is_ancestor(&victim, &new_parent.dentry) {
+                return Err(Errno::EINVAL);
+            }
+            if let Some(t) = &target {
+                if self.is_ancestor(t, &old_parent.dentry) {
+                    return Err(if exchange {
+                        Errno::EINVAL
+                    } else {
+                        Errno::ENOTEMPTY
+                    });
+                }
+            }
+        }
+        if let Some(t) = &target {
+            let ti = t.inode();
+            if !exchange {
+                if vi.is_dir() && !ti.is_dir() {
+                    return Err(Errno::ENOTDIR);
+                }
+                if !vi.is_dir() && ti.is_dir() {
+                    return Err(Errno::EISDIR);
+                }
+                if ti.is_dir() && !t.lock_children()?.is_empty() {
+                    return Err(Errno::ENOTEMPTY);
+                }
+            }
+            check_sticky(cred, new_parent.inode(), ti)?;
+            if t.is_mountpoint() {
+                return Err(Errno::EBUSY);
+            }
+        }
+        check_sticky(cred, old_parent.inode(), &vi)?;
+        if victim.is_mountpoint() {
+            return Err(Errno::EBUSY);
+        }
+        if !same_dir && !cred.is_privileged() {
+            // A directory changing parent has its ".." rewritten: needs write on it.
+            if vi.is_dir() {
+                vi.permission(cred, may::WRITE)?;
+            }
+            if exchange {
+                if let Some(t) = &target {
+                    if t.inode().is_dir() {
+                        t.inode().permission(cred, may::WRITE)?;
+                    }
+                }
+            }
+        }
+        sb.fs().rename(
+            old_parent.inode(),
+            old_name,
+            &vi,
+            new_parent.inode(),
+            new_name,
+            target.as_ref().map(|t| &**t.inode()),
+            flags,
+        )?;
+
+        // Update the dcache; lockless walkers see an odd sequence and retry locked.
+        self.rename_seq.fetch_add(1, Ordering::AcqRel);
+        let mut dropped: Vec<DentryRef> = Vec::new();
+        {
+            let old_children = g_old.as_mut().unwrap();
+            self.unhash(&old_parent.dentry, old_name, &victim);
+            let v = old_children
+                .remove(old_name)
+                .expect("victim is in its parent");
+            let t = target.as_ref().map(|t| {
+                self.unhash(&new_parent.dentry, new_name, t);
+                let g = if same_dir {
+                    g_old.as_mut().unwrap()
+                } else {
+                    g_new.as_mut().unwrap()
+                };
+                g.remove(new_name).expect("target is in its parent")
+            });
+            self.set_links(&v, &new_parent.dentry, new_name);
+            {
+                let g = if same_dir {
+                    g_old.as_mut().unwrap()
+                } else {
+                    g_new.as_mut().unwrap()
+                };
+                self.rehash(&new_parent.dentry, new_name, &v);
+                g.insert(new_name, v);
+            }
+            if let Some(t) = t {
+                if exchange {
+                    self.set_links(&t, &old_parent.dentry, old_name);
+                    self.rehash(&old_parent.dentry, old_name, &t);
+                    g_old.as_mut().unwrap().insert(old_name, t);
+                } else {
+                    dropped.push(t);
+                }
+            }
+        }
+        self.rename_seq.fetch_add(1, Ordering::AcqRel);
+        drop(g_new);
+        drop(g_old);
+        drop(_rename_guard);
+        drop(target);
+        drop(dropped);
+        Ok(())
+    }
+
+    fn rehash(&self, parent: &DentryRef, name: &[u8], d: &DentryRef) {
+        d.set_flag(crate::dentry::D_HASHED);
+        self.dcache.insert(parent.id(), name, d.arc().clone());
+        self.counters
+            .dentries_hashed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Point `d` at its new parent and name. The old parent `Arc` is released only after the
+    /// grace period: a lockless walker may be reading it through `..`.
+    fn set_links(&self, d: &DentryRef, parent: &DentryRef, name: &[u8]) {
+        let mut links = d.links.write().unwrap_or_else(|e| e.into_inner());
+        let old = links.parent.replace(parent.arc().clone());
+        links.name = name.into();
+        drop(links);
+        if let Some(old) = old {
+            let guard = crossbeam_epoch::pin();
+            guard.defer(move || drop(old));
+            guard.flush();
+        }
+    }
+
+    /// Is `anc` `d` or one of its ancestors (within one superblock)?
+    fn is_ancestor(&self, anc: &DentryRef, d: &DentryRef) -> bool {
+        let mut cur = d.arc().clone();
+        loop {
+            if Arc::ptr_eq(&cur, anc.arc()) {
+                return true;
+            }
+            match cur.parent() {
+                Some(p) => cur = p,
+                None => return false,
+            }
+        }
+    }
+
+    /// setattr with the permission rules of chmod, chown, truncate and utimens (setattr_prepare).
+    /// `via_open_file`: a truncate through a file opened for writing needs no write permission.
+    pub fn setattr(
+        &self,
+        cred: &Cred,
+        at: &PathRef,
+        attr: &SetAttr,
+        via_open_file: bool,
+    ) -> Result<Stat> {
+        let inode = at.inode();
+        let owner = cred.uid == inode.uid() || cred.is_privileged();
+        let mut attr = attr.clone();
+        if let Some(uid) = attr.uid {
+            if uid != inode.uid() && !cred.is_privileged() {
+                return Err(Errno::EPERM);
+            }
+            if uid == inode.uid() && !owner {
+                return Err(Errno::EPERM);
+            }
+        }
+        if let Some(gid) = attr.gid {
+            if gid != inode.gid()
+                && !cred.is_privileged()
+                && !(cred.uid == inode.uid() && cred.in_group(gid))
+            {
+                return Err(Errno::EPERM);
+            }
+            if gid == inode.gid() && !owner {
+                return Err(Errno::EPERM);
+            }
+        }
+        if attr.uid.is_some() || attr.gid.is_some() {
+            // chown clears set-user-ID, and set-group-ID when group-executable, on non-dirs.
+            if !inode.is_dir() && attr.mode.is_none() {
+                let mut m = inode.mode() & 0o7777;
+                let before = m;
+                m &= !S_ISUID;
+                if m & 0o010 != 0 {
+                    m &= !S_ISGID;
+                }
+                if m != before {
+                    attr.mode = Some(m);
+                }
+            }
+        }
+        if let Some(mut mode) = attr.mode {
+            if !owner {
+                return Err(Errno::EPERM);
+            }
+            let gid = attr.gid.unwrap_or(inode.gid());
+            if !cred.is_privileged() && !cred.in_group(gid) {
+                mode &= !S_ISGID;
+            }
+            // An unprivileged owner may not set the sticky bit on a non-directory? Linux allows
+            // it (only some BSDs refuse), so keep it.
+            attr.mode = Some(mode);
+        }
+        if let Some(size) = attr.size {
+            if inode.is_dir() {
+                return Err(Errno::EISDIR);
+            }
+            if !inode.file_type().eq(&FileType::Regular) {
+                return Err(Errno::EINVAL);
+            }
+            if !via_open_file {
+                inode.permission(cred, may::WRITE)?;
+            }
+            if size > i64::MAX as u64 {
+                return Err(Errno::EFBIG);
+            }
+            if size != inode.size() || attr.mtime.is_none() {
+                attr.mtime.get_or_insert(TimeSet::Now);
+            }
+        }
+        for t in [attr.atime, attr.mtime] {
+            match t {
+                Some(TimeSet::At(_)) if !owner => return Err(Errno::EPERM),
+                Some(TimeSet::Now) if !owner && attr.size.is_none() => {
+                    inode
+                        .permission(cred, may::WRITE)
+                        .map_err(|_| Errno::EACCES)?;
+                }
+                _ => {}
+            }
+        }
+        if attr.is_empty() {
+            return Ok(inode.sb().fs().getattr(inode));
+        }
+        inode.sb().fs().setattr(inode, &attr)?;
+        Ok(inode.sb().fs().getattr(inode))
+    }
+
+    pub fn getattr(&self, at: &PathRef) -> Stat {
+        at.inode().sb().fs().getattr(at.inode())
+    }
+
+    /// Open the file at `at` (already resolved): access checks, truncation, the filesystem's
+    /// open. Used by `open` and by the FUSE edge.
+    pub fn open_at(&self, cred: &Cred, at: &PathRef, flags: i32) -> Result<Arc<File>> {
+        let inode = at.inode();
+        let acc = flags & oflags::O_ACCMODE;
+        if flags & oflags::O_PATH == 0 {
+            if inode.is_symlink() {
+                return Err(Errno::ELOOP);
+            }
+            if flags & oflags::O_DIRECTORY != 0 && !inode.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            if inode.is_dir() && (acc != oflags::O_RDONLY || flags & oflags::O_TRUNC != 0) {
+                return Err(Errno::EISDIR);
+            }
+            let mut mask = 0;
+            if acc == oflags::O_RDONLY || acc == oflags::O_RDWR {
+                mask |= may::READ;
+            }
+            if acc == oflags::O_WRONLY || acc == oflags::O_RDWR || flags & oflags::O_TRUNC != 0 {
+                mask |= may::WRITE;
+            }
+            if acc == 3 {
+                mask |= may::READ | may::WRITE;
+            }
+            inode.permission(cred, mask)?;
+        }
+        let private = inode.sb().fs().open(inode, flags)?;
+        if flags & oflags::O_TRUNC != 0 && inode.file_type() == FileType::Regular {
+            let attr = SetAttr {
+                size: Some(0),
+                mtime: Some(TimeSet::Now),
+                ..Default::default()
+            };
+            inode.sb().fs().setattr(inode, &attr)?;
+        }
+        Ok(Arc::new(File::new(at.clone(), flags, private)))
+    }
+
+    /// open(2) / openat(2), creating with O_CREAT.
+    pub fn open(
+        &self,
+        cred: &Cred,
+        base: Option<&PathRef>,
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+    ) -> Result<Arc<File>> {
+        let follow = if flags & oflags::O_NOFOLLOW != 0 {
+            0
+        } else {
+            LOOKUP_FOLLOW
+        };
+        if flags & oflags::O_CREAT == 0 {
+            let dflag = if flags & oflags::O_DIRECTORY != 0 {
+                LOOKUP_DIRECTORY
+            } else {
+                0
+            };
+            let at = self.resolve(cred, base, path, follow | dflag)?;
+            return self.open_at(cred, &at, flags);
+        }
+        let (parent, last, trailing) = self.resolve_parent(cred, base, path)?;
+        if is_dot(&last) || trailing {
+            return Err(Errno::EISDIR);
+        }
+        match self.create_at(cred, &parent, &last, NewKind::File, mode) {
+            Ok(at) => {
+                // A file just created is opened with the mode it was asked for, whatever its
+                // permission bits say (open(2)).
+                let private = at.inode().sb().fs().open(at.inode(), flags)?;
+                Ok(Arc::new(File::new(at, flags, private)))
+            }
+            Err(Errno::EEXIST) if flags & oflags::O_EXCL == 0 => {
+                let at = self.resolve(cred, Some(&parent), &last, follow)?;
+                if at.inode().is_dir() {
+                    return Err(Errno::EISDIR);
+                }
+                self.open_at(cred, &at, flags)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// pread: read at `offset`.
+    pub fn read(&self, file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
+        if !file.readable() {
+            return Err(Errno::EBADF);
+        }
+        if file.inode().is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        file.inode().sb().fs().read(file, buf, offset)
+    }
+
+    /// pwrite: write at `offset` (at the end with O_APPEND). Returns bytes written.
+    pub fn write(&self, file: &File, data: &[u8], offset: u64) -> Result<usize> {
+        if !file.writable() {
+            return Err(Errno::EBADF);
+        }
+        file.inode().sb().fs().write(file, data, offset)
+    }
+
+    pub fn fsync(&self, file: &File, datasync: bool) -> Result<()> {
+        file.inode().sb().fs().fsync(file, datasync)
+    }
+
+    /// Directory entries after cookie `offset` (0 = from the start), "." and ".." first; at
+    /// most `max` entries. Each entry's `offset` is the cookie to resume after it.
+    pub fn readdir(&self, dir: &PathRef, offset: u64, max: usize) -> Result<Vec<DirEntry>> {
+        let inode = dir.inode();
+        if !inode.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let children = dir.dentry.lock_children()?;
+        if dir.dentry.is_dead() || inode.nlink() == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let mut out = Vec::new();
+        if offset < 1 && out.len() < max {
+            out.push(DirEntry {
+                ino: inode.ino(),
+                offset: 1,
+                kind: FileType::Directory,
+                name: b".".to_vec(),
+            });
+        }
+        if offset < 2 && out.len() < max {
+            let pino = self.parent_ino(dir);
+            out.push(DirEntry {
+                ino: pino,
+                offset: 2,
+                kind: FileType::Directory,
+                name: b"..".to_vec(),
+            });
+        }
+        let from = offset.max(2) + 1;
+        for (&off, name) in children.by_offset.range(from..) {
+            if out.len() >= max {
+                break;
+            }
+            if let Some(d) = children.get(name) {
+                let i = d.inode();
+                out.push(DirEntry {
+                    ino: i.ino(),
+                    offset: off,
+                    kind: i.file_type(),
+                    name: name.to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn parent_ino(&self, dir: &PathRef) -> u64 {
+        if std::ptr::eq(&*dir.dentry, &*self.root.dentry) {
+            return dir.inode().ino();
+        }
+        if std::ptr::eq(&*dir.dentry, &**dir.mnt.root()) {
+            return match dir.mnt.mountpoint() {
+                Some(mp) => mp
+                    .parent()
+                    .map(|p| p.inode().ino())
+                    .unwrap_or(mp.inode().ino()),
+                None => dir.inode().ino(),
+            };
+        }
+        dir.dentry
+            .parent()
+            .map(|p| p.inode().ino())
+            .unwrap_or(dir.inode().ino())
+    }
+
+    pub fn statfs(&self, at: &PathRef) -> Result<StatFs> {
+        let sb = at.inode().sb();
+        sb.fs().statfs(sb)
+    }
+
+    pub fn readlink_at(&self, at: &PathRef) -> Result<Vec<u8>> {
+        match at.inode().link_body() {
+            Some(b) if at.inode().is_symlink() => Ok(b.as_bytes().to_vec()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// access(2) on a resolved location (real ids are the caller's business).
+    pub fn access_at(&self, cred: &Cred, at: &PathRef, mask: u32) -> Result<()> {
+        if mask == 0 {
+            return Ok(());
+        }
+        at.inode().permission(cred, mask)
+    }
+
+    // ---- path forms ----
+
+    pub fn mkdir(
+        &self,
+        cred: &Cred,
+        base: Option<&PathRef>,
+        path: &[u8],
+        mode: u32,
+    ) -> Result<PathRef> {
+        let (parent, last, _) = self.resolve_parent(cred, base, path)?;
+        if is_dot(&last) {
+            return Err(Errno::EEXIST);
+        }
+        self.create_at(cred, &parent, &last, NewKind::Dir, mode)
+    }
+
+    pub fn mknod(
+        &self,
+        cred: &Cred,
+        base: Option<&PathRef>,
+        path: &[u8],
+        mode: u32,
+        rdev: u32,
+    ) -> Result<PathRef> {
+        let (parent, last, trailing) = self.resolve_parent(cred, base, path)?;
+        if is_dot(&last) {
+            return Err(Errno::EEXIST);
+        }
+        if trailing {
+            return Err(Errno::ENOENT);
+        }
+        self.create_at(cred, &parent, &last, NewKind::Node { rdev }, mode)
+    }
+
+    pub fn symlink(
+        &self,
+        cred: &Cred,
+        target: &[u8],
+        base: Option<&PathRef>,
+        path: &[u8],
+    ) -> Result<PathRef> {
+        let (parent, last, trailing) = self.resolve_parent(cred, base, path)?;
+        if is_dot(&last) {
+            return Err(Errno::EEXIST);
+        }
+        if trailing {
+            // symlink("x", "newname/"): Linux says ENOENT unless the name exists.
+            return match self.lookup_at(cred, &parent, &last) {
+                Ok(_) => Err(Errno::EEXIST),
+                Err(_) => Err(Errno::ENOENT),
+            };
+        }
+        self.create_at(cred, &parent, &last, NewKind::Symlink(target), 0o777)
+    }
+
+    pub fn unlink(&self, cred: &Cred, base: Option<&PathRef>, path: &[u8]) -> Result<()> {
+        let (parent, last, trailing) = self.resolve_parent(cred, base, path)?;
+        if trailing {
+            let at = self.lookup_at(cred, &parent, &last)?;
+            return Err(if at.inode().is_dir() {
+                Errno::EISDIR
+            } else {
+                Errno::ENOTDIR
+            });
+        }
+        self.unlink_at(cred, &parent, &last)
+    }
+
+    pub fn rmdir(&self, cred: &Cred, base: Option<&PathRef>, path: &[u8]) -> Result<()> {
+        let (parent, last, _) = self.resolve_parent(cred, base, path)?;
+        self.rmdir_at(cred, &parent, &last)
+    }
+
+    pub fn link(
+        &self,
+        cred: &Cred,
+        old_path: &[u8],
+        new_path: &[u8],
+        follow: bool,
+    ) -> Result<PathRef> {
+        let old = self.resolve(cred, None, old_path, if follow { LOOKUP_FOLLOW } else { 0 })?;
+        let (parent, last, trailing) = self.resolve_parent(cred, None, new_path)?;
+        if trailing {
+            return Err(if self.lookup_at(cred, &parent, &last).is_ok() {
+                Errno::EEXIST
+            } else {
+                Errno::ENOENT
+            });
+        }
+        self.link_at(cred, &old, &parent, &last)
+    }
+
+    pub fn rename(&self, cred: &Cred, old_path: &[u8], new_path: &[u8], flags: u32) -> Result<()> {
+        let (op, oname, otrail) = self.resolve_parent(cred, None, old_path)?;
+        let (np, nname, ntrail) = self.resolve_parent(cred, None, new_path)?;
+        if otrail || ntrail {
+            let v = self.lookup_at(cred, &op, &oname)?;
+            if !v.inode().is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+        }
+        self.rename_at(cred, &op, &oname, &np, &nname, flags)
+    }
+
+    pub fn stat(
+        &self,
+        cred: &Cred,
+        base: Option<&PathRef>,
+        path: &[u8],
+        follow: bool,
+    ) -> Result<Stat> {
+        let at = self.resolve(cred, base, path, if follow { LOOKUP_FOLLOW } else { 0 })?;
+        Ok(self.getattr(&at))
+    }
+
+    pub fn readlink(&self, cred: &Cred, base: Option<&PathRef>, path: &[u8]) -> Result<Vec<u8>> {
+        let at = self.resolve(cred, base, path, 0)?;
+        self.readlink_at(&at)
+    }
+
+    pub fn chmod(&self, cred: &Cred, path: &[u8], mode: u32) -> Result<()> {
+        let at = self.resolve(cred, None, path, LOOKUP_FOLLOW)?;
+        self.setattr(
+            cred,
+            &at,
+            &SetAttr {
+                mode: Some(mode),
+                ..Default::default()
+            },
+            false,
+        )
+        .map(|_| ())
+    }
+
+    pub fn chown(
+        &self,
+        cred: &Cred,
+        path: &[u8],
+        uid: Option<u32>,
+        gid: Option<u32>,
+        follow: bool,
+    ) -> Result<()> {
+        let at = self.resolve(cred, None, path, if follow { LOOKUP_FOLLOW } else { 0 })?;
+        self.setattr(
+            cred,
+            &at,
+            &SetAttr {
+                uid,
+                gid,
+                ..Default::default()
+            },
+            false,
+        )
+        .map(|_| ())
+    }
+
+    pub fn truncate(&self, cred: &Cred, path: &[u8], size: u64) -> Result<()> {
+        let at = self.resolve(cred, None, path, LOOKUP_FOLLOW)?;
+        self.setattr(
+            cred,
+            &at,
+            &SetAttr {
+                size: Some(size),
+                ..Default::default()
+            },
+            false,
+        )
+        .map(|_| ())
+    }
+
+    pub fn utimens(
+        &self,
+        cred: &Cred,
+        path: &[u8],
+        atime: Option<TimeSet>,
+        mtime: Option<TimeSet>,
+    ) -> Result<()> {
+        let at = self.resolve(cred, None, path, LOOKUP_FOLLOW)?;
+        self.setattr(
+            cred,
+            &at,
+            &SetAttr {
+                atime,
+                mtime,
+                ..Default::default()
+            },
+            false,
+        )
+        .map(|_| ())
+    }
+
+    /// Read a whole file (convenience for tests and the CLI).
+    pub fn read_file(&self, cred: &Cred, path: &[u8]) -> Result<Vec<u8>> {
+        let f = self.open(cred, None, path, oflags::O_RDONLY, 0)?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.read(&f, &mut buf, out.len() as u64)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Create or replace a file with `data` (convenience for tests and the CLI).
+    pub fn write_file(&self, cred: &Cred, path: &[u8], data: &[u8]) -> Result<()> {
+        let f = self.open(
+            cred,
+            None,
+            path,
+            oflags::O_WRONLY | oflags::O_CREAT | oflags::O_TRUNC,
+            0o644,
+        )?;
+        let mut off = 0;
+        while off < data.len() {
+            off += self.write(&f, &data[off..], off as u64)?;
+        }
+        Ok(())
+    }
+}
