@@ -40,6 +40,12 @@ fn mix(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
+/// Name comparison inlined for short names (a libc memcmp call costs more than the compare).
+#[inline]
+fn names_equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 impl DentryHash {
     /// A table of `2^bits` buckets; it does not grow (as Linux sizes its table once at boot).
     pub(crate) fn new(bits: u32) -> DentryHash {
@@ -70,9 +76,13 @@ impl DentryHash {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            h = mix(h ^ u64::from_le_bytes(b), K.rotate_left(17));
+            // Fold the tail byte by byte: short names are the common case and a memcpy call
+            // would cost more than the hash.
+            let mut v = 0u64;
+            for (i, &b) in rest.iter().enumerate() {
+                v |= (b as u64) << (8 * i);
+            }
+            h = mix(h ^ v, K.rotate_left(17));
         }
         h
     }
@@ -97,7 +107,7 @@ impl DentryHash {
         // freed only through `defer_destroy` after being unlinked, so it stays valid while
         // `guard` is pinned (module comment, grace-period rule).
         while let Some(node) = unsafe { cur.as_ref() } {
-            if node.hash == hash && node.parent == parent && *node.name == *name {
+            if node.hash == hash && node.parent == parent && names_equal(&node.name, name) {
                 return Some(&node.dentry);
             }
             cur = node.next.load(Ordering::Acquire, guard);

@@ -162,7 +162,7 @@ impl Vfs {
                     } else {
                         &self.counters.walks_lockless
                     };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counter.inc();
                     return Ok((
                         PathRef {
                             mnt: cur.mnt.clone(),
@@ -191,49 +191,38 @@ impl Vfs {
             mnt: &self.root.mnt,
             dentry: &self.root.dentry,
         };
-        // Pending path strings: the original path at the bottom, symlink bodies above it.
-        let mut stack: [&'g [u8]; MAXSYMLINKS as usize + 2] = [&[]; MAXSYMLINKS as usize + 2];
-        stack[0] = path;
-        let mut depth = 1usize;
+        // `rest` is the string being consumed; `outer` holds the remainders of the strings
+        // a symlink interrupted (allocated only when a symlink is followed).
+        let mut rest: &'g [u8] = path;
+        let mut outer: Vec<&'g [u8]> = Vec::new();
         let mut links_followed = 0u32;
         let mut cur = if path[0] == b'/' { root } else { start };
 
         loop {
-            // Next component from the top of the stack.
-            let top = stack[depth - 1];
-            let trimmed = trim_slashes(top);
+            let trimmed = trim_slashes(rest);
             if trimmed.is_empty() {
-                depth -= 1;
-                if depth == 0 {
-                    return match want {
-                        Want::Full { flags } => {
-                            let had_slash = !path.is_empty() && path[path.len() - 1] == b'/';
-                            if (flags & LOOKUP_DIRECTORY != 0 || had_slash)
-                                && !cur.dentry.inode().is_dir()
-                            {
-                                return Err(Fail::Err(Errno::ENOTDIR));
-                            }
-                            Ok(WalkEnd::Full(cur))
-                        }
-                        // Path was only slashes: "/" has no last component.
-                        Want::Parent => Ok(WalkEnd::Parent {
-                            dir: cur,
-                            last: b".",
-                            trailing_slash: true,
-                        }),
-                    };
+                if let Some(o) = outer.pop() {
+                    rest = o;
+                    continue;
                 }
-                continue;
+                return match want {
+                    Want::Full { flags } => {
+                        let had_slash = path[path.len() - 1] == b'/';
+                        if (flags & LOOKUP_DIRECTORY != 0 || had_slash) && !cur.dentry.inode().is_dir() {
+                            return Err(Fail::Err(Errno::ENOTDIR));
+                        }
+                        Ok(WalkEnd::Full(cur))
+                    }
+                    // Path was only slashes: "/" has no last component.
+                    Want::Parent => Ok(WalkEnd::Parent { dir: cur, last: b".", trailing_slash: true }),
+                };
             }
-            let end = trimmed
-                .iter()
-                .position(|&b| b == b'/')
-                .unwrap_or(trimmed.len());
+            let end = trimmed.iter().position(|&b| b == b'/').unwrap_or(trimmed.len());
             let comp = &trimmed[..end];
-            let rest = &trimmed[end..];
-            stack[depth - 1] = rest;
-            let is_last = stack[..depth].iter().all(|s| s.iter().all(|&b| b == b'/'));
-            let trailing_slash = is_last && stack[..depth].iter().any(|s| !s.is_empty());
+            rest = &trimmed[end..];
+            let only_slashes = |s: &[u8]| s.iter().all(|&b| b == b'/');
+            let is_last = only_slashes(rest) && outer.iter().all(|s| only_slashes(s));
+            let trailing_slash = is_last && (!rest.is_empty() || outer.iter().any(|s| !s.is_empty()));
 
             if comp.len() > NAME_MAX {
                 return Err(Fail::Err(Errno::ENAMETOOLONG));
@@ -280,8 +269,8 @@ impl Vfs {
                 if body.is_empty() {
                     return Err(Fail::Err(Errno::ENOENT));
                 }
-                stack[depth] = body;
-                depth += 1;
+                outer.push(rest);
+                rest = body;
                 if body[0] == b'/' {
                     cur = root;
                 }

@@ -4,6 +4,39 @@
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+/// A counter bumped on hot paths from many threads: one cache line per stripe, each thread
+/// sticking to one stripe, so concurrent walkers do not bounce a shared line.
+#[derive(Debug)]
+pub(crate) struct StripedCounter([Stripe; 16]);
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe(AtomicU64);
+
+impl Default for StripedCounter {
+    fn default() -> Self {
+        StripedCounter(Default::default())
+    }
+}
+
+thread_local! {
+    static STRIPE: usize = {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        (NEXT.fetch_add(1, Relaxed) % 16) as usize
+    };
+}
+
+impl StripedCounter {
+    #[inline]
+    pub(crate) fn inc(&self) {
+        let i = STRIPE.with(|s| *s);
+        self.0[i].0.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Relaxed)).sum()
+    }
+}
+
 #[derive(Default, Debug)]
 pub struct Counters {
     /// Inodes whose memory is allocated (created, not yet freed after the grace period).
@@ -16,8 +49,8 @@ pub struct Counters {
     pub(crate) dentries_hashed: AtomicI64,
     pub(crate) addons_allocated: AtomicU64,
     pub(crate) files_open: AtomicI64,
-    pub(crate) walks_lockless: AtomicU64,
-    pub(crate) walks_locked: AtomicU64,
+    pub(crate) walks_lockless: StripedCounter,
+    pub(crate) walks_locked: StripedCounter,
 }
 
 /// A snapshot of one VFS instance's counters.
@@ -46,8 +79,8 @@ impl Counters {
             dentries_hashed: self.dentries_hashed.load(Relaxed),
             addons_allocated_total: self.addons_allocated.load(Relaxed),
             files_open: self.files_open.load(Relaxed),
-            walks_lockless: self.walks_lockless.load(Relaxed),
-            walks_locked: self.walks_locked.load(Relaxed),
+            walks_lockless: self.walks_lockless.sum(),
+            walks_locked: self.walks_locked.sum(),
         }
     }
 }
