@@ -29,7 +29,8 @@
 #   PJD_ALLOW_REMOUNT  1 = also run the EROFS tests, which `mount -o remount,ro`
 #                      the fs holding DIR; they run in a second, separate pass
 #                      because in a single full run they fail with "mount point
-#                      is busy" (a leaked fd from an earlier test)   (default 0)
+#                      is busy" (a leaked fd from an earlier test); mount(8) is
+#                      wrapped to add -i so FUSE remounts skip mount.fuse (default 0)
 #   PJD_USERS          two "user:group" pairs used for permission tests
 #                      (default "nobody:<nobody's group> tests:tests"; the
 #                      `tests` user is created with useradd when running as
@@ -70,6 +71,7 @@ PJD_VER=$("$PJD_BIN" --version 2>/dev/null || echo "pjdfstest ?")
 # ---------------------------------------------------------------- scratch
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pjdfstest-sh.XXXXXX")
 SEC_MOUNTED=""
+# shellcheck disable=SC2317  # invoked via trap
 cleanup() {
     if [[ -n $SEC_MOUNTED ]]; then
         umount "$SEC_MOUNTED" 2>/dev/null || umount -l "$SEC_MOUNTED" 2>/dev/null || true
@@ -86,7 +88,7 @@ IS_ROOT=0
 # Others must be able to traverse DIR (tests switch to the dummy users).
 if [[ $IS_ROOT -eq 1 ]]; then
     mode=$(stat -c %a "$DIR" 2>/dev/null || echo 0)
-    (( (8#$mode & 1) )) || note "warning: $DIR (mode $mode) is not o+x; tests running as the dummy users will fail"
+    (( 8#$mode & 1 )) || note "warning: $DIR (mode $mode) is not o+x; tests running as the dummy users will fail"
 fi
 
 # ---------------------------------------------------------------- config
@@ -182,14 +184,37 @@ run_pass() { # $1 = config, rest = test patterns
     fi
 }
 
+# pjdfstest works in DIR/.tmpXXXXXX; remember what was there to spot leftovers.
+list_tmp() { find "$DIR" -mindepth 1 -maxdepth 1 -name '.tmp*' -type d 2>/dev/null | sort; }
+list_tmp >"$WORK/tmp.before"
+
 START=$(date +%s.%N)
 run_pass "$WORK/main.toml" "${FILTER[@]}" || die "pjdfstest could not run"
 if [[ $PJD_ALLOW_REMOUNT == 1 ]]; then
+    # pjdfstest runs `mount -o remount,ro MOUNTPOINT` via PATH. For FUSE mounts
+    # mount(8) would invoke the mount.fuse helper, which tries to start the fs
+    # daemon again and fails; `mount -i` (no helpers) issues the plain
+    # MS_REMOUNT syscall, which FUSE supports.
+    REAL_MOUNT=$(command -v mount) || die "mount(8) not found"
+    mkdir -p "$WORK/bin"
+    printf '#!/bin/sh\nexec %s -i "$@"\n' "$REAL_MOUNT" >"$WORK/bin/mount"
+    chmod +x "$WORK/bin/mount"
     echo "=== second pass: erofs tests with allow_remount = true ===" >>"$RAW"
-    run_pass "$WORK/erofs.toml" erofs || die "pjdfstest (erofs pass) could not run"
+    PATH="$WORK/bin:$PATH" run_pass "$WORK/erofs.toml" erofs \
+        || die "pjdfstest (erofs pass) could not run"
 fi
 END=$(date +%s.%N)
 ELAPSED=$(awk -v a="$START" -v b="$END" 'BEGIN{printf "%.1f", b-a}')
+
+# pjdfstest silently ignores failures to delete its temp dir; on a buggy fs it
+# can be left behind. Report and remove such leftovers.
+list_tmp | comm -13 "$WORK/tmp.before" - >"$WORK/tmp.left" || true
+LEFTOVER_NOTE=""
+if [[ -s $WORK/tmp.left ]]; then
+    LEFTOVER_NOTE="pjdfstest left $(wc -l <"$WORK/tmp.left") temp dir(s) behind in DIR (its own cleanup failed)"
+    while read -r d; do rm -rf -- "$d" || LEFTOVER_NOTE+="; rm -rf $d failed"; done <"$WORK/tmp.left"
+    note "$LEFTOVER_NOTE"
+fi
 
 # ---------------------------------------------------------------- report
 # Result lines look like "<name><spaces><status>", status one of: ok, FAILED,
@@ -197,7 +222,7 @@ ELAPSED=$(awk -v a="$START" -v b="$END" 'BEGIN{printf "%.1f", b-a}')
 # messages, skip reasons) start with a tab. A later result for the same test
 # (the erofs pass) overrides an earlier one.
 report() {
-    awk -v dir="$DIR" -v ver="$PJD_VER" -v secs="$ELAPSED" -v cfg="$WORK/main.toml" '
+    awk -v dir="$DIR" -v ver="$PJD_VER" -v leftover="$LEFTOVER_NOTE" -v secs="$ELAPSED" -v cfg="$WORK/main.toml" '
     function flush() { if (cur != "" && detail[cur] == "") detail[cur] = msg; }
     /^[^ \t].*[ ](ok|FAILED|skipped|failed as expected|PASSED UNEXPECTEDLY)$/ && /::/ {
         flush()
@@ -227,7 +252,9 @@ report() {
         for (i = 2; i <= ng; i++) { v = groups[i]; j = i - 1
             while (j > 0 && groups[j] > v) { groups[j+1] = groups[j]; j-- } groups[j+1] = v }
         printf "# pjdfstest results\n\n"
-        printf "- target: `%s`\n- tool: %s\n- wall time: %s s\n\n", dir, ver, secs
+        printf "- target: `%s`\n- tool: %s\n- wall time: %s s\n", dir, ver, secs
+        if (leftover != "") printf "- note: %s\n", leftover
+        printf "\n"
         printf "| group | pass | fail | skip | expected-fail | total |\n"
         printf "|---|---:|---:|---:|---:|---:|\n"
         for (i = 1; i <= ng; i++) { g = groups[i]

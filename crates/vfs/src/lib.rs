@@ -31,6 +31,7 @@ pub mod errno;
 pub mod file;
 pub mod inode;
 pub mod memfs;
+mod mkobj;
 pub mod mount;
 pub mod namei;
 pub mod ops;
@@ -187,6 +188,13 @@ impl Vfs {
             Some((at.mnt.clone(), at.dentry.clone())),
             fs.fs_type().to_string(),
         );
+        fs.populate(
+            self,
+            &PathRef {
+                mnt: mnt.clone(),
+                dentry: mnt.root().clone(),
+            },
+        )?;
         let mut all = self.mount_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.swap_mount_table(|t| {
             t.by_point

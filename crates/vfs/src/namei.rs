@@ -208,21 +208,31 @@ impl Vfs {
                 return match want {
                     Want::Full { flags } => {
                         let had_slash = path[path.len() - 1] == b'/';
-                        if (flags & LOOKUP_DIRECTORY != 0 || had_slash) && !cur.dentry.inode().is_dir() {
+                        if (flags & LOOKUP_DIRECTORY != 0 || had_slash)
+                            && !cur.dentry.inode().is_dir()
+                        {
                             return Err(Fail::Err(Errno::ENOTDIR));
                         }
                         Ok(WalkEnd::Full(cur))
                     }
                     // Path was only slashes: "/" has no last component.
-                    Want::Parent => Ok(WalkEnd::Parent { dir: cur, last: b".", trailing_slash: true }),
+                    Want::Parent => Ok(WalkEnd::Parent {
+                        dir: cur,
+                        last: b".",
+                        trailing_slash: true,
+                    }),
                 };
             }
-            let end = trimmed.iter().position(|&b| b == b'/').unwrap_or(trimmed.len());
+            let end = trimmed
+                .iter()
+                .position(|&b| b == b'/')
+                .unwrap_or(trimmed.len());
             let comp = &trimmed[..end];
             rest = &trimmed[end..];
             let only_slashes = |s: &[u8]| s.iter().all(|&b| b == b'/');
             let is_last = only_slashes(rest) && outer.iter().all(|s| only_slashes(s));
-            let trailing_slash = is_last && (!rest.is_empty() || outer.iter().any(|s| !s.is_empty()));
+            let trailing_slash =
+                is_last && (!rest.is_empty() || outer.iter().any(|s| !s.is_empty()));
 
             if comp.len() > NAME_MAX {
                 return Err(Fail::Err(Errno::ENAMETOOLONG));

@@ -112,6 +112,12 @@ pub trait FileSystem: Send + Sync + 'static {
     /// Create the root inode (fill_super).
     fn fill_super(&self, sb: &Arc<SuperBlock>) -> Result<Arc<Inode>>;
     fn statfs(&self, sb: &SuperBlock) -> Result<StatFs>;
+    /// Called once the new instance is mounted, to create its initial entries (bpffs's
+    /// maps.debug, a kernfs tree's nodes) through ordinary VFS calls.
+    fn populate(&self, vfs: &crate::Vfs, root: &crate::PathRef) -> Result<()> {
+        let _ = (vfs, root);
+        Ok(())
+    }
     /// Mount options as /proc/mounts shows them.
     fn show_options(&self) -> String {
         String::new()
@@ -157,6 +163,19 @@ pub trait FileSystem: Send + Sync + 'static {
         attrs: &NewInode,
     ) -> Result<Arc<Inode>> {
         let _ = (sb, dir, name, attrs);
+        Err(Errno::EPERM)
+    }
+    /// A special file carrying `payload` (vfs_mkobj: how bpffs pins objects). Filesystems
+    /// that do not hold such files refuse with EPERM.
+    fn mkobj(
+        &self,
+        sb: &Arc<SuperBlock>,
+        dir: &Inode,
+        name: &[u8],
+        attrs: &NewInode,
+        payload: Box<dyn Any + Send + Sync>,
+    ) -> Result<Arc<Inode>> {
+        let _ = (sb, dir, name, attrs, payload);
         Err(Errno::EPERM)
     }
     /// A new name for `old` in `dir` (simple_link).
