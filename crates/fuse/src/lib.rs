@@ -1,1 +1,22 @@
+//! # bpfvfs-fuse
+//!
+//! The FUSE front end: serves an `Arc<bpfvfs_vfs::Vfs>` at a host directory with fuser.
+//!
+//! - **Node ids.** Inode numbers from the VFS are unique in the process, so a FUSE node id is
+//!   the inode number, except that the VFS root and FUSE_ROOT_ID (1) are swapped. The node
+//!   table ([`nodes`]) keeps, per node id the kernel knows, a [`bpfvfs_vfs::PathRef`] and the
+//!   kernel's lookup count; `forget` drops the reference at zero, which is what lets an
+//!   unlinked inode be evicted.
+//! - **Permissions.** `default_permissions` is off: the VFS does every check with the
+//!   caller's credentials ([`cred`]), and `access` is implemented.
+//! - **Open files.** A table maps each FUSE file handle to an `Arc<bpfvfs_vfs::File>`.
+//! - **Mounting.** [`mount`] mounts and serves on worker threads; [`MountHandle`] unmounts
+//!   cleanly on [`MountHandle::unmount`] or drop (see that type for the auto_unmount dance).
 
+pub mod cred;
+mod fs;
+mod mount;
+pub mod nodes;
+
+pub use fs::FuseStats;
+pub use mount::{mount, Error, FuseMonitor, MountHandle, MountOptions};

@@ -1,0 +1,199 @@
+//! The `bpfvfs` command line.
+
+use crate::control::{default_socket_path, Client, ClientError};
+use crate::daemon::{self, UpConfig};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bpfvfs",
+    version,
+    about = "A user-space Linux-style VFS served over FUSE",
+    long_about = "A user-space Linux-style VFS served over FUSE.\n\n\
+        `bpfvfs up DIR` runs the daemon in the foreground; the other commands talk to it \
+        through its control socket."
+)]
+pub struct Cli {
+    /// Control socket of the daemon [default: /run/bpfvfs.sock for root, else
+    /// $XDG_RUNTIME_DIR/bpfvfs.sock or /tmp/bpfvfs-$UID.sock]
+    #[arg(long, global = true, env = "BPFVFS_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print results as JSON
+    #[arg(short, long, global = true)]
+    pub json: bool,
+
+    /// Pretty-print JSON output
+    #[arg(short, long, global = true)]
+    pub pretty: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount a fresh in-memory filesystem at DIR and serve it until SIGINT/SIGTERM
+    Up(UpArgs),
+    /// Print the daemon's counters
+    Stats,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Directory to mount on (must exist)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Limit on file data, in bytes, with an optional k/m/g suffix (default: unlimited)
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub size: Option<u64>,
+
+    /// Limit on the number of inodes, optional k/m/g suffix (default: unlimited)
+    #[arg(long, value_name = "N", value_parser = parse_size)]
+    pub nr_inodes: Option<u64>,
+
+    /// FUSE worker threads (default: number of CPUs, 2..16)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=1024))]
+    pub threads: Option<u16>,
+
+    /// Seconds the kernel may cache attributes and names (0 = always ask; strictest
+    /// permission checks on path components)
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_ttl)]
+    pub ttl: Duration,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    bpfvfs_vfs::memfs::parse_size(s)
+        .map_err(|_| format!("{s:?} is not a size (a number with an optional k, m or g suffix)"))
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=86400.0).contains(&v) {
+        return Err("must be between 0 and 86400 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(_) => EnvFilter::new(match verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }),
+    };
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn print_json(v: &serde_json::Value, pretty: bool) {
+    let s = if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    };
+    println!("{}", s.unwrap_or_else(|_| "null".into()));
+}
+
+fn client_error(socket: &std::path::Path, e: ClientError) -> i32 {
+    match e {
+        ClientError::NoDaemon(_) => eprintln!(
+            "bpfvfs: no daemon at {} (start one with: bpfvfs up DIR)",
+            socket.display()
+        ),
+        e => eprintln!("bpfvfs: {e}"),
+    }
+    1
+}
+
+/// Run the command line; returns the exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let socket = cli.socket.clone().unwrap_or_else(default_socket_path);
+    match &cli.command {
+        Command::Up(a) => {
+            let cfg = UpConfig {
+                dir: a.dir.clone(),
+                socket,
+                size: a.size.unwrap_or(0),
+                nr_inodes: a.nr_inodes.unwrap_or(0),
+                threads: a
+                    .threads
+                    .map(usize::from)
+                    .unwrap_or_else(|| bpfvfs_fuse::MountOptions::default().threads),
+                ttl: a.ttl,
+            };
+            match daemon::up(&cfg) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("bpfvfs: {e}");
+                    1
+                }
+            }
+        }
+        Command::Stats => {
+            let r =
+                Client::connect(&socket).and_then(|mut c| c.call("stats", serde_json::Value::Null));
+            match r {
+                Ok(v) => {
+                    if cli.json {
+                        print_json(&v, cli.pretty);
+                    } else {
+                        print!("{}", daemon::format_stats(&v));
+                    }
+                    0
+                }
+                Err(e) => client_error(&socket, e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_anywhere() {
+        let c = Cli::try_parse_from(["bpfvfs", "stats", "-j", "--socket", "/x"]).unwrap();
+        assert!(c.json);
+        assert_eq!(c.socket, Some(PathBuf::from("/x")));
+        let c =
+            Cli::try_parse_from(["bpfvfs", "-vv", "-p", "up", "/mnt", "--size", "64m"]).unwrap();
+        assert_eq!(c.verbose, 2);
+        assert!(c.pretty);
+        match c.command {
+            Command::Up(a) => {
+                assert_eq!(a.size, Some(64 << 20));
+                assert_eq!(a.ttl, Duration::from_secs(1));
+            }
+            _ => panic!(),
+        }
+        assert!(Cli::try_parse_from(["bpfvfs", "up", "/mnt", "--threads", "1"]).is_err());
+        assert!(Cli::try_parse_from(["bpfvfs", "up", "/mnt", "--size", "12q"]).is_err());
+    }
+}

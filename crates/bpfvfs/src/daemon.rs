@@ -1,0 +1,270 @@
+//! `bpfvfs up`: build the VFS, mount it over FUSE, serve the control socket, and run in the
+//! foreground until SIGINT or SIGTERM.
+//!
+//! Signals: SIGINT and SIGTERM are blocked on the main thread before any thread exists, so
+//! every thread inherits the mask and only the main thread's `sigtimedwait` receives them.
+//! (Children spawned through `std::process::Command`, such as fusermount3, get their mask
+//! reset by the standard library.)
+
+use crate::control::{unknown_op, ControlError, Handler, Server, SocketError};
+use bpfvfs_fuse::{FuseMonitor, MountOptions};
+use bpfvfs_vfs::memfs::{MemFs, MemFsOptions};
+use bpfvfs_vfs::{Errno, Vfs, VfsOptions};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `bpfvfs up` was asked for.
+#[derive(Clone, Debug)]
+pub struct UpConfig {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    /// Bytes of file data allowed (0 = unlimited).
+    pub size: u64,
+    /// Inodes allowed (0 = unlimited).
+    pub nr_inodes: u64,
+    pub threads: usize,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("cannot create the filesystem: {0}")]
+    Vfs(Errno),
+    #[error("control socket: {0}")]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
+    Fuse(#[from] bpfvfs_fuse::Error),
+    #[error("signal setup failed: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The control operations of a running daemon.
+pub struct DaemonHandler {
+    vfs: Arc<Vfs>,
+    fuse: FuseMonitor,
+}
+
+impl DaemonHandler {
+    pub fn new(vfs: Arc<Vfs>, fuse: FuseMonitor) -> DaemonHandler {
+        DaemonHandler { vfs, fuse }
+    }
+
+    fn stats(&self) -> Value {
+        let mut m = match serde_json::to_value(self.vfs.stats()) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let f = self.fuse.stats();
+        m.insert("fuse_nodes".into(), f.nodes.into());
+        m.insert("fuse_handles".into(), f.handles.into());
+        let mounts: Vec<Value> = self
+            .vfs
+            .mounts()
+            .into_iter()
+            .map(|(path, fs_type, options)| json!({"path": path, "fs_type": fs_type, "options": options}))
+            .collect();
+        m.insert("mounts".into(), Value::Array(mounts));
+        Value::Object(m)
+    }
+}
+
+impl Handler for DaemonHandler {
+    fn handle(&self, op: &str, _args: &Map<String, Value>) -> Result<Value, ControlError> {
+        match op {
+            "ping" => Ok(json!({
+                "pong": true,
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+            })),
+            "stats" => Ok(self.stats()),
+            _ => Err(unknown_op(op)),
+        }
+    }
+}
+
+fn termination_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialize it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Block SIGINT and SIGTERM in this thread (and so in every thread it spawns later).
+pub fn block_termination_signals() -> std::io::Result<libc::sigset_t> {
+    let set = termination_signals();
+    // SAFETY: valid set; the old mask is not needed.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(std::io::Error::from_raw_os_error(r));
+    }
+    Ok(set)
+}
+
+/// Wait up to `timeout` for one of `set`; the signal number, or None on timeout.
+fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: valid set and timespec; siginfo is not requested.
+    let r = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (r > 0).then_some(r)
+}
+
+/// Run the daemon until SIGINT/SIGTERM (or until the mount goes away).
+pub fn up(cfg: &UpConfig) -> Result<(), DaemonError> {
+    let meta = std::fs::metadata(&cfg.dir).map_err(|source| DaemonError::Dir {
+        path: cfg.dir.clone(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(DaemonError::NotADirectory(cfg.dir.clone()));
+    }
+    // Before any thread exists.
+    let signals = block_termination_signals().map_err(DaemonError::Signals)?;
+
+    let memfs = MemFs::new(MemFsOptions {
+        max_bytes: cfg.size,
+        max_inodes: cfg.nr_inodes,
+        ..MemFsOptions::default()
+    });
+    let vfs = Vfs::new(Arc::new(memfs), VfsOptions::default()).map_err(DaemonError::Vfs)?;
+
+    // The socket first: a second daemon on the same socket fails before mounting anything.
+    // It starts serving once the mount exists (the handler needs the mount's counters), so
+    // bind it here and attach the handler afterwards through a slot.
+    let slot: Arc<HandlerSlot> = Arc::new(HandlerSlot::default());
+    let server = Server::start(&cfg.socket, slot.clone())?;
+
+    let opts = MountOptions {
+        threads: cfg.threads.max(2),
+        attr_ttl: cfg.ttl,
+        entry_ttl: cfg.ttl,
+        ..MountOptions::default()
+    };
+    let mount = bpfvfs_fuse::mount(vfs.clone(), &cfg.dir, &opts)?;
+    slot.set(Arc::new(DaemonHandler::new(vfs.clone(), mount.monitor())));
+
+    eprintln!(
+        "bpfvfs: serving {} (control socket {})",
+        cfg.dir.display(),
+        server.path().display()
+    );
+
+    let mut warned = false;
+    loop {
+        if let Some(sig) = wait_signal(&signals, Duration::from_millis(500)) {
+            tracing::info!(signal = sig, "shutting down");
+            break;
+        }
+        if !mount.is_running() {
+            if !mount.is_mounted() {
+                eprintln!("bpfvfs: {} was unmounted; shutting down", cfg.dir.display());
+                break;
+            }
+            if !warned {
+                tracing::error!("a FUSE worker thread died; the remaining workers keep serving");
+                warned = true;
+            }
+        }
+    }
+    server.stop();
+    match mount.unmount() {
+        // The mount is detached from the tree, but processes still inside it (a shell's
+        // cwd, open files) kept the session alive; they will see errors once we exit.
+        Err(e @ bpfvfs_fuse::Error::Timeout { .. }) => {
+            eprintln!("bpfvfs: warning: {e}; the mount was detached, its remaining users will get ENOTCONN");
+            Ok(())
+        }
+        r => r.map_err(DaemonError::from),
+    }
+}
+
+/// A handler installed after the socket is bound; until then requests get EAGAIN.
+#[derive(Default)]
+struct HandlerSlot(std::sync::OnceLock<Arc<dyn Handler>>);
+
+impl HandlerSlot {
+    fn set(&self, h: Arc<dyn Handler>) {
+        let _ = self.0.set(h);
+    }
+}
+
+impl Handler for HandlerSlot {
+    fn handle(&self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError> {
+        match self.0.get() {
+            Some(h) => h.handle(op, args),
+            None => Err(ControlError::new(
+                libc::EAGAIN,
+                "the daemon is still starting",
+            )),
+        }
+    }
+}
+
+/// Print a `stats` reply as `name: value` lines (mounts last).
+pub fn format_stats(v: &Value) -> String {
+    let mut out = String::new();
+    if let Value::Object(m) = v {
+        for (k, val) in m {
+            if k == "mounts" {
+                continue;
+            }
+            match val {
+                Value::String(s) => out.push_str(&format!("{k}: {s}\n")),
+                other => out.push_str(&format!("{k}: {other}\n")),
+            }
+        }
+        if let Some(Value::Array(mounts)) = m.get("mounts") {
+            for mnt in mounts {
+                let f = |key: &str| {
+                    mnt.get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let opts = f("options");
+                let line = format!("mount: {} {} {}", f("path"), f("fs_type"), opts);
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_text() {
+        let v = json!({"inodes_live": 3, "fuse_nodes": 1, "mounts": [{"path": "/", "fs_type": "tmpfs", "options": "mode=1777"}]});
+        let s = format_stats(&v);
+        assert!(s.contains("inodes_live: 3\n"));
+        assert!(s.contains("fuse_nodes: 1\n"));
+        assert!(s.ends_with("mount: / tmpfs mode=1777\n"));
+    }
+
+    #[test]
+    fn handler_slot_before_start() {
+        let h = HandlerSlot::default();
+        assert_eq!(
+            h.handle("ping", &Map::new()).unwrap_err().errno,
+            libc::EAGAIN
+        );
+    }
+}
