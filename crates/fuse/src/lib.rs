@@ -7,8 +7,10 @@
 //!   table ([`nodes`]) keeps, per node id the kernel knows, a [`bpfvfs_vfs::PathRef`] and the
 //!   kernel's lookup count; `forget` drops the reference at zero, which is what lets an
 //!   unlinked inode be evicted.
-//! - **Permissions.** `default_permissions` is off: the VFS does every check with the
-//!   caller's credentials ([`cred`]), and `access` is implemented.
+//! - **Permissions.** The VFS does every check with the caller's credentials ([`cred`]), and
+//!   `access` is implemented. The mount also sets `default_permissions` (on by default in
+//!   [`MountOptions`]) so the kernel checks cached path components too, which it otherwise
+//!   skips for as long as the entry TTL lasts.
 //! - **Open files.** A table maps each FUSE file handle to an `Arc<bpfvfs_vfs::File>`.
 //! - **Mounting.** [`mount`] mounts and serves on worker threads; [`MountHandle`] unmounts
 //!   cleanly on [`MountHandle::unmount`] or drop (see that type for the auto_unmount dance).

@@ -1,7 +1,7 @@
 //! Mounting and unmounting.
 //!
 //! [`mount`] mounts the VFS at a host directory (fsname and subtype "bpfvfs", allow_other,
-//! auto_unmount, no default_permissions) and serves it on `threads` worker threads.
+//! auto_unmount, default_permissions) and serves it on `threads` worker threads.
 //!
 //! Unmounting ([`MountHandle::unmount`], or drop): with auto_unmount, fuser's own unmount only
 //! closes its socket to the `fusermount3` helper, which unmounts only a dead filesystem; so
@@ -33,14 +33,18 @@ pub struct MountOptions {
     pub threads: usize,
     /// How long the kernel may cache attributes.
     pub attr_ttl: Duration,
-    /// How long the kernel may cache name -> inode bindings. Permission checks on cached
-    /// path components are skipped by the kernel while this lasts (no default_permissions),
-    /// so 0 gives strict search-permission semantics at the cost of a lookup per component.
+    /// How long the kernel may cache name -> inode bindings. Without default_permissions the
+    /// kernel skips permission checks on cached path components while this lasts.
     pub entry_ttl: Duration,
     /// Let fusermount3 unmount if the process dies (needs fusermount3).
     pub auto_unmount: bool,
     /// Let every user use the mount (allow_other); otherwise only the mounting user.
     pub allow_other: bool,
+    /// Also let the kernel check permissions from our attributes (default_permissions).
+    /// The VFS checks every request anyway; this closes the gap the dentry cache opens:
+    /// without it the kernel skips search-permission checks on path components it has
+    /// cached, so another user could pass a 0700 directory for up to the entry TTL.
+    pub default_permissions: bool,
     pub fsname: String,
     pub subtype: String,
     /// One /dev/fuse descriptor per worker (FUSE_DEV_IOC_CLONE).
@@ -60,6 +64,7 @@ impl Default for MountOptions {
             entry_ttl: Duration::from_secs(1),
             auto_unmount: true,
             allow_other: true,
+            default_permissions: true,
             fsname: "bpfvfs".into(),
             subtype: "bpfvfs".into(),
             clone_fd: true,
@@ -136,6 +141,9 @@ pub fn mount(
         MountOption::FSName(opts.fsname.clone()),
         MountOption::Subtype(opts.subtype.clone()),
     ];
+    if opts.default_permissions {
+        cfg.mount_options.push(MountOption::DefaultPermissions);
+    }
     cfg.acl = if opts.allow_other {
         SessionACL::All
     } else {

@@ -20,12 +20,16 @@ fn tree() -> Arc<Vfs> {
     vfs.mkdir(&root, None, b"/usr", 0o755).unwrap();
     vfs.mkdir(&root, None, b"/usr/share", 0o755).unwrap();
     vfs.mkdir(&root, None, b"/usr/share/doc", 0o755).unwrap();
-    vfs.mkdir(&root, None, b"/usr/share/doc/bpfvfs", 0o755).unwrap();
-    vfs.write_file(&root, b"/usr/share/doc/bpfvfs/README", b"x").unwrap();
-    vfs.write_file(&root, b"/usr/share/doc/bpfvfs/README1", b"x").unwrap();
+    vfs.mkdir(&root, None, b"/usr/share/doc/bpfvfs", 0o755)
+        .unwrap();
+    vfs.write_file(&root, b"/usr/share/doc/bpfvfs/README", b"x")
+        .unwrap();
+    vfs.write_file(&root, b"/usr/share/doc/bpfvfs/README1", b"x")
+        .unwrap();
     // Some siblings so the hash is not trivially empty.
     for i in 0..1000 {
-        vfs.write_file(&root, format!("/usr/share/doc/f{i}").as_bytes(), b"").unwrap();
+        vfs.write_file(&root, format!("/usr/share/doc/f{i}").as_bytes(), b"")
+            .unwrap();
     }
     vfs
 }
@@ -38,7 +42,12 @@ fn bench(c: &mut Criterion) {
     let user = Cred::user(1000, 1000);
     let mut g = c.benchmark_group("resolve/5comp");
     g.bench_function("1thread", |b| {
-        b.iter(|| black_box(vfs.resolve(&user, None, black_box(PATH), LOOKUP_FOLLOW).unwrap()))
+        b.iter(|| {
+            black_box(
+                vfs.resolve(&user, None, black_box(PATH), LOOKUP_FOLLOW)
+                    .unwrap(),
+            )
+        })
     });
     g.bench_function("2threads", |b| {
         b.iter_custom(|iters| {
@@ -53,7 +62,10 @@ fn bench(c: &mut Criterion) {
                     std::thread::spawn(move || {
                         barrier.wait();
                         for _ in 0..iters {
-                            black_box(vfs.resolve(&user, None, black_box(path), LOOKUP_FOLLOW).unwrap());
+                            black_box(
+                                vfs.resolve(&user, None, black_box(path), LOOKUP_FOLLOW)
+                                    .unwrap(),
+                            );
                         }
                     })
                 })
@@ -67,7 +79,9 @@ fn bench(c: &mut Criterion) {
             t.elapsed() / 2
         })
     });
-    g.bench_function("stat", |b| b.iter(|| black_box(vfs.stat(&user, None, black_box(PATH), true).unwrap())));
+    g.bench_function("stat", |b| {
+        b.iter(|| black_box(vfs.stat(&user, None, black_box(PATH), true).unwrap()))
+    });
     g.finish();
 }
 

@@ -64,11 +64,24 @@ impl AddonsCell {
     }
 
     /// Allocate on first use by compare-and-swap; the loser of a race frees its copy.
+    /// `on_alloc` runs once per cell, for the allocation that was installed: racing losers
+    /// also build a struct (OnceBox runs every racer's initializer) but are not counted.
     pub fn get_or_alloc(&self, on_alloc: impl FnOnce()) -> &InodeAddons {
-        self.0.get_or_init(|| {
+        if let Some(a) = self.0.get() {
+            return a;
+        }
+        let mut mine: *const InodeAddons = std::ptr::null();
+        let a = self.0.get_or_init(|| {
+            let b = Box::new(InodeAddons::default());
+            mine = &*b;
+            b
+        });
+        // Our box is the installed one iff the addresses match (a loser's box is freed only
+        // after the winner's is in place, so the two cannot share an address).
+        if std::ptr::eq(a, mine) {
             on_alloc();
-            Box::new(InodeAddons::default())
-        })
+        }
+        a
     }
 }
 

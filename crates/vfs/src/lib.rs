@@ -47,7 +47,9 @@ pub use file::File;
 pub use inode::{Inode, InodeRef, NewInode, SymlinkBody};
 pub use mount::{Mount, PathRef};
 pub use namei::{LOOKUP_DIRECTORY, LOOKUP_FOLLOW};
-pub use sb::{generic_setattr, EvictHook, FileSystem, SuperBlock};
+pub use sb::{
+    generic_setattr, simple_link, simple_rename, simple_unlink, EvictHook, FileSystem, SuperBlock,
+};
 pub use stats::VfsStats;
 pub use types::*;
 
@@ -96,7 +98,7 @@ impl Vfs {
         let sb = SuperBlock::new(root_fs.clone(), counters.clone(), hooks.clone());
         let root_inode = root_fs.fill_super(&sb)?;
         let root_dentry = D::new(&root_inode, None, b"/");
-        let _ = sb.root.set(root_dentry.clone());
+        sb.set_root(root_dentry.clone());
         let mnt = Mount::new(sb, root_dentry.clone(), None, root_fs.fs_type().to_string());
         let vfs = Vfs {
             counters,
@@ -161,6 +163,11 @@ impl Vfs {
         options: &str,
         target: &[u8],
     ) -> Result<Arc<Mount>> {
+        if !cred.is_privileged() {
+            // As mount(2): the target is resolved first (ENOENT...), then EPERM.
+            self.resolve(cred, None, target, LOOKUP_FOLLOW)?;
+            return Err(Errno::EPERM);
+        }
         let factory = self
             .fs_types
             .read()
@@ -174,27 +181,35 @@ impl Vfs {
 
     /// Attach a new instance of `fs` over the directory `target`.
     pub fn mount(&self, cred: &Cred, fs: Arc<dyn FileSystem>, target: &[u8]) -> Result<Arc<Mount>> {
+        // mount(2) resolves the target before checking privilege (user_path_at, then
+        // may_mount), so an unprivileged caller sees ENOENT for a missing target.
         if !cred.is_privileged() {
+            self.resolve(cred, None, target, LOOKUP_FOLLOW)?;
             return Err(Errno::EPERM);
         }
         let at = self.resolve(cred, None, target, LOOKUP_FOLLOW | LOOKUP_DIRECTORY)?;
         let sb = SuperBlock::new(fs.clone(), self.counters.clone(), self.hooks.clone());
         let root_inode = fs.fill_super(&sb)?;
         let root_dentry = D::new(&root_inode, None, b"/");
-        let _ = sb.root.set(root_dentry.clone());
+        sb.set_root(root_dentry.clone());
         let mnt = Mount::new(
             sb,
             root_dentry,
             Some((at.mnt.clone(), at.dentry.clone())),
             fs.fs_type().to_string(),
         );
-        fs.populate(
+        if let Err(e) = fs.populate(
             self,
             &PathRef {
                 mnt: mnt.clone(),
                 dentry: mnt.root().clone(),
             },
-        )?;
+        ) {
+            // Never attached: tear the half-built instance down like an unmount, so its
+            // inodes are evicted and the superblock's root reference does not leak.
+            self.kill_sb(&mnt);
+            return Err(e);
+        }
         let mut all = self.mount_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.swap_mount_table(|t| {
             t.by_point
@@ -207,10 +222,11 @@ impl Vfs {
 
     /// Detach the mount whose root `target` names. EBUSY if other mounts sit on it.
     pub fn umount(&self, cred: &Cred, target: &[u8]) -> Result<()> {
+        // As umount(2): resolve first, then EPERM (can_umount).
+        let at = self.resolve(cred, None, target, LOOKUP_FOLLOW)?;
         if !cred.is_privileged() {
             return Err(Errno::EPERM);
         }
-        let at = self.resolve(cred, None, target, LOOKUP_FOLLOW)?;
         if !std::ptr::eq(&*at.dentry, &**at.mnt.root()) {
             return Err(Errno::EINVAL);
         }
@@ -289,6 +305,10 @@ impl Vfs {
         mnt.sb().set_dying();
         let root = mnt.root().clone();
         self.shrink_subtree(&root);
+        // Break the superblock -> root dentry -> root inode -> superblock cycle; the root is
+        // evicted when the last reference (the mount's own, once no snapshot of the mount
+        // table names it any more) goes.
+        drop(mnt.sb().take_root());
     }
 
     fn shrink_subtree(&self, dir: &DentryRef) {

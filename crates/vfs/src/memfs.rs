@@ -8,7 +8,9 @@
 use crate::errno::{Errno, Result};
 use crate::file::File;
 use crate::inode::{Inode, NewInode};
-use crate::sb::{generic_setattr, FileSystem, SuperBlock};
+use crate::sb::{
+    generic_setattr, simple_link, simple_rename, simple_unlink, FileSystem, SuperBlock,
+};
 use crate::types::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 const PAGE: usize = 4096;
+/// tmpfs keeps symlink targets shorter than this in a kmalloc'd buffer that costs no
+/// blocks; longer ones take a page (mm/shmem.c SHORT_SYMLINK_LEN). This is about space
+/// accounting only: how the VFS stores the body (inline up to 60 bytes) is separate.
+const SHORT_SYMLINK_LEN: usize = 128;
+
+fn symlink_takes_page(len: usize) -> bool {
+    len >= SHORT_SYMLINK_LEN
+}
 
 #[derive(Clone, Debug)]
 pub struct MemFsOptions {
@@ -70,6 +80,10 @@ enum Node {
 struct MemInode {
     node: Node,
     xattrs: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    /// `nr_inodes` slots held by this inode's extra hard links (see `MemFs::link`). Counted
+    /// here rather than derived from nlink so that concurrent unlinks of two names (in two
+    /// directories, under no common lock) cannot both give one back.
+    link_slots: AtomicU64,
 }
 
 pub struct MemFs {
@@ -126,12 +140,10 @@ impl MemFs {
         self.pages_used.fetch_sub(n, Ordering::AcqRel);
     }
 
-    fn new_inode(
-        &self,
-        sb: &Arc<SuperBlock>,
-        attrs: &NewInode,
-        link: Option<&[u8]>,
-    ) -> Result<Arc<Inode>> {
+    /// shmem_reserve_inode: take one of the `nr_inodes` slots (ENOSPC when none is left).
+    /// Every inode takes one, and so does every extra hard link (tmpfs charges links because
+    /// each pins a dentry that cannot be reclaimed).
+    fn reserve_inode(&self) -> Result<()> {
         let max = if self.opts.max_inodes == 0 {
             u64::MAX
         } else {
@@ -141,7 +153,34 @@ impl MemFs {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 (u < max).then_some(u + 1)
             })
-            .map_err(|_| Errno::ENOSPC)?;
+            .map(|_| ())
+            .map_err(|_| Errno::ENOSPC)
+    }
+
+    fn release_inode(&self) {
+        self.inodes_used.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A name of `inode` went away: give back one extra-link slot if it holds any (the
+    /// inode's own slot goes at eviction).
+    fn release_link_slot(&self, inode: &Inode) {
+        if let Some(m) = inode.private::<MemInode>() {
+            if m.link_slots
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                self.release_inode();
+            }
+        }
+    }
+
+    fn new_inode(
+        &self,
+        sb: &Arc<SuperBlock>,
+        attrs: &NewInode,
+        link: Option<&[u8]>,
+    ) -> Result<Arc<Inode>> {
+        self.reserve_inode()?;
         let node = if attrs.mode & S_IFMT == S_IFREG {
             Node::File(RwLock::new(FileData::default()))
         } else {
@@ -153,6 +192,7 @@ impl MemFs {
             Box::new(MemInode {
                 node,
                 xattrs: Mutex::new(HashMap::new()),
+                link_slots: AtomicU64::new(0),
             }),
         ))
     }
@@ -190,10 +230,13 @@ impl MemFs {
         buf: &[u8],
         offset: u64,
     ) -> Result<usize> {
-        let end = offset.checked_add(buf.len() as u64).ok_or(Errno::EFBIG)?;
-        if end > i64::MAX as u64 {
+        // generic_write_check_limits: nothing at or past the largest file size (EFBIG); a
+        // write running past it is cut short.
+        let max = i64::MAX as u64;
+        if offset >= max && !buf.is_empty() {
             return Err(Errno::EFBIG);
         }
+        let buf = &buf[..buf.len().min((max - offset.min(max)) as usize)];
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
@@ -333,7 +376,8 @@ impl FileSystem for MemFs {
         attrs: &NewInode,
     ) -> Result<Arc<Inode>> {
         // Long targets take a page of space, as tmpfs puts them in the page cache.
-        if target.len() > crate::inode::SymlinkBody::INLINE_MAX {
+        let page = symlink_takes_page(target.len());
+        if page {
             self.charge_pages(1)?;
         }
         match self.new_inode(sb, attrs, Some(target)) {
@@ -342,12 +386,52 @@ impl FileSystem for MemFs {
                 Ok(i)
             }
             Err(e) => {
-                if target.len() > crate::inode::SymlinkBody::INLINE_MAX {
+                if page {
                     self.uncharge_pages(1);
                 }
                 Err(e)
             }
         }
+    }
+
+    // Hard links hold an inode slot each, as in tmpfs (shmem_link / shmem_unlink): each one
+    // pins a dentry. Every name removed gives one back while extra ones are held; the
+    // inode's own slot goes at eviction.
+    fn link(&self, old: &Inode, dir: &Inode, name: &[u8]) -> Result<()> {
+        if old.nlink() >= LINK_MAX {
+            return Err(Errno::EMLINK);
+        }
+        self.reserve_inode()?;
+        if let Err(e) = simple_link(old, dir, name) {
+            self.release_inode();
+            return Err(e);
+        }
+        if let Some(m) = old.private::<MemInode>() {
+            m.link_slots.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+    fn unlink(&self, dir: &Inode, name: &[u8], victim: &Inode) -> Result<()> {
+        self.release_link_slot(victim);
+        simple_unlink(dir, name, victim)
+    }
+    fn rename(
+        &self,
+        old_dir: &Inode,
+        old_name: &[u8],
+        victim: &Inode,
+        new_dir: &Inode,
+        new_name: &[u8],
+        target: Option<&Inode>,
+        flags: u32,
+    ) -> Result<()> {
+        // A replaced target loses a name as by unlink (shmem_rename2 calls shmem_unlink).
+        if let Some(t) = target {
+            if flags & rename_flags::RENAME_EXCHANGE == 0 && !t.is_dir() {
+                self.release_link_slot(t);
+            }
+        }
+        simple_rename(old_dir, old_name, victim, new_dir, new_name, target, flags)
     }
 
     fn setattr(&self, inode: &Inode, attr: &SetAttr) -> Result<()> {
@@ -372,7 +456,11 @@ impl FileSystem for MemFs {
             }) => {
                 d.read().unwrap_or_else(|e| e.into_inner()).pages.len() as u64 * (PAGE as u64 / 512)
             }
-            _ if inode.is_symlink() && inode.link_body().is_some_and(|b| !b.is_inline()) => {
+            _ if inode.is_symlink()
+                && inode
+                    .link_body()
+                    .is_some_and(|b| symlink_takes_page(b.as_bytes().len())) =>
+            {
                 PAGE as u64 / 512
             }
             _ => 0,
@@ -477,6 +565,11 @@ impl FileSystem for MemFs {
         {
             return Err(Errno::EOPNOTSUPP);
         }
+        if name.starts_with(b"user.") && !(inode.is_dir() || inode.file_type() == FileType::Regular)
+        {
+            // xattr_permission: user.* attributes only on regular files and directories.
+            return Err(Errno::EPERM);
+        }
         if name.len() > 255 {
             return Err(Errno::ERANGE);
         }
@@ -531,9 +624,18 @@ impl FileSystem for MemFs {
             d.pages.clear();
             self.uncharge_pages(n);
         }
-        if inode.is_symlink() && inode.link_body().is_some_and(|b| !b.is_inline()) {
+        if inode.is_symlink()
+            && inode
+                .link_body()
+                .is_some_and(|b| symlink_takes_page(b.as_bytes().len()))
+        {
             self.uncharge_pages(1);
         }
-        self.inodes_used.fetch_sub(1, Ordering::AcqRel);
+        // Its own slot, and any extra-link slot still held (none when every name was removed
+        // through unlink/rename; kept for filesystem teardown at unmount).
+        let extra = inode
+            .private::<MemInode>()
+            .map_or(0, |m| m.link_slots.swap(0, Ordering::AcqRel));
+        self.inodes_used.fetch_sub(1 + extra, Ordering::AcqRel);
     }
 }

@@ -196,6 +196,9 @@ impl Vfs {
         let mut rest: &'g [u8] = path;
         let mut outer: Vec<&'g [u8]> = Vec::new();
         let mut links_followed = 0u32;
+        // Whether the last component processed was followed by a slash, in the path or in the
+        // body of the symlink it came from ("l -> f/"): the result must then be a directory.
+        let mut last_had_slash = false;
         let mut cur = if path[0] == b'/' { root } else { start };
 
         loop {
@@ -208,7 +211,7 @@ impl Vfs {
                 return match want {
                     Want::Full { flags } => {
                         let had_slash = path[path.len() - 1] == b'/';
-                        if (flags & LOOKUP_DIRECTORY != 0 || had_slash)
+                        if (flags & LOOKUP_DIRECTORY != 0 || had_slash || last_had_slash)
                             && !cur.dentry.inode().is_dir()
                         {
                             return Err(Fail::Err(Errno::ENOTDIR));
@@ -233,13 +236,20 @@ impl Vfs {
             let is_last = only_slashes(rest) && outer.iter().all(|s| only_slashes(s));
             let trailing_slash =
                 is_last && (!rest.is_empty() || outer.iter().any(|s| !s.is_empty()));
+            // A slash right after this component (also inside a symlink body).
+            last_had_slash = !rest.is_empty();
 
-            if comp.len() > NAME_MAX {
-                return Err(Fail::Err(Errno::ENAMETOOLONG));
-            }
+            // Linux's order (link_path_walk): the current directory must be one (ENOTDIR),
+            // searchable (may_lookup, EACCES, also for the last component's parent), and only
+            // then is the name itself looked at (ENAMETOOLONG from ->lookup). So "file/<long>"
+            // is ENOTDIR and "noexec/." is EACCES.
             let dir_inode = cur.dentry.inode();
             if !dir_inode.is_dir() {
                 return Err(Fail::Err(Errno::ENOTDIR));
+            }
+            dir_inode.permission(cred, may::EXEC)?;
+            if comp.len() > NAME_MAX {
+                return Err(Fail::Err(Errno::ENAMETOOLONG));
             }
             if let (true, Want::Parent) = (is_last, want) {
                 return Ok(WalkEnd::Parent {
@@ -248,7 +258,6 @@ impl Vfs {
                     trailing_slash,
                 });
             }
-            dir_inode.permission(cred, may::EXEC)?;
 
             if comp == b"." {
                 continue;

@@ -40,6 +40,40 @@ fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// may_mknod: which file types mknod(2) makes (a directory is EPERM, a symlink EINVAL).
+fn may_mknod(mode: u32) -> Result<()> {
+    match mode & S_IFMT {
+        0 | S_IFREG | S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK => Ok(()),
+        S_IFDIR => Err(Errno::EPERM),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// renameat2 flags: known ones only; EXCHANGE goes with neither NOREPLACE nor WHITEOUT; and
+/// WHITEOUT (overlayfs's) is not supported.
+fn check_rename_flags(flags: u32) -> Result<()> {
+    use rename_flags::*;
+    if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & RENAME_EXCHANGE != 0 && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & RENAME_WHITEOUT != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+/// rw_verify_area: a read or write whose range ends beyond the largest loff_t is EINVAL
+/// (a zero-length one at i64::MAX is fine).
+fn check_rw_range(offset: u64, len: usize) -> Result<()> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= i64::MAX as u64 => Ok(()),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
 fn is_dot(name: &[u8]) -> bool {
     name == b"." || name == b".."
 }
@@ -102,11 +136,10 @@ impl Vfs {
         kind: NewKind<'_>,
         mode: u32,
     ) -> Result<PathRef> {
-        check_name(name)?;
-        if is_dot(name) {
-            return Err(Errno::EEXIST);
-        }
-        may_modify_dir(cred, parent)?;
+        // Linux's order: the symlink target and the node type are checked first (getname,
+        // may_mknod), then the name is looked up (EEXIST, so open(O_CREAT) of an existing
+        // file in a read-only directory still opens it), then may_create: a dead directory
+        // (ENOENT), then write+search permission (EACCES).
         if let NewKind::Symlink(t) = kind {
             if t.is_empty() {
                 return Err(Errno::ENOENT);
@@ -115,14 +148,25 @@ impl Vfs {
                 return Err(Errno::ENAMETOOLONG);
             }
         }
-        let dir = parent.inode();
-        let children = parent.dentry.lock_children()?;
-        if parent.dentry.is_dead() || dir.nlink() == 0 {
-            return Err(Errno::ENOENT);
+        if let NewKind::Node { .. } = kind {
+            may_mknod(mode)?;
         }
+        check_name(name)?;
+        if is_dot(name) {
+            return Err(Errno::EEXIST);
+        }
+        let dir = parent.inode();
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let children = parent.dentry.lock_children()?;
         if children.get(name).is_some() {
             return Err(Errno::EEXIST);
         }
+        if parent.dentry.is_dead() || dir.nlink() == 0 {
+            return Err(Errno::ENOENT);
+        }
+        may_modify_dir(cred, parent)?;
         let sb = dir.sb().clone();
         let fs = sb.fs().clone();
         let inode = match kind {
@@ -150,9 +194,6 @@ impl Vfs {
                 let ft = if ft == 0 { S_IFREG } else { ft };
                 if matches!(ft, S_IFCHR | S_IFBLK) && !cred.is_privileged() {
                     return Err(Errno::EPERM);
-                }
-                if ft == S_IFDIR || ft == S_IFLNK {
-                    return Err(Errno::EINVAL);
                 }
                 let attrs = self.new_inode_attrs(cred, dir, ft | (mode & 0o7777), rdev);
                 if ft == S_IFREG {
@@ -188,16 +229,18 @@ impl Vfs {
         if is_dot(name) {
             return Err(Errno::EISDIR);
         }
-        may_modify_dir(cred, parent)?;
         let removed;
         {
             let mut children = parent.dentry.lock_children()?;
+            // Linux's order: lookup (ENOENT), then may_delete: permission on the directory
+            // (EACCES), the sticky rule (EPERM), the type (EISDIR); then mount points (EBUSY).
             let victim = Self::child_locked(&children, name)?;
             let vi = victim.inode();
+            may_modify_dir(cred, parent)?;
+            check_sticky(cred, parent.inode(), vi)?;
             if vi.is_dir() {
                 return Err(Errno::EISDIR);
             }
-            check_sticky(cred, parent.inode(), vi)?;
             if victim.is_mountpoint() {
                 return Err(Errno::EBUSY);
             }
@@ -219,16 +262,17 @@ impl Vfs {
         if name == b".." {
             return Err(Errno::ENOTEMPTY);
         }
-        may_modify_dir(cred, parent)?;
         let removed;
         {
             let mut children = parent.dentry.lock_children()?;
+            // As in unlink_at: ENOENT, EACCES, EPERM (sticky), ENOTDIR, EBUSY, ENOTEMPTY.
             let victim = Self::child_locked(&children, name)?;
             let vi = victim.inode();
+            may_modify_dir(cred, parent)?;
+            check_sticky(cred, parent.inode(), vi)?;
             if !vi.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
-            check_sticky(cred, parent.inode(), vi)?;
             if victim.is_mountpoint() {
                 return Err(Errno::EBUSY);
             }
@@ -258,19 +302,22 @@ impl Vfs {
             return Err(Errno::EEXIST);
         }
         let inode = old.inode().clone();
-        if inode.is_dir() {
-            return Err(Errno::EPERM);
+        // Linux's order (do_linkat, vfs_link): the new name must be free (EEXIST), on the
+        // same mount (EXDEV), in a live directory we may write (ENOENT, EACCES); only then
+        // is a directory source refused (EPERM), or an unlinked one (ENOENT).
+        let children = new_parent.dentry.lock_children()?;
+        if children.get(new_name).is_some() {
+            return Err(Errno::EEXIST);
         }
         if !Arc::ptr_eq(&old.mnt, &new_parent.mnt) {
             return Err(Errno::EXDEV);
         }
-        may_modify_dir(cred, new_parent)?;
-        let children = new_parent.dentry.lock_children()?;
         if new_parent.dentry.is_dead() || new_parent.inode().nlink() == 0 {
             return Err(Errno::ENOENT);
         }
-        if children.get(new_name).is_some() {
-            return Err(Errno::EEXIST);
+        may_modify_dir(cred, new_parent)?;
+        if inode.is_dir() {
+            return Err(Errno::EPERM);
         }
         if inode.nlink() == 0 {
             return Err(Errno::ENOENT);
@@ -293,42 +340,77 @@ impl Vfs {
         new_name: &[u8],
         flags: u32,
     ) -> Result<()> {
+        self.rename_inner(
+            cred, old_parent, old_name, new_parent, new_name, flags, false, false,
+        )
+    }
+
+    /// rename_at, plus whether each path had a trailing slash (the path form's business:
+    /// a slash demands a directory, except on an exchange's target that is one).
+    ///
+    /// The checks come in Linux's order (do_renameat2, then vfs_rename and may_delete /
+    /// may_create): flags; EXDEV; "." / ".." (EBUSY, or EEXIST with NOREPLACE); source lookup
+    /// (ENOENT); NOREPLACE (EEXIST); EXCHANGE without target (ENOENT); trailing slashes
+    /// (ENOTDIR); ancestry (EINVAL / ENOTEMPTY); same inode (success, nothing done);
+    /// permission on the directories (EACCES); sticky (EPERM); type mismatch (EISDIR /
+    /// ENOTDIR); write permission on a directory changing parent (EACCES); mount points
+    /// (EBUSY); a non-empty target directory (ENOTEMPTY).
+    #[allow(clippy::too_many_arguments)]
+    fn rename_inner(
+        &self,
+        cred: &Cred,
+        old_parent: &PathRef,
+        old_name: &[u8],
+        new_parent: &PathRef,
+        new_name: &[u8],
+        flags: u32,
+        old_slash: bool,
+        new_slash: bool,
+    ) -> Result<()> {
         use rename_flags::*;
-        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if flags & RENAME_EXCHANGE != 0 && flags & (RENAME_NOREPLACE | RENAME_WHITEOUT) != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if flags & RENAME_WHITEOUT != 0 {
-            return Err(Errno::EINVAL);
-        }
+        check_rename_flags(flags)?;
         check_name(old_name)?;
         check_name(new_name)?;
-        if is_dot(old_name) || is_dot(new_name) {
-            return Err(if flags & RENAME_NOREPLACE != 0 && is_dot(new_name) {
+        if !Arc::ptr_eq(&old_parent.mnt, &new_parent.mnt) {
+            return Err(Errno::EXDEV);
+        }
+        if is_dot(old_name) {
+            return Err(Errno::EBUSY);
+        }
+        if is_dot(new_name) {
+            return Err(if flags & RENAME_NOREPLACE != 0 {
                 Errno::EEXIST
             } else {
                 Errno::EBUSY
             });
         }
-        if !Arc::ptr_eq(&old_parent.mnt, &new_parent.mnt) {
-            return Err(Errno::EXDEV);
+        if !old_parent.inode().is_dir() || !new_parent.inode().is_dir() {
+            return Err(Errno::ENOTDIR);
         }
-        may_modify_dir(cred, old_parent)?;
-        may_modify_dir(cred, new_parent)?;
         let sb = old_parent.inode().sb().clone();
         let same_dir = old_parent.dentry.ptr_eq(&new_parent.dentry);
 
-        // Lock order: rename mutex (cross-directory only), then the directories by id.
+        // Lock order: rename mutex (cross-directory only), then the directories: an ancestor
+        // before its descendant (the order rmdir and every parent -> child locker uses; a
+        // rename can make a child's id smaller than its parent's, so ids alone would
+        // deadlock against them: lock_rename does the same), unrelated ones by id. Ancestry
+        // is stable here: cross-directory renames are serialized by the mutex.
         let _rename_guard = if same_dir {
             None
         } else {
             Some(sb.rename_mutex.lock().unwrap_or_else(|e| e.into_inner()))
         };
+        let old_first = !same_dir
+            && if self.is_ancestor(&old_parent.dentry, &new_parent.dentry) {
+                true
+            } else if self.is_ancestor(&new_parent.dentry, &old_parent.dentry) {
+                false
+            } else {
+                old_parent.dentry.id() < new_parent.dentry.id()
+            };
         let (mut g_old, mut g_new) = if same_dir {
             (Some(old_parent.dentry.lock_children()?), None)
-        } else if old_parent.dentry.id() < new_parent.dentry.id() {
+        } else if old_first {
             let a = old_parent.dentry.lock_children()?;
             let b = new_parent.dentry.lock_children()?;
             (Some(a), Some(b))
@@ -350,17 +432,19 @@ impl Vfs {
             return Err(Errno::ENOENT);
         }
         let exchange = flags & RENAME_EXCHANGE != 0;
-        if exchange && target.is_none() {
-            return Err(Errno::ENOENT);
-        }
         if flags & RENAME_NOREPLACE != 0 && target.is_some() {
             return Err(Errno::EEXIST);
         }
-        let vi = victim.inode().clone();
-        if let Some(t) = &target {
-            if Arc::ptr_eq(t.inode(), &vi) {
-                return Ok(()); // Both names are the same file: nothing to do (POSIX).
+        if exchange {
+            match &target {
+                None => return Err(Errno::ENOENT),
+                Some(t) if new_slash && !t.inode().is_dir() => return Err(Errno::ENOTDIR),
+                _ => {}
             }
+        }
+        let vi = victim.inode().clone();
+        if !vi.is_dir() && (old_slash || (new_slash && !exchange)) {
+            return Err(Errno::ENOTDIR);
         }
         // Ancestry: moving a directory under itself, or over one of its ancestors.
         if !same_dir {
@@ -378,26 +462,30 @@ impl Vfs {
             }
         }
         if let Some(t) = &target {
-            let ti = t.inode();
-            if !exchange {
-                if vi.is_dir() && !ti.is_dir() {
-                    return Err(Errno::ENOTDIR);
-                }
-                if !vi.is_dir() && ti.is_dir() {
-                    return Err(Errno::EISDIR);
-                }
-                if ti.is_dir() && !t.lock_children()?.is_empty() {
-                    return Err(Errno::ENOTEMPTY);
-                }
-            }
-            check_sticky(cred, new_parent.inode(), ti)?;
-            if t.is_mountpoint() {
-                return Err(Errno::EBUSY);
+            if Arc::ptr_eq(t.inode(), &vi) {
+                return Ok(()); // Both names are the same file: nothing to do (POSIX).
             }
         }
+        // may_delete(old_dir, victim)
+        may_modify_dir(cred, old_parent)?;
         check_sticky(cred, old_parent.inode(), &vi)?;
-        if victim.is_mountpoint() {
-            return Err(Errno::EBUSY);
+        match &target {
+            // may_create(new_dir)
+            None => may_modify_dir(cred, new_parent)?,
+            // may_delete(new_dir, target)
+            Some(t) => {
+                let ti = t.inode();
+                may_modify_dir(cred, new_parent)?;
+                check_sticky(cred, new_parent.inode(), ti)?;
+                if !exchange {
+                    if vi.is_dir() && !ti.is_dir() {
+                        return Err(Errno::ENOTDIR);
+                    }
+                    if !vi.is_dir() && ti.is_dir() {
+                        return Err(Errno::EISDIR);
+                    }
+                }
+            }
         }
         if !same_dir && !cred.is_privileged() {
             // A directory changing parent has its ".." rewritten: needs write on it.
@@ -410,6 +498,14 @@ impl Vfs {
                         t.inode().permission(cred, may::WRITE)?;
                     }
                 }
+            }
+        }
+        if victim.is_mountpoint() || target.as_ref().is_some_and(|t| t.is_mountpoint()) {
+            return Err(Errno::EBUSY);
+        }
+        if let Some(t) = &target {
+            if !exchange && t.inode().is_dir() && !t.lock_children()?.is_empty() {
+                return Err(Errno::ENOTEMPTY);
             }
         }
         sb.fs().rename(
@@ -573,7 +669,9 @@ impl Vfs {
                 inode.permission(cred, may::WRITE)?;
             }
             if size > i64::MAX as u64 {
-                return Err(Errno::EFBIG);
+                // A negative loff_t to truncate(2): EINVAL (EFBIG is for sizes beyond the
+                // filesystem's limit, which for memfs is i64::MAX itself).
+                return Err(Errno::EINVAL);
             }
             if size != inode.size() || attr.mtime.is_none() {
                 attr.mtime.get_or_insert(TimeSet::Now);
@@ -663,25 +761,53 @@ impl Vfs {
             let at = self.resolve(cred, base, path, follow | dflag)?;
             return self.open_at(cred, &at, flags);
         }
-        let (parent, last, trailing) = self.resolve_parent(cred, base, path)?;
-        if is_dot(&last) || trailing {
-            return Err(Errno::EISDIR);
+        if flags & oflags::O_DIRECTORY != 0 {
+            // O_CREAT | O_DIRECTORY has no meaning; Linux 6.4+ refuses it (build_open_flags).
+            return Err(Errno::EINVAL);
         }
-        match self.create_at(cred, &parent, &last, NewKind::File, mode) {
-            Ok(at) => {
-                // A file just created is opened with the mode it was asked for, whatever its
-                // permission bits say (open(2)).
-                let private = at.inode().sb().fs().open(at.inode(), flags)?;
-                Ok(Arc::new(File::new(at, flags, private)))
+        let mut base = base.cloned();
+        let mut path = path.to_vec();
+        let mut links = 0u32;
+        loop {
+            let (parent, last, trailing) = self.resolve_parent(cred, base.as_ref(), &path)?;
+            if is_dot(&last) || trailing {
+                return Err(Errno::EISDIR);
             }
-            Err(Errno::EEXIST) if flags & oflags::O_EXCL == 0 => {
-                let at = self.resolve(cred, Some(&parent), &last, follow)?;
-                if at.inode().is_dir() {
-                    return Err(Errno::EISDIR);
+            match self.create_at(cred, &parent, &last, NewKind::File, mode) {
+                Ok(at) => {
+                    // A file just created is opened with the mode it was asked for, whatever
+                    // its permission bits say (open(2)).
+                    let private = at.inode().sb().fs().open(at.inode(), flags)?;
+                    return Ok(Arc::new(File::new(at, flags, private)));
                 }
-                self.open_at(cred, &at, flags)
+                Err(Errno::EEXIST) if flags & oflags::O_EXCL == 0 => {
+                    match self.resolve(cred, Some(&parent), &last, follow) {
+                        Ok(at) => {
+                            if at.inode().is_dir() {
+                                return Err(Errno::EISDIR);
+                            }
+                            return self.open_at(cred, &at, flags);
+                        }
+                        Err(Errno::ENOENT) if follow != 0 => {
+                            // The name exists but leads nowhere: a dangling symlink. open(2)
+                            // follows it and creates its target (unless O_EXCL / O_NOFOLLOW).
+                            let l = self.resolve(cred, Some(&parent), &last, 0)?;
+                            let body = match l.inode().link_body() {
+                                Some(b) if l.inode().is_symlink() => b.as_bytes().to_vec(),
+                                _ => return Err(Errno::ENOENT),
+                            };
+                            links += 1;
+                            if links > MAXSYMLINKS {
+                                return Err(Errno::ELOOP);
+                            }
+                            base = Some(parent);
+                            path = body;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -690,6 +816,7 @@ impl Vfs {
         if !file.readable() {
             return Err(Errno::EBADF);
         }
+        check_rw_range(offset, buf.len())?;
         if file.inode().is_dir() {
             return Err(Errno::EISDIR);
         }
@@ -701,6 +828,7 @@ impl Vfs {
         if !file.writable() {
             return Err(Errno::EBADF);
         }
+        check_rw_range(offset, data.len())?;
         file.inode().sb().fs().write(file, data, offset)
     }
 
@@ -737,7 +865,8 @@ impl Vfs {
                 name: b"..".to_vec(),
             });
         }
-        let from = offset.max(2) + 1;
+        // Any cookie may come back from a client (FUSE passes them through): no overflow.
+        let from = offset.max(2).saturating_add(1);
         for (&off, name) in children.by_offset.range(from..) {
             if out.len() >= max {
                 break;
@@ -818,6 +947,7 @@ impl Vfs {
         mode: u32,
         rdev: u32,
     ) -> Result<PathRef> {
+        may_mknod(mode)?;
         let (parent, last, trailing) = self.resolve_parent(cred, base, path)?;
         if is_dot(&last) {
             return Err(Errno::EEXIST);
@@ -864,6 +994,10 @@ impl Vfs {
 
     pub fn rmdir(&self, cred: &Cred, base: Option<&PathRef>, path: &[u8]) -> Result<()> {
         let (parent, last, _) = self.resolve_parent(cred, base, path)?;
+        if path.iter().all(|&b| b == b'/') {
+            // rmdir("/"): the root has no last component (LAST_ROOT): EBUSY, not "." EINVAL.
+            return Err(Errno::EBUSY);
+        }
         self.rmdir_at(cred, &parent, &last)
     }
 
@@ -887,15 +1021,11 @@ impl Vfs {
     }
 
     pub fn rename(&self, cred: &Cred, old_path: &[u8], new_path: &[u8], flags: u32) -> Result<()> {
+        // Bad flags are refused before any path is looked at.
+        check_rename_flags(flags)?;
         let (op, oname, otrail) = self.resolve_parent(cred, None, old_path)?;
         let (np, nname, ntrail) = self.resolve_parent(cred, None, new_path)?;
-        if otrail || ntrail {
-            let v = self.lookup_at(cred, &op, &oname)?;
-            if !v.inode().is_dir() {
-                return Err(Errno::ENOTDIR);
-            }
-        }
-        self.rename_at(cred, &op, &oname, &np, &nname, flags)
+        self.rename_inner(cred, &op, &oname, &np, &nname, flags, otrail, ntrail)
     }
 
     pub fn stat(

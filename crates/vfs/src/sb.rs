@@ -13,7 +13,7 @@ use crate::stats::Counters;
 use crate::types::*;
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Called with each inode as it is evicted (before the filesystem frees its data).
 pub type EvictHook = Arc<dyn Fn(&Arc<Inode>) + Send + Sync>;
@@ -29,11 +29,14 @@ pub struct SuperBlock {
     pub(crate) counters: Arc<Counters>,
     hooks: Arc<RwLock<Vec<EvictHook>>>,
     dying: AtomicBool,
-    /// The root dentry, set once by the mount; dropped at unmount.
-    pub(crate) root: OnceLock<crate::dentry::DentryRef>,
+    /// The root dentry, set once by the mount; dropped at unmount (`kill_sb`). It must be
+    /// dropped explicitly: the root dentry holds the root inode, which holds this
+    /// superblock, so a reference kept here forever is a cycle that leaks the superblock, the
+    /// filesystem and the root, and keeps the root inode from ever being evicted.
+    pub(crate) root: Mutex<Option<crate::dentry::DentryRef>>,
     /// s_vfs_rename_mutex: serializes cross-directory renames so the ancestor check and the
-    /// two directory locks are taken without deadlock (lock order: this, then directory
-    /// locks in ascending dentry id).
+    /// two directory locks are taken without deadlock (lock order: this, then the directory
+    /// locks: an ancestor before its descendant, unrelated ones in ascending dentry id).
     pub(crate) rename_mutex: std::sync::Mutex<()>,
 }
 
@@ -49,7 +52,7 @@ impl SuperBlock {
             counters,
             hooks,
             dying: AtomicBool::new(false),
-            root: OnceLock::new(),
+            root: Mutex::new(None),
             rename_mutex: std::sync::Mutex::new(()),
         })
     }
@@ -71,6 +74,12 @@ impl SuperBlock {
     }
     pub(crate) fn set_dying(&self) {
         self.dying.store(true, Ordering::Release)
+    }
+    pub(crate) fn set_root(&self, root: crate::dentry::DentryRef) {
+        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = Some(root);
+    }
+    pub(crate) fn take_root(&self) -> Option<crate::dentry::DentryRef> {
+        self.root.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
     pub(crate) fn evict_hooks(&self) -> Vec<EvictHook> {
         self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -180,22 +189,11 @@ pub trait FileSystem: Send + Sync + 'static {
     }
     /// A new name for `old` in `dir` (simple_link).
     fn link(&self, old: &Inode, dir: &Inode, name: &[u8]) -> Result<()> {
-        let _ = name;
-        if old.nlink() >= LINK_MAX {
-            return Err(Errno::EMLINK);
-        }
-        old.inc_nlink();
-        old.touch_changed();
-        dir.touch_modified();
-        Ok(())
+        simple_link(old, dir, name)
     }
     /// Remove `name` (naming `victim`, not a directory) from `dir` (simple_unlink).
     fn unlink(&self, dir: &Inode, name: &[u8], victim: &Inode) -> Result<()> {
-        let _ = name;
-        victim.drop_nlink();
-        victim.touch_changed();
-        dir.touch_modified();
-        Ok(())
+        simple_unlink(dir, name, victim)
     }
     /// Remove the empty directory `victim` (simple_rmdir).
     fn rmdir(&self, dir: &Inode, name: &[u8], victim: &Inode) -> Result<()> {
@@ -219,39 +217,7 @@ pub trait FileSystem: Send + Sync + 'static {
         target: Option<&Inode>,
         flags: u32,
     ) -> Result<()> {
-        let _ = (old_name, new_name);
-        let exchange = flags & rename_flags::RENAME_EXCHANGE != 0;
-        if exchange {
-            let target = target.ok_or(Errno::ENOENT)?;
-            if victim.is_dir() != target.is_dir() {
-                if victim.is_dir() {
-                    old_dir.drop_nlink();
-                    new_dir.inc_nlink();
-                } else {
-                    new_dir.drop_nlink();
-                    old_dir.inc_nlink();
-                }
-            }
-            target.touch_changed();
-        } else {
-            if let Some(t) = target {
-                if t.is_dir() {
-                    t.clear_nlink();
-                    new_dir.drop_nlink();
-                } else {
-                    t.drop_nlink();
-                }
-                t.touch_changed();
-            }
-            if victim.is_dir() {
-                old_dir.drop_nlink();
-                new_dir.inc_nlink();
-            }
-        }
-        victim.touch_changed();
-        old_dir.touch_modified();
-        new_dir.touch_modified();
-        Ok(())
+        simple_rename(old_dir, old_name, victim, new_dir, new_name, target, flags)
     }
     /// Apply attribute changes the VFS has authorized (simple_setattr). Filesystems with data
     /// override it to truncate.
@@ -322,6 +288,74 @@ pub trait FileSystem: Send + Sync + 'static {
     fn evict_inode(&self, inode: &Inode) {
         let _ = inode;
     }
+}
+
+/// simple_link: the default [`FileSystem::link`], for filesystems that extend it.
+pub fn simple_link(old: &Inode, dir: &Inode, name: &[u8]) -> Result<()> {
+    let _ = name;
+    if old.nlink() >= LINK_MAX {
+        return Err(Errno::EMLINK);
+    }
+    old.inc_nlink();
+    old.touch_changed();
+    dir.touch_modified();
+    Ok(())
+}
+
+/// simple_unlink: the default [`FileSystem::unlink`], for filesystems that extend it.
+pub fn simple_unlink(dir: &Inode, name: &[u8], victim: &Inode) -> Result<()> {
+    let _ = name;
+    victim.drop_nlink();
+    victim.touch_changed();
+    dir.touch_modified();
+    Ok(())
+}
+
+/// simple_rename: the default [`FileSystem::rename`] (link counts and times), for
+/// filesystems that extend it.
+#[allow(clippy::too_many_arguments)]
+pub fn simple_rename(
+    old_dir: &Inode,
+    old_name: &[u8],
+    victim: &Inode,
+    new_dir: &Inode,
+    new_name: &[u8],
+    target: Option<&Inode>,
+    flags: u32,
+) -> Result<()> {
+    let _ = (old_name, new_name);
+    let exchange = flags & rename_flags::RENAME_EXCHANGE != 0;
+    if exchange {
+        let target = target.ok_or(Errno::ENOENT)?;
+        if victim.is_dir() != target.is_dir() {
+            if victim.is_dir() {
+                old_dir.drop_nlink();
+                new_dir.inc_nlink();
+            } else {
+                new_dir.drop_nlink();
+                old_dir.inc_nlink();
+            }
+        }
+        target.touch_changed();
+    } else {
+        if let Some(t) = target {
+            if t.is_dir() {
+                t.clear_nlink();
+                new_dir.drop_nlink();
+            } else {
+                t.drop_nlink();
+            }
+            t.touch_changed();
+        }
+        if victim.is_dir() {
+            old_dir.drop_nlink();
+            new_dir.inc_nlink();
+        }
+    }
+    victim.touch_changed();
+    old_dir.touch_modified();
+    new_dir.touch_modified();
+    Ok(())
 }
 
 /// setattr_copy: apply an authorized change to the inode's attributes.
