@@ -1035,8 +1035,10 @@ impl Vfs {
         path: &[u8],
         follow: bool,
     ) -> Result<Stat> {
-        let at = self.resolve(cred, base, path, if follow { LOOKUP_FOLLOW } else { 0 })?;
-        Ok(self.getattr(&at))
+        let flags = if follow { LOOKUP_FOLLOW } else { 0 };
+        self.with_resolved(cred, base, path, flags, |inode| {
+            inode.sb().fs().getattr(inode)
+        })
     }
 
     pub fn readlink(&self, cred: &Cred, base: Option<&PathRef>, path: &[u8]) -> Result<Vec<u8>> {
