@@ -1,0 +1,38 @@
+//! # bpfvfs-ebpf
+//!
+//! The eBPF engine: bytes in, runnable programs out.
+//!
+//! - [`insn`]: the instruction encoding of RFC 9669 (all classes, `lddw`, sign-extending loads
+//!   and moves, signed division, byte swaps, `gotol`, atomics, calls), a strict decoder with
+//!   errors that name the slot and the reason, and a disassembler printing the kernel's
+//!   verifier-log syntax.
+//! - [`interp`]: preparation of a program into a compact internal form ([`Program`], one
+//!   16-byte [`interp::Op`] per slot) and an interpreter for the whole ISA with Linux's
+//!   semantics ([`Interpreter`]), in a checked mode (every memory access validated against
+//!   registered [`Region`]s, typed [`ExecError`]s) and an unchecked mode for verified programs.
+//! - [`helpers`]: the helper registry ([`Helpers`], Linux's helper numbers), the context
+//!   helpers run in, the generic helpers (time, random, task info, `trace_printk`,
+//!   `snprintf`, `loop`, spin locks, `probe_read`), and the map/ring-buffer helpers, which go
+//!   through a caller-supplied [`MapAccess`].
+//! - [`asm`] and [`conformance`]: an assembler for the conformance suite's syntax, its file
+//!   format, a runner over an [`conformance::Engine`] (interpreter now, JIT later) and the
+//!   suite's plugin protocol.
+//!
+//! What this crate must not do: know about the VFS, bpffs, bpf(2), object ids or the daemon.
+//! Maps exist here only as opaque 64-bit handles behind [`MapAccess`]; pseudo `lddw`s (map fds,
+//! map values, BTF ids) are resolved by a caller-supplied function at load time; helpers that
+//! need the outside world are registered by other crates. It does not parse ELF or BTF (that
+//! is `bpfvfs-ebpf-obj`), and it has no verifier yet: until it does, programs from outside run
+//! in the checked mode only.
+
+pub mod asm;
+pub mod conformance;
+pub mod helpers;
+pub mod insn;
+pub mod interp;
+pub mod memory;
+
+pub use helpers::{Env, HelperCtx, HelperError, HelperFn, Helpers, MapAccess, MemRef, TaskInfo};
+pub use insn::{decode, disassemble, DecodeError, Insn, Instruction};
+pub use interp::{ExecError, Interpreter, LoadError, LoadOptions, Program};
+pub use memory::{Region, RegionKind};
