@@ -91,7 +91,14 @@ pub struct MapTypeEntry {
 }
 
 /// The map types bpfvfs implements, looked up by type number.
-pub static MAP_TYPES: &[MapTypeEntry] = &[crate::maps::array::ENTRY];
+pub static MAP_TYPES: &[MapTypeEntry] = &[
+    crate::maps::hash::ENTRY,
+    crate::maps::array::ENTRY,
+    crate::maps::percpu_hash::ENTRY,
+    crate::maps::percpu_array::ENTRY,
+    crate::maps::lru_hash::ENTRY,
+    crate::maps::ringbuf::ENTRY,
+];
 
 fn find_type(t: u32) -> Option<&'static MapTypeEntry> {
     MAP_TYPES.iter().find(|e| e.map_type.as_u32() == t)

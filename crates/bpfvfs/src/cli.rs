@@ -1,5 +1,6 @@
 //! The `bpfvfs` command line.
 
+use crate::bpftool;
 use crate::control::{default_socket_path, Client, ClientError};
 use crate::daemon::{self, UpConfig};
 use clap::{Args, Parser, Subcommand};
@@ -29,9 +30,17 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub json: bool,
 
-    /// Pretty-print JSON output
+    /// Print results as pretty-printed JSON (implies -j)
     #[arg(short, long, global = true)]
     pub pretty: bool,
+
+    /// map/prog/link show: also list the paths the objects are pinned at (bpftool's -f)
+    #[arg(short = 'f', long = "bpffs", global = true)]
+    pub bpffs: bool,
+
+    /// Never mount bpffs on a pin's directory (bpftool's -n)
+    #[arg(short = 'n', long = "nomount", global = true)]
+    pub nomount: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -43,6 +52,22 @@ pub enum Command {
     Up(UpArgs),
     /// Print the daemon's counters
     Stats,
+    /// BPF maps, as bpftool: show, create, dump, update, lookup, getnext, delete, pin,
+    /// freeze (`bpfvfs map help`)
+    Map(ToolArgs),
+    /// BPF programs, as bpftool: show, pin (`bpfvfs prog help`)
+    Prog(ToolArgs),
+    /// BPF links, as bpftool: show, pin (`bpfvfs link help`)
+    Link(ToolArgs),
+}
+
+/// The words of a bpftool-style command.
+#[derive(Debug, Args)]
+pub struct ToolArgs {
+    /// The command and its arguments, in bpftool's grammar (e.g. `lookup pinned
+    /// /sys/fs/bpf/m key 1 0 0 0`). Paths are in the bpfvfs tree or under the mount point.
+    #[arg(value_name = "COMMAND")]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -125,7 +150,18 @@ fn client_error(socket: &std::path::Path, e: ClientError) -> i32 {
 
 /// Run the command line; returns the exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                // bpftool exits 255 on usage errors.
+                _ if std::env::args().any(|a| matches!(a.as_str(), "map" | "prog" | "link")) => 255,
+                _ => 2,
+            };
+        }
+    };
     init_logging(cli.verbose);
     let socket = cli.socket.clone().unwrap_or_else(default_socket_path);
     match &cli.command {
@@ -149,12 +185,35 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Command::Map(a) | Command::Prog(a) | Command::Link(a) => {
+            let object = match &cli.command {
+                Command::Map(_) => "map",
+                Command::Prog(_) => "prog",
+                _ => "link",
+            };
+            let opts = bpftool::Opts {
+                json: cli.json,
+                pretty: cli.pretty,
+                show_pinned: cli.bpffs,
+                nomount: cli.nomount,
+            };
+            match bpftool::run(&socket, object, &a.args, &opts) {
+                Ok(out) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+                    let _ = std::io::stdout().flush();
+                    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+                    out.status
+                }
+                Err(e) => client_error(&socket, e),
+            }
+        }
         Command::Stats => {
             let r =
                 Client::connect(&socket).and_then(|mut c| c.call("stats", serde_json::Value::Null));
             match r {
                 Ok(v) => {
-                    if cli.json {
+                    if cli.json || cli.pretty {
                         print_json(&v, cli.pretty);
                     } else {
                         print!("{}", daemon::format_stats(&v));

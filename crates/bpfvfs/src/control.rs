@@ -26,11 +26,25 @@
 //! - a line longer than [`MAX_LINE`] bytes (excluding the newline): `EMSGSIZE` (with
 //!   `"id":null`), after which the daemon closes the connection.
 //!
+//! Each connection is a session ([`Handler::connect`] makes one per connection, [`Session`]
+//! serves its requests in order, and it is dropped when the connection ends). The daemon's
+//! session holds the peer's credentials, read with `SO_PEERCRED` at accept time ([`Peer`]),
+//! and a table of BPF handles, the connection's file descriptors; dropping the session
+//! releases every handle (see `crate::session`).
+//!
 //! Operations (version 1):
-//! - `ping` -> `{"pong":true,"version":"<daemon version>","pid":N}`
+//! - `ping` -> `{"pong":true,"version":"<daemon version>","pid":N,"mount_point":"/dir"}`
 //! - `stats` -> the VFS counters (`inodes_live`, `dentries_hashed`, ... one member each),
 //!   the FUSE edge's counters (`fuse_nodes`: node ids the kernel holds, `fuse_handles`: open
-//!   handles), and `mounts`: `[{"path":"/","fs_type":"tmpfs","options":"mode=1777"}, ...]`.
+//!   handles), the BPF object counters (`maps_live`, ...), the control sessions
+//!   (`control_sessions_live`, `control_handles_open`, ...), `mount_point`, and `mounts`:
+//!   `[{"path":"/","fs_type":"tmpfs","options":"mode=1777"}, ...]`.
+//! - bpf(2) commands on handles: `map_create`, `map_lookup_elem`, `map_update_elem`,
+//!   `map_delete_elem`, `map_get_next_key`, `map_dump`, `map_freeze`, `obj_pin`, `obj_get`,
+//!   `obj_get_info`, `get_next_id`, `get_by_id` (the object id as `obj_id`: `id` is the
+//!   request's), `close`; and `list_pins`, `handles`, `statfs`, `mount`. Arguments, replies
+//!   and errors: docs/control-protocol.md. Malformed arguments are `EINVAL`, unknown handles
+//!   `EBADF`, and everything else the errno bpf(2) would give; the connection stays open.
 //!
 //! New operations are added without a version bump; a change to the framing or to the
 //! meaning of existing members bumps `v`.
@@ -39,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,10 +186,57 @@ pub fn reply_line(id: &Value, result: &Result<Value, ControlError>) -> String {
     format!("{{\"v\":{VERSION},\"id\":{id},\"{key}\":{body}}}")
 }
 
-/// What the daemon does with each operation.
+/// The process at the other end of a connection, from `SO_PEERCRED`: its credentials as they
+/// were when it called connect(2). `pid` is 0 when the peer lives in another pid namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Peer {
+    /// The credentials of the process connected to `stream`.
+    pub fn of(stream: &UnixStream) -> io::Result<Peer> {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: a valid socket fd, and a buffer of the size we pass.
+        let r = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Peer {
+            pid: cred.pid,
+            uid: cred.uid,
+            gid: cred.gid,
+        })
+    }
+}
+
+/// What the daemon does for its clients: one [`Session`] per connection.
 pub trait Handler: Send + Sync + 'static {
+    /// A connection from `peer` was accepted. The session serves every request on it, in
+    /// order, and is dropped when the connection ends (whatever the reason), releasing what
+    /// it holds.
+    fn connect(&self, peer: Peer) -> Box<dyn Session>;
+}
+
+/// The state of one connection.
+pub trait Session: Send {
     /// Run `op`. Unknown operations must return ENOSYS.
-    fn handle(&self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError>;
+    fn handle(&mut self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError>;
 }
 
 /// The error for an operation the handler does not know.
@@ -206,6 +268,8 @@ fn read_line_limited<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io
 }
 
 fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Result<()> {
+    let peer = Peer::of(&stream)?;
+    let mut session = handler.connect(peer);
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
@@ -233,7 +297,7 @@ fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Result<()>
                 let (id, result) = match parse_request(&buf) {
                     Ok(req) => {
                         tracing::debug!(op = %req.op, "control request");
-                        let r = handler.handle(&req.op, &req.args);
+                        let r = session.handle(&req.op, &req.args);
                         (req.id, r)
                     }
                     Err((id, e)) => (id, Err(e)),
@@ -491,11 +555,25 @@ mod tests {
     use super::*;
 
     struct Echo;
+    struct EchoSession {
+        peer: Peer,
+        count: u64,
+    }
     impl Handler for Echo {
-        fn handle(&self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError> {
+        fn connect(&self, peer: Peer) -> Box<dyn Session> {
+            Box::new(EchoSession { peer, count: 0 })
+        }
+    }
+    impl Session for EchoSession {
+        fn handle(&mut self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError> {
+            self.count += 1;
             match op {
                 "ping" => Ok(serde_json::json!({"pong": true})),
                 "echo" => Ok(Value::Object(args.clone())),
+                "whoami" => Ok(serde_json::json!({
+                    "pid": self.peer.pid, "uid": self.peer.uid, "gid": self.peer.gid,
+                    "count": self.count,
+                })),
                 _ => Err(unknown_op(op)),
             }
         }
@@ -592,6 +670,15 @@ mod tests {
             Err(ClientError::Remote(e)) => assert_eq!(e.errno, libc::ENOSYS),
             other => panic!("{other:?}"),
         }
+        // SO_PEERCRED: this process; per-connection state.
+        let me = c.call("whoami", Value::Null).unwrap();
+        assert_eq!(me["pid"], std::process::id());
+        // SAFETY: no failure modes.
+        assert_eq!(me["uid"], unsafe { libc::geteuid() });
+        assert_eq!(me["gid"], unsafe { libc::getegid() });
+        assert_eq!(me["count"], 4);
+        let mut c2 = Client::connect(&path).unwrap();
+        assert_eq!(c2.call("whoami", Value::Null).unwrap()["count"], 1);
         server.stop();
         assert!(!path.exists());
         assert!(matches!(

@@ -6,12 +6,15 @@
 //! (Children spawned through `std::process::Command`, such as fusermount3, get their mask
 //! reset by the standard library.)
 
-use crate::control::{unknown_op, ControlError, Handler, Server, SocketError};
+use crate::control::{unknown_op, ControlError, Handler, Peer, Server, Session, SocketError};
+use crate::session::{BpfSession, SessionCounters};
+use bpfvfs_bpf::Bpf;
 use bpfvfs_fuse::{FuseMonitor, MountOptions};
 use bpfvfs_vfs::memfs::{MemFs, MemFsOptions};
-use bpfvfs_vfs::{Errno, Vfs, VfsOptions};
+use bpfvfs_vfs::{Errno, Vfs, VfsOptions, LOOKUP_FOLLOW};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +42,8 @@ pub enum DaemonError {
     NotADirectory(PathBuf),
     #[error("cannot create the filesystem: {0}")]
     Vfs(Errno),
+    #[error("cannot set up bpffs at /sys/fs/bpf: {0}")]
+    Bpf(Errno),
     #[error("control socket: {0}")]
     Socket(#[from] SocketError),
     #[error(transparent)]
@@ -47,15 +52,25 @@ pub enum DaemonError {
     Signals(std::io::Error),
 }
 
-/// The control operations of a running daemon.
+/// What every connection of a running daemon shares.
 pub struct DaemonHandler {
     vfs: Arc<Vfs>,
+    bpf: Arc<Bpf>,
     fuse: FuseMonitor,
+    /// The directory the tree is mounted on (absolute, as the daemon resolved it).
+    mount_point: PathBuf,
+    counters: Arc<SessionCounters>,
 }
 
 impl DaemonHandler {
-    pub fn new(vfs: Arc<Vfs>, fuse: FuseMonitor) -> DaemonHandler {
-        DaemonHandler { vfs, fuse }
+    pub fn new(bpf: Arc<Bpf>, fuse: FuseMonitor, mount_point: PathBuf) -> DaemonHandler {
+        DaemonHandler {
+            vfs: bpf.vfs().clone(),
+            bpf,
+            fuse,
+            mount_point,
+            counters: Arc::new(SessionCounters::default()),
+        }
     }
 
     fn stats(&self) -> Value {
@@ -66,6 +81,23 @@ impl DaemonHandler {
         let f = self.fuse.stats();
         m.insert("fuse_nodes".into(), f.nodes.into());
         m.insert("fuse_handles".into(), f.handles.into());
+        if let Ok(Value::Object(b)) = serde_json::to_value(self.bpf.registry().stats()) {
+            m.extend(b);
+        }
+        let c = &self.counters;
+        m.insert(
+            "control_sessions_live".into(),
+            c.sessions_live.load(Ordering::Relaxed).into(),
+        );
+        m.insert(
+            "control_sessions_total".into(),
+            c.sessions_total.load(Ordering::Relaxed).into(),
+        );
+        m.insert(
+            "control_handles_open".into(),
+            c.handles_open.load(Ordering::Relaxed).into(),
+        );
+        m.insert("mount_point".into(), self.mount_point_str().into());
         let mounts: Vec<Value> = self
             .vfs
             .mounts()
@@ -75,19 +107,81 @@ impl DaemonHandler {
         m.insert("mounts".into(), Value::Array(mounts));
         Value::Object(m)
     }
+
+    fn mount_point_str(&self) -> String {
+        self.mount_point.to_string_lossy().into_owned()
+    }
 }
 
-impl Handler for DaemonHandler {
-    fn handle(&self, op: &str, _args: &Map<String, Value>) -> Result<Value, ControlError> {
+impl Handler for Arc<DaemonHandler> {
+    fn connect(&self, peer: Peer) -> Box<dyn Session> {
+        let pid = u32::try_from(peer.pid).unwrap_or(0);
+        let cred = bpfvfs_fuse::cred::for_request(peer.uid, peer.gid, pid);
+        tracing::debug!(?peer, "control connection");
+        Box::new(DaemonSession {
+            bpf: BpfSession::new(self.bpf.clone(), cred, self.counters.clone()),
+            shared: self.clone(),
+        })
+    }
+}
+
+/// One connection to the daemon: its credentials and handle table.
+pub struct DaemonSession {
+    shared: Arc<DaemonHandler>,
+    bpf: BpfSession,
+}
+
+impl Session for DaemonSession {
+    fn handle(&mut self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError> {
+        let d = &self.shared;
         match op {
             "ping" => Ok(json!({
                 "pong": true,
                 "version": env!("CARGO_PKG_VERSION"),
                 "pid": std::process::id(),
+                "mount_point": d.mount_point_str(),
             })),
-            "stats" => Ok(self.stats()),
-            _ => Err(unknown_op(op)),
+            "stats" => Ok(d.stats()),
+            "statfs" => {
+                let path = path_arg(op, args)?;
+                let at = d
+                    .vfs
+                    .resolve(self.bpf.cred(), None, path.as_bytes(), LOOKUP_FOLLOW)
+                    .map_err(|e| ControlError::vfs(e, op))?;
+                let sb = at.inode().sb();
+                Ok(json!({"fs_type": sb.fs_type(), "magic": sb.magic()}))
+            }
+            "mount" => {
+                let path = path_arg(op, args)?;
+                let fs_type = match args.get("fs_type") {
+                    Some(Value::String(s)) => s.as_str(),
+                    _ => return Err(ControlError::invalid("mount: \"fs_type\" must be a string")),
+                };
+                let options = match args.get("options") {
+                    None | Some(Value::Null) => "",
+                    Some(Value::String(s)) => s.as_str(),
+                    _ => return Err(ControlError::invalid("mount: \"options\" must be a string")),
+                };
+                d.vfs
+                    .mount_type(self.bpf.cred(), fs_type, options, path.as_bytes())
+                    .map_err(|e| ControlError::vfs(e, op))?;
+                Ok(json!({}))
+            }
+            _ => match self.bpf.dispatch(op, args) {
+                Some(r) => r,
+                None => Err(unknown_op(op)),
+            },
         }
+    }
+}
+
+fn path_arg<'a>(op: &str, args: &'a Map<String, Value>) -> Result<&'a str, ControlError> {
+    match args.get("path") {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(ControlError::invalid(format!("{op}: missing \"path\""))),
+        Some(_) => Err(ControlError::invalid(format!(
+            "{op}: \"path\" must be a string"
+        ))),
     }
 }
 
@@ -142,6 +236,9 @@ pub fn up(cfg: &UpConfig) -> Result<(), DaemonError> {
         ..MemFsOptions::default()
     });
     let vfs = Vfs::new(Arc::new(memfs), VfsOptions::default()).map_err(DaemonError::Vfs)?;
+    // The BPF side: bpffs registered and mounted at /sys/fs/bpf before anyone can look.
+    let bpf = Bpf::new(vfs.clone()).map_err(DaemonError::Bpf)?;
+    let mount_point = std::fs::canonicalize(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
 
     // The socket first: a second daemon on the same socket fails before mounting anything.
     // It starts serving once the mount exists (the handler needs the mount's counters), so
@@ -156,7 +253,11 @@ pub fn up(cfg: &UpConfig) -> Result<(), DaemonError> {
         ..MountOptions::default()
     };
     let mount = bpfvfs_fuse::mount(vfs.clone(), &cfg.dir, &opts)?;
-    slot.set(Arc::new(DaemonHandler::new(vfs.clone(), mount.monitor())));
+    slot.set(Arc::new(Arc::new(DaemonHandler::new(
+        bpf.clone(),
+        mount.monitor(),
+        mount_point,
+    ))));
 
     eprintln!(
         "bpfvfs: serving {} (control socket {})",
@@ -193,9 +294,10 @@ pub fn up(cfg: &UpConfig) -> Result<(), DaemonError> {
     }
 }
 
-/// A handler installed after the socket is bound; until then requests get EAGAIN.
+/// A handler installed after the socket is bound. A connection accepted before that gets a
+/// session that answers EAGAIN until the handler exists, then connects to it.
 #[derive(Default)]
-struct HandlerSlot(std::sync::OnceLock<Arc<dyn Handler>>);
+struct HandlerSlot(Arc<std::sync::OnceLock<Arc<dyn Handler>>>);
 
 impl HandlerSlot {
     fn set(&self, h: Arc<dyn Handler>) {
@@ -204,9 +306,39 @@ impl HandlerSlot {
 }
 
 impl Handler for HandlerSlot {
-    fn handle(&self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError> {
+    fn connect(&self, peer: Peer) -> Box<dyn Session> {
         match self.0.get() {
-            Some(h) => h.handle(op, args),
+            Some(h) => h.connect(peer),
+            None => Box::new(SlotSession {
+                slot: self.0.clone(),
+                peer,
+                inner: None,
+            }),
+        }
+    }
+}
+
+struct SlotSession {
+    slot: Arc<std::sync::OnceLock<Arc<dyn Handler>>>,
+    peer: Peer,
+    inner: Option<Box<dyn Session>>,
+}
+
+impl Session for SlotSession {
+    fn handle(&mut self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError> {
+        if self.inner.is_none() {
+            match self.slot.get() {
+                Some(h) => self.inner = Some(h.connect(self.peer)),
+                None => {
+                    return Err(ControlError::new(
+                        libc::EAGAIN,
+                        "the daemon is still starting",
+                    ))
+                }
+            }
+        }
+        match &mut self.inner {
+            Some(s) => s.handle(op, args),
             None => Err(ControlError::new(
                 libc::EAGAIN,
                 "the daemon is still starting",
@@ -259,12 +391,38 @@ mod tests {
         assert!(s.ends_with("mount: / tmpfs mode=1777\n"));
     }
 
+    struct Fixed;
+    struct FixedSession;
+    impl Handler for Fixed {
+        fn connect(&self, _peer: Peer) -> Box<dyn Session> {
+            Box::new(FixedSession)
+        }
+    }
+    impl Session for FixedSession {
+        fn handle(&mut self, _op: &str, _args: &Map<String, Value>) -> Result<Value, ControlError> {
+            Ok(json!({"pong": true}))
+        }
+    }
+
     #[test]
     fn handler_slot_before_start() {
         let h = HandlerSlot::default();
+        let peer = Peer {
+            pid: 1,
+            uid: 0,
+            gid: 0,
+        };
+        let mut early = h.connect(peer);
         assert_eq!(
-            h.handle("ping", &Map::new()).unwrap_err().errno,
+            early.handle("ping", &Map::new()).unwrap_err().errno,
             libc::EAGAIN
+        );
+        h.set(Arc::new(Fixed));
+        // The early connection is served once the handler exists.
+        assert_eq!(early.handle("ping", &Map::new()).unwrap()["pong"], true);
+        assert_eq!(
+            h.connect(peer).handle("ping", &Map::new()).unwrap()["pong"],
+            true
         );
     }
 }

@@ -204,11 +204,14 @@ fn bytemuck_u8(v: &mut [u64]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), v.len() * 8) }
 }
 
-/// The engine called `name` (`interp`; `jit` once it exists).
+/// The engine called `name`: `interp`, or `jit` (x86-64).
 pub fn engine_by_name(name: &str) -> Result<Box<dyn Engine>, String> {
     match name {
         "interp" => Ok(Box::new(InterpEngine::default())),
-        "jit" => Err("the jit engine is not available yet".into()),
+        #[cfg(target_arch = "x86_64")]
+        "jit" => Ok(Box::new(crate::jit::JitEngine::default())),
+        #[cfg(not(target_arch = "x86_64"))]
+        "jit" => Err("the jit engine needs x86-64".into()),
         other => Err(format!("unknown engine `{other}` (interp, jit)")),
     }
 }

@@ -661,12 +661,34 @@ pub(crate) struct RunState<'a, 'e> {
     /// Saved caller state, indexed by absolute call depth (so nested executions for
     /// callbacks use disjoint entries and nothing is initialised per run).
     pub frames: &'a mut [Frame; MAX_CALL_FRAMES],
+    /// Set by another engine (the JIT) to run functions, callbacks included, itself.
+    pub hook: Option<CallHook>,
+}
+
+/// How another engine runs a function of the program: `run(data, state, entry, args, depth)`
+/// with [`RunState::call`]'s meaning. Lets helpers' callbacks (`bpf_loop`) run in the engine
+/// that called the helper.
+#[derive(Clone, Copy)]
+pub(crate) struct CallHook {
+    pub run: unsafe fn(
+        *mut (),
+        &mut RunState<'_, '_>,
+        usize,
+        [u64; 5],
+        usize,
+    ) -> Result<u64, ExecError>,
+    /// The engine's per-run data, valid while the hook is installed.
+    pub data: *mut (),
 }
 
 impl RunState<'_, '_> {
     /// Runs the function starting at `entry` with `args` in r1-r5 in a new frame at call depth
     /// `depth` (0 = main program).
     pub fn call(&mut self, entry: usize, args: [u64; 5], depth: usize) -> Result<u64, ExecError> {
+        if let Some(h) = self.hook {
+            // SAFETY: whoever installed the hook keeps `data` valid while it is installed.
+            return unsafe { (h.run)(h.data, self, entry, args, depth) };
+        }
         if self.checked {
             exec::<true>(self, entry, args, depth)
         } else {
@@ -1118,7 +1140,7 @@ fn exec<const CHECKED: bool>(
 pub struct Interpreter<'p> {
     prog: &'p Program,
     helpers: &'p Helpers,
-    stack: Box<[u64]>,
+    pub(crate) stack: Box<[u64]>,
     mem: Memory,
     frames: [Frame; MAX_CALL_FRAMES],
     budget: Option<u64>,
@@ -1209,6 +1231,7 @@ impl<'p> Interpreter<'p> {
             budget: self.budget.unwrap_or(u64::MAX),
             checked,
             frames: &mut self.frames,
+            hook: None,
         };
         let res = st.call(0, args, 0);
         // Regions borrow caller memory only for this run.

@@ -14,6 +14,8 @@
 //!   helpers run in, the generic helpers (time, random, task info, `trace_printk`,
 //!   `snprintf`, `loop`, spin locks, `probe_read`), and the map/ring-buffer helpers, which go
 //!   through a caller-supplied [`MapAccess`].
+//! - [`jit`] (x86-64): the same programs compiled to native code with dynasm-rs, in the same
+//!   checked and unchecked modes, with the interpreter's errors, helpers and callbacks.
 //! - [`asm`] and [`conformance`]: an assembler for the conformance suite's syntax, its file
 //!   format, a runner over an [`conformance::Engine`] (interpreter now, JIT later) and the
 //!   suite's plugin protocol.
@@ -30,7 +32,10 @@ pub mod conformance;
 pub mod helpers;
 pub mod insn;
 pub mod interp;
+#[cfg(target_arch = "x86_64")]
+pub mod jit;
 pub mod memory;
+pub mod verifier;
 
 pub use helpers::{Env, HelperCtx, HelperError, HelperFn, Helpers, MapAccess, MemRef, TaskInfo};
 pub use insn::{decode, disassemble, DecodeError, Insn, Instruction};

@@ -295,3 +295,113 @@ pub fn sh_as_nobody(prefix: &[String], dir: &Path, script: &str) -> Output {
         .output()
         .unwrap()
 }
+
+impl Daemon {
+    /// Run the bpfvfs CLI against this daemon (its socket), from `cwd` if given.
+    pub fn cli_in(&self, cwd: Option<&Path>, args: &[&str]) -> Output {
+        let mut c = Command::new(BIN);
+        c.arg("--socket").arg(&self.sock).args(args);
+        c.env_remove("BPFVFS_SOCKET");
+        if let Some(d) = cwd {
+            c.current_dir(d);
+        }
+        c.output().unwrap()
+    }
+
+    /// Run the bpfvfs CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_in(None, args)
+    }
+
+    /// Run the CLI and require exit status 0; its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "bpfvfs {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A raw control connection: one JSON request per line, one reply per line.
+pub struct Ctl {
+    pub r: std::io::BufReader<std::os::unix::net::UnixStream>,
+    pub w: std::os::unix::net::UnixStream,
+    next: u64,
+}
+
+impl Ctl {
+    pub fn open(sock: &Path) -> Ctl {
+        let s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Ctl {
+            w: s.try_clone().unwrap(),
+            r: std::io::BufReader::new(s),
+            next: 1,
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.w.write_all(bytes).unwrap();
+    }
+
+    pub fn reply(&mut self) -> serde_json::Value {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let n = self.r.read_line(&mut line).unwrap();
+        assert!(n > 0, "connection closed");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Send `op` with the members of `args`; the whole reply.
+    pub fn req(&mut self, op: &str, args: serde_json::Value) -> serde_json::Value {
+        let mut m = match args {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let id = self.next;
+        self.next += 1;
+        m.insert("v".into(), 1.into());
+        m.insert("id".into(), id.into());
+        m.insert("op".into(), op.into());
+        let mut line = serde_json::Value::Object(m).to_string();
+        line.push('\n');
+        self.send_raw(line.as_bytes());
+        let v = self.reply();
+        assert_eq!(v["id"], id, "{v}");
+        v
+    }
+
+    /// `op` must succeed: its `ok` value.
+    pub fn ok(&mut self, op: &str, args: serde_json::Value) -> serde_json::Value {
+        let v = self.req(op, args.clone());
+        assert!(v.get("ok").is_some(), "{op} {args} failed: {v}");
+        v["ok"].clone()
+    }
+
+    /// `op` must fail with `errno`.
+    pub fn err(&mut self, op: &str, args: serde_json::Value, errno: i32) -> serde_json::Value {
+        let v = self.req(op, args.clone());
+        assert_eq!(v["err"]["errno"], errno, "{op} {args}: {v}");
+        assert!(
+            !v["err"]["message"].as_str().unwrap_or("").is_empty(),
+            "{v}"
+        );
+        v
+    }
+}
+
+/// Run a CLI output's parts as text: (stdout, stderr, exit status).
+pub fn parts(o: &Output) -> (String, String, i32) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}

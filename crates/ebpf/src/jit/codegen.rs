@@ -1,0 +1,930 @@
+//! Code generation: one pass over the lowered [`Op`]s, emitting x86-64 with dynasm-rs.
+//!
+//! Layout of the generated buffer: shared routines (entry/epilogue, unwind, helper call, slow
+//! memory check, error exits), then the program, one dynamic label per slot, then cold stubs
+//! (slow-path calls and error exits of individual instructions) so the hot path falls through.
+//!
+//! Register use, beside the BPF mapping of [`super::BPF_REGS`]: r12 = [`JitCtx`] (callee-saved,
+//! survives helper calls), r9 = back-edge budget (spilled to the context around Rust calls),
+//! r10 and r11 = scratch. Stack discipline: in every BPF function body rsp ≡ 8 (mod 16); a
+//! local call pushes r6-r9 (rbx, r13, r14, r15) and 8 bytes of padding before `call`, so
+//! bodies keep that invariant, and the shared routines align to 16 before calling Rust.
+
+use super::runtime::{
+    jit_helper, jit_mem_slow, off, JitCtx, ERR_BAD_CALL, ERR_BUDGET, ERR_CALL_DEPTH,
+    ERR_MISALIGNED,
+};
+use super::BPF_REGS;
+use crate::interp::{
+    Code, Op, Program, FLAG_BACKWARD, FLAG_STACK_SAFE, FUNC_TOKEN_TAG, STACK_FRAME_SIZE,
+};
+use dynasmrt::x64::Assembler;
+use dynasmrt::{dynasm, AssemblyOffset, DynamicLabel, DynasmApi, DynasmLabelApi, ExecutableBuffer};
+
+macro_rules! asm {
+    ($a:expr; $($t:tt)*) => {
+        dynasm!($a ; .arch x64 ; $($t)*)
+    };
+}
+
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+
+/// The output of [`compile`].
+pub(crate) struct Compiled {
+    pub buf: ExecutableBuffer,
+    pub entry: AssemblyOffset,
+    /// `(pc, offset)` of every function entry.
+    pub functions: Vec<(usize, AssemblyOffset)>,
+}
+
+/// x86 condition codes used by jumps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cc {
+    E,
+    Ne,
+    A,
+    Ae,
+    B,
+    Be,
+    G,
+    Ge,
+    L,
+    Le,
+}
+
+impl Cc {
+    fn inverse(self) -> Cc {
+        match self {
+            Cc::E => Cc::Ne,
+            Cc::Ne => Cc::E,
+            Cc::A => Cc::Be,
+            Cc::Ae => Cc::B,
+            Cc::B => Cc::Ae,
+            Cc::Be => Cc::A,
+            Cc::G => Cc::Le,
+            Cc::Ge => Cc::L,
+            Cc::L => Cc::Ge,
+            Cc::Le => Cc::G,
+        }
+    }
+}
+
+/// Out-of-line code of one instruction, emitted after the program.
+enum Stub {
+    /// Call the slow memory check with `info` in r11 (address in r10), then resume.
+    MemSlow {
+        at: DynamicLabel,
+        resume: DynamicLabel,
+        info: u64,
+    },
+    /// Report an error: `info` in r11; `val_reg`, if any, copied to r10 (the value reported).
+    Fail {
+        at: DynamicLabel,
+        info: u64,
+        val_reg: Option<u8>,
+    },
+}
+
+struct Gen<'a> {
+    a: Assembler,
+    ops: &'a [Op],
+    labels: Vec<DynamicLabel>,
+    stubs: Vec<Stub>,
+    checked: bool,
+    /// Address of the function table (`table[pc]` = native address of function `pc`, or 0).
+    table: u64,
+}
+
+/// Compiles `prog` in the checked or unchecked mode. `table` is the address of the
+/// `prog.len()`-entry function table the caller fills in after finalisation (callx reads it).
+pub(crate) fn compile(prog: &Program, checked: bool, table: *const u64) -> Result<Compiled, String> {
+    let a = Assembler::new().map_err(|e| format!("cannot allocate executable memory: {e}"))?;
+    let mut g = Gen {
+        a,
+        ops: prog.ops(),
+        labels: Vec::new(),
+        stubs: Vec::new(),
+        checked,
+        table: table as u64,
+    };
+    g.labels = (0..g.ops.len()).map(|_| g.a.new_dynamic_label()).collect();
+    let entry = g.routines();
+    for pc in 0..g.ops.len() {
+        let l = g.labels[pc];
+        asm!(g.a; =>l);
+        g.op(pc);
+    }
+    g.emit_stubs();
+    let functions = (0..prog.len())
+        .filter(|&pc| prog.is_function_entry(pc))
+        .map(|pc| {
+            g.a.labels()
+                .resolve_dynamic(g.labels[pc])
+                .map(|o| (pc, o))
+                .map_err(|e| format!("{e:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    g.a.commit().map_err(|e| format!("assembler: {e:?}"))?;
+    let buf = g
+        .a
+        .finalize()
+        .map_err(|_| "assembler: cannot finalize".to_string())?;
+    Ok(Compiled {
+        buf,
+        entry,
+        functions,
+    })
+}
+
+fn fail_info(kind: u64, pc: usize, len: u64) -> u64 {
+    kind | len << 4 | (pc as u64) << 8
+}
+
+impl Gen<'_> {
+    /// The shared routines; returns the entry's offset.
+    fn routines(&mut self) -> AssemblyOffset {
+        let a = &mut self.a;
+        let entry = a.offset();
+        // entry(ctx: rdi, target: rsi) -> r0, System V.
+        asm!(a
+            ; push rbp
+            ; push rbx
+            ; push r12
+            ; push r13
+            ; push r14
+            ; push r15
+            ; mov r12, rdi
+            // Nested entries (callbacks) keep the outer unwind point.
+            ; push QWORD [r12 + off::ENTRY_RSP]
+            ; mov [r12 + off::ENTRY_RSP], rsp
+            ; mov r11, rsi
+            ; mov rbp, [r12 + off::R10]
+            ; mov r9, [r12 + off::BUDGET]
+            ; mov rdi, [r12 + off::ARGS]
+            ; mov rsi, [r12 + off::ARGS + 8]
+            ; mov rdx, [r12 + off::ARGS + 16]
+            ; mov rcx, [r12 + off::ARGS + 24]
+            ; mov r8, [r12 + off::ARGS + 32]
+            ; xor eax, eax
+            ; xor ebx, ebx
+            ; xor r13d, r13d
+            ; xor r14d, r14d
+            ; xor r15d, r15d
+            // rsp ≡ 0 (mod 16) here: 8 (return address) + 7 pushes.
+            ; call r11
+            ; mov [r12 + off::BUDGET], r9
+            ; ->epilogue:
+            ; pop QWORD [r12 + off::ENTRY_RSP]
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop r12
+            ; pop rbx
+            ; pop rbp
+            ; ret
+
+            // Errors: the context holds what happened; drop every BPF frame.
+            ; ->unwind:
+            ; mov rsp, [r12 + off::ENTRY_RSP]
+            ; xor eax, eax
+            ; jmp ->epilogue
+
+            // r11 = kind | len << 4 | pc << 8, r10 = address or value.
+            ; ->fail:
+            ; mov [r12 + off::ERR_INFO], r11
+            ; mov [r12 + off::ERR_VAL], r10
+            ; jmp ->unwind
+
+            // Helper call: r10 = helper id, r11 = pc; r1-r5 preserved (as the interpreter
+            // does), r0 = result.
+            ; ->helper_call:
+            ; mov [r12 + off::BUDGET], r9
+            ; mov [r12 + off::CALL_R10], rbp
+            ; mov [r12 + off::CALL_PC], r11
+            ; mov [r12 + off::CALL_ID], r10
+            ; push rdi
+            ; push rsi
+            ; push rdx
+            ; push rcx
+            ; push r8
+            ; sub rsp, 8
+            ; mov r9, r12
+            ; mov rax, QWORD jit_helper as *const () as i64
+            ; call rax
+            ; add rsp, 8
+            ; mov r11, rdx
+            ; pop r8
+            ; pop rcx
+            ; pop rdx
+            ; pop rsi
+            ; pop rdi
+            ; test r11, r11
+            ; jnz ->unwind
+            ; mov r9, [r12 + off::BUDGET]
+            ; ret
+
+            // Slow memory check: r10 = address, r11 = pc << 3 | log2(len) << 1 | write.
+            // Preserves every BPF register and r10.
+            ; ->mem_slow:
+            ; push rax
+            ; push rdi
+            ; push rsi
+            ; push rdx
+            ; push rcx
+            ; push r8
+            ; push r9
+            ; push r10
+            ; mov rdi, r12
+            ; mov rsi, r10
+            ; mov rdx, r11
+            ; mov rax, QWORD jit_mem_slow as *const () as i64
+            ; call rax
+            ; mov r11, rax
+            ; pop r10
+            ; pop r9
+            ; pop r8
+            ; pop rcx
+            ; pop rdx
+            ; pop rsi
+            ; pop rdi
+            ; pop rax
+            ; test r11, r11
+            ; jz ->unwind
+            ; ret
+        );
+        entry
+    }
+
+    fn emit_stubs(&mut self) {
+        let stubs = std::mem::take(&mut self.stubs);
+        let a = &mut self.a;
+        for s in stubs {
+            match s {
+                Stub::MemSlow { at, resume, info } => {
+                    asm!(a
+                        ; =>at
+                        ; mov r11, QWORD info as i64
+                        ; call ->mem_slow
+                        ; jmp =>resume
+                    );
+                }
+                Stub::Fail { at, info, val_reg } => {
+                    asm!(a; =>at);
+                    if let Some(r) = val_reg {
+                        asm!(a; mov r10, Rq(r));
+                    }
+                    asm!(a
+                        ; mov r11, QWORD info as i64
+                        ; jmp ->fail
+                    );
+                }
+            }
+        }
+    }
+
+    fn fail_stub(&mut self, info: u64, val_reg: Option<u8>) -> DynamicLabel {
+        let at = self.a.new_dynamic_label();
+        self.stubs.push(Stub::Fail { at, info, val_reg });
+        at
+    }
+
+    fn jcc(&mut self, cc: Cc, l: DynamicLabel) {
+        let a = &mut self.a;
+        match cc {
+            Cc::E => asm!(a; je =>l),
+            Cc::Ne => asm!(a; jne =>l),
+            Cc::A => asm!(a; ja =>l),
+            Cc::Ae => asm!(a; jae =>l),
+            Cc::B => asm!(a; jb =>l),
+            Cc::Be => asm!(a; jbe =>l),
+            Cc::G => asm!(a; jg =>l),
+            Cc::Ge => asm!(a; jge =>l),
+            Cc::L => asm!(a; jl =>l),
+            Cc::Le => asm!(a; jle =>l),
+        }
+    }
+
+    /// Charges one back-edge to the budget (r9); `Budget { pc }` when it is exhausted.
+    fn charge_budget(&mut self, pc: usize) {
+        let stub = self.fail_stub(fail_info(ERR_BUDGET, pc, 0), None);
+        asm!(self.a
+            ; sub r9, 1
+            ; jb =>stub
+        );
+    }
+
+    /// A jump (taken when `cc` holds, or always) from `pc` to `op.off`.
+    fn branch(&mut self, pc: usize, op: &Op, cc: Option<Cc>) {
+        let target = self.labels[op.off as usize];
+        if op.flags & FLAG_BACKWARD == 0 {
+            match cc {
+                Some(cc) => self.jcc(cc, target),
+                None if op.off as usize == pc + 1 => {}
+                None => asm!(self.a; jmp =>target),
+            }
+            return;
+        }
+        // Backward: the budget is charged only when the jump is taken.
+        let skip = self.a.new_dynamic_label();
+        if let Some(cc) = cc {
+            self.jcc(cc.inverse(), skip);
+        }
+        self.charge_budget(pc);
+        asm!(self.a
+            ; jmp =>target
+            ; =>skip
+        );
+    }
+
+    /// Checked mode, an access not known to stay in the current frame: validates
+    /// `[base + off, +len)` (the address ends up in r10), falling back to the Rust check.
+    fn check_access(&mut self, pc: usize, base: u8, off: i32, log2len: u32, write: bool, atomic: bool) {
+        let ok = self.a.new_dynamic_label();
+        let slow = self.a.new_dynamic_label();
+        let l8 = 8 * log2len as i32;
+        let lim = if write { off::C_WLIMIT } else { off::C_RLIMIT };
+        let d_start = off::DCACHE + off::C_START;
+        let d_lim = off::DCACHE + lim + l8;
+        let f_start = off::FCACHE + off::C_START;
+        let f_lim = off::FCACHE + lim + l8;
+        let s_lim = off::STACK_LIMIT + l8;
+        asm!(self.a
+            ; lea r10, [Rq(base) + off]
+            ; cmp r10, [r12 + d_start]
+            ; jb >fixed
+            ; cmp r10, [r12 + d_lim]
+            ; jbe =>ok
+            ; fixed:
+            ; cmp r10, [r12 + f_start]
+            ; jb >stack
+            ; cmp r10, [r12 + f_lim]
+            ; jbe =>ok
+            ; stack:
+            ; cmp r10, [r12 + off::STACK_LO]
+            ; jb =>slow
+            ; cmp r10, [r12 + s_lim]
+            ; ja =>slow
+            ; =>ok
+        );
+        self.stubs.push(Stub::MemSlow {
+            at: slow,
+            resume: ok,
+            info: (pc as u64) << 3 | (log2len as u64) << 1 | write as u64,
+        });
+        if atomic && log2len > 0 {
+            let len = 1u64 << log2len;
+            let stub = self.fail_stub(fail_info(ERR_MISALIGNED, pc, len), None);
+            asm!(self.a
+                ; test r10b, (len - 1) as i8
+                ; jnz =>stub
+            );
+        }
+    }
+
+    /// Emits the memory check an access needs in this mode, if any.
+    fn guard(&mut self, pc: usize, op: &Op, base: u8, log2len: u32, write: bool, atomic: bool) {
+        if self.checked && op.flags & FLAG_STACK_SAFE == 0 {
+            self.check_access(pc, base, op.off, log2len, write, atomic);
+        }
+    }
+
+    /// A bpf-to-bpf call to `target` (a label, or the address in r10 if `None`).
+    fn local_call(&mut self, pc: usize, backward: bool, target: Option<DynamicLabel>) {
+        let stub = self.fail_stub(fail_info(ERR_CALL_DEPTH, pc, 0), None);
+        asm!(self.a
+            ; cmp rbp, [r12 + off::DEPTH_LIMIT]
+            ; jbe =>stub
+        );
+        if backward {
+            self.charge_budget(pc);
+        }
+        asm!(self.a
+            ; push rbx
+            ; push r13
+            ; push r14
+            ; push r15
+            ; sub rsp, 8
+            ; sub rbp, STACK_FRAME_SIZE as i32
+        );
+        match target {
+            Some(l) => asm!(self.a; call =>l),
+            None => asm!(self.a; call r10),
+        }
+        asm!(self.a
+            ; add rbp, STACK_FRAME_SIZE as i32
+            ; add rsp, 8
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop rbx
+        );
+    }
+
+    /// `mov dst, imm` for a 64-bit value, shortest form.
+    fn mov_imm64(&mut self, d: u8, v: u64) {
+        let a = &mut self.a;
+        if v == 0 {
+            asm!(a; xor Rd(d), Rd(d));
+        } else if v <= u32::MAX as u64 {
+            asm!(a; mov Rd(d), v as u32 as i32);
+        } else if v as i64 >= i32::MIN as i64 && v as i64 <= i32::MAX as i64 {
+            asm!(a; mov Rq(d), v as i64 as i32);
+        } else {
+            asm!(a; mov Rq(d), QWORD v as i64);
+        }
+    }
+
+    /// Shift of `d` by the register `s` (x86 wants the count in cl; masking is the same).
+    fn shift_reg(&mut self, kind: u8, w64: bool, d: u8, s: u8) {
+        // kind: 0 shl, 1 shr, 2 sar.
+        macro_rules! sh {
+            ($r:expr) => {
+                match (kind, w64) {
+                    (0, true) => asm!(self.a; shl Rq($r), cl),
+                    (1, true) => asm!(self.a; shr Rq($r), cl),
+                    (_, true) => asm!(self.a; sar Rq($r), cl),
+                    (0, false) => asm!(self.a; shl Rd($r), cl),
+                    (1, false) => asm!(self.a; shr Rd($r), cl),
+                    (_, false) => asm!(self.a; sar Rd($r), cl),
+                }
+            };
+        }
+        if s == RCX {
+            sh!(d);
+        } else if d == RCX {
+            asm!(self.a
+                ; mov r11, rcx
+                ; mov ecx, Rd(s)
+            );
+            sh!(11u8);
+            asm!(self.a; mov rcx, r11);
+        } else {
+            asm!(self.a
+                ; mov r11, rcx
+                ; mov ecx, Rd(s)
+            );
+            sh!(d);
+            asm!(self.a; mov rcx, r11);
+        }
+    }
+
+    /// Division and modulo with Linux's semantics: x / 0 = 0, x % 0 = x, INT_MIN / -1 =
+    /// INT_MIN, INT_MIN % -1 = 0 (x86 would fault on the first and last). `src` = register or
+    /// (nonzero: lowered away otherwise) immediate.
+    fn divmod(&mut self, div: bool, signed: bool, w64: bool, d: u8, src: Result<u8, u64>) {
+        let done = self.a.new_dynamic_label();
+        let zero = self.a.new_dynamic_label();
+        let minus1 = self.a.new_dynamic_label();
+        match src {
+            Ok(s) if w64 => asm!(self.a; mov r11, Rq(s)),
+            Ok(s) => asm!(self.a; mov r11d, Rd(s)),
+            Err(imm) => {
+                if signed && (if w64 { imm == u64::MAX } else { imm as u32 == u32::MAX }) {
+                    // Division by the constant -1.
+                    self.div_minus1(div, w64, d);
+                    return;
+                }
+                self.mov_imm64(11, if w64 { imm } else { imm as u32 as u64 });
+            }
+        }
+        if src.is_ok() {
+            if w64 {
+                asm!(self.a; test r11, r11; jz =>zero);
+                if signed {
+                    asm!(self.a; cmp r11, -1; je =>minus1);
+                }
+            } else {
+                asm!(self.a; test r11d, r11d; jz =>zero);
+                if signed {
+                    asm!(self.a; cmp r11d, -1; je =>minus1);
+                }
+            }
+        }
+        if d != RAX {
+            asm!(self.a; mov r10, rax);
+        }
+        if d != RDX {
+            asm!(self.a; push rdx);
+        }
+        if d != RAX {
+            asm!(self.a; mov rax, Rq(d));
+        }
+        match (signed, w64) {
+            (false, true) => asm!(self.a; xor edx, edx; div r11),
+            (true, true) => asm!(self.a; cqo; idiv r11),
+            (false, false) => asm!(self.a; xor edx, edx; div r11d),
+            (true, false) => asm!(self.a; cdq; idiv r11d),
+        }
+        let res = if div { RAX } else { RDX };
+        if d == RAX {
+            if res != RAX {
+                asm!(self.a; mov rax, rdx);
+            }
+            asm!(self.a; pop rdx);
+        } else if d == RDX {
+            if res != RDX {
+                asm!(self.a; mov rdx, rax);
+            }
+            asm!(self.a; mov rax, r10);
+        } else {
+            asm!(self.a
+                ; mov Rq(d), Rq(res)
+                ; pop rdx
+                ; mov rax, r10
+            );
+        }
+        if src.is_ok() {
+            asm!(self.a; jmp =>done; =>zero);
+            match (div, w64) {
+                (true, _) => asm!(self.a; xor Rd(d), Rd(d)),
+                (false, true) => {}
+                (false, false) => asm!(self.a; mov Rd(d), Rd(d)),
+            }
+            if signed {
+                asm!(self.a; jmp =>done; =>minus1);
+                self.div_minus1(div, w64, d);
+            }
+        }
+        asm!(self.a; =>done);
+    }
+
+    fn div_minus1(&mut self, div: bool, w64: bool, d: u8) {
+        match (div, w64) {
+            (true, true) => asm!(self.a; neg Rq(d)),
+            (true, false) => asm!(self.a; neg Rd(d)),
+            (false, _) => asm!(self.a; xor Rd(d), Rd(d)),
+        }
+    }
+
+    /// `src = atomic op(*(dst + off), src)` returning the old value, for or/and/xor, which x86
+    /// has no fetching form of: a cmpxchg loop (rax is the comparand; r0 is saved around it).
+    fn atomic_fetch_loop(&mut self, kind: u8, w64: bool, b: u8, off: i32, s: u8) {
+        let lp = self.a.new_dynamic_label();
+        asm!(self.a
+            ; lea r10, [Rq(b) + off]
+            ; push rax
+        );
+        if w64 {
+            asm!(self.a; mov rax, QWORD [r10]; =>lp; mov r11, rax);
+        } else {
+            asm!(self.a; mov eax, DWORD [r10]; =>lp; mov r11d, eax);
+        }
+        // The operand: `s`, or the saved r0 if `s` is r0 (rax is the comparand now).
+        match (kind, w64, s == RAX) {
+            (0, true, false) => asm!(self.a; or r11, Rq(s)),
+            (1, true, false) => asm!(self.a; and r11, Rq(s)),
+            (_, true, false) => asm!(self.a; xor r11, Rq(s)),
+            (0, true, true) => asm!(self.a; or r11, QWORD [rsp]),
+            (1, true, true) => asm!(self.a; and r11, QWORD [rsp]),
+            (_, true, true) => asm!(self.a; xor r11, QWORD [rsp]),
+            (0, false, false) => asm!(self.a; or r11d, Rd(s)),
+            (1, false, false) => asm!(self.a; and r11d, Rd(s)),
+            (_, false, false) => asm!(self.a; xor r11d, Rd(s)),
+            (0, false, true) => asm!(self.a; or r11d, DWORD [rsp]),
+            (1, false, true) => asm!(self.a; and r11d, DWORD [rsp]),
+            (_, false, true) => asm!(self.a; xor r11d, DWORD [rsp]),
+        }
+        if w64 {
+            asm!(self.a; lock cmpxchg QWORD [r10], r11; jne =>lp);
+        } else {
+            asm!(self.a; lock cmpxchg DWORD [r10], r11d; jne =>lp);
+        }
+        if s == RAX {
+            asm!(self.a; add rsp, 8);
+        } else {
+            if w64 {
+                asm!(self.a; mov Rq(s), rax);
+            } else {
+                asm!(self.a; mov Rd(s), eax);
+            }
+            asm!(self.a; pop rax);
+        }
+    }
+
+    fn helper_call(&mut self, pc: usize, id: Result<u64, u8>) {
+        match id {
+            Ok(id) => self.mov_imm64(10, id),
+            Err(r) => asm!(self.a; mov r10, Rq(r)),
+        }
+        asm!(self.a
+            ; mov r11d, pc as i32
+            ; call ->helper_call
+        );
+    }
+
+    fn op(&mut self, pc: usize) {
+        use Code::*;
+        let op = self.ops[pc];
+        let d = BPF_REGS[op.dst as usize];
+        let s = BPF_REGS[op.src as usize];
+        let imm = op.imm;
+        let i32v = imm as i32; // the low 32 bits, as x86 imm32 (sign-extended for 64-bit ops)
+        let b = d; // base register of stores and atomics
+        let mo = op.off; // memory offset
+        match op.code {
+            // --- ALU64 -----------------------------------------------------------------------
+            Add64I => {
+                if imm != 0 {
+                    asm!(self.a; add Rq(d), i32v)
+                }
+            }
+            Add64R => asm!(self.a; add Rq(d), Rq(s)),
+            Sub64I => {
+                if imm != 0 {
+                    asm!(self.a; sub Rq(d), i32v)
+                }
+            }
+            Sub64R => asm!(self.a; sub Rq(d), Rq(s)),
+            Mul64I => asm!(self.a; imul Rq(d), Rq(d), i32v),
+            Mul64R => asm!(self.a; imul Rq(d), Rq(s)),
+            Div64I => self.divmod(true, false, true, d, Err(imm)),
+            Div64R => self.divmod(true, false, true, d, Ok(s)),
+            SDiv64I => self.divmod(true, true, true, d, Err(imm)),
+            SDiv64R => self.divmod(true, true, true, d, Ok(s)),
+            Mod64I => self.divmod(false, false, true, d, Err(imm)),
+            Mod64R => self.divmod(false, false, true, d, Ok(s)),
+            SMod64I => self.divmod(false, true, true, d, Err(imm)),
+            SMod64R => self.divmod(false, true, true, d, Ok(s)),
+            Or64I => {
+                if imm != 0 {
+                    asm!(self.a; or Rq(d), i32v)
+                }
+            }
+            Or64R => asm!(self.a; or Rq(d), Rq(s)),
+            And64I => asm!(self.a; and Rq(d), i32v),
+            And64R => asm!(self.a; and Rq(d), Rq(s)),
+            Xor64I => {
+                if imm != 0 {
+                    asm!(self.a; xor Rq(d), i32v)
+                }
+            }
+            Xor64R => asm!(self.a; xor Rq(d), Rq(s)),
+            Lsh64I => {
+                if imm != 0 {
+                    asm!(self.a; shl Rq(d), imm as i8)
+                }
+            }
+            Lsh64R => self.shift_reg(0, true, d, s),
+            Rsh64I => {
+                if imm != 0 {
+                    asm!(self.a; shr Rq(d), imm as i8)
+                }
+            }
+            Rsh64R => self.shift_reg(1, true, d, s),
+            Arsh64I => {
+                if imm != 0 {
+                    asm!(self.a; sar Rq(d), imm as i8)
+                }
+            }
+            Arsh64R => self.shift_reg(2, true, d, s),
+            Mov64I => self.mov_imm64(d, imm),
+            Mov64R => {
+                if d != s {
+                    asm!(self.a; mov Rq(d), Rq(s))
+                }
+            }
+            Neg64 => asm!(self.a; neg Rq(d)),
+            MovSx64B => asm!(self.a; movsx Rq(d), Rb(s)),
+            MovSx64H => asm!(self.a; movsx Rq(d), Rw(s)),
+            MovSx64W => asm!(self.a; movsxd Rq(d), Rd(s)),
+
+            // --- ALU32: every 32-bit x86 destination write zero-extends ----------------------
+            Add32I => asm!(self.a; add Rd(d), i32v),
+            Add32R => asm!(self.a; add Rd(d), Rd(s)),
+            Sub32I => asm!(self.a; sub Rd(d), i32v),
+            Sub32R => asm!(self.a; sub Rd(d), Rd(s)),
+            Mul32I => asm!(self.a; imul Rd(d), Rd(d), i32v),
+            Mul32R => asm!(self.a; imul Rd(d), Rd(s)),
+            Div32I => self.divmod(true, false, false, d, Err(imm)),
+            Div32R => self.divmod(true, false, false, d, Ok(s)),
+            SDiv32I => self.divmod(true, true, false, d, Err(imm)),
+            SDiv32R => self.divmod(true, true, false, d, Ok(s)),
+            Mod32I => self.divmod(false, false, false, d, Err(imm)),
+            Mod32R => self.divmod(false, false, false, d, Ok(s)),
+            SMod32I => self.divmod(false, true, false, d, Err(imm)),
+            SMod32R => self.divmod(false, true, false, d, Ok(s)),
+            Or32I => asm!(self.a; or Rd(d), i32v),
+            Or32R => asm!(self.a; or Rd(d), Rd(s)),
+            And32I => asm!(self.a; and Rd(d), i32v),
+            And32R => asm!(self.a; and Rd(d), Rd(s)),
+            Xor32I => asm!(self.a; xor Rd(d), i32v),
+            Xor32R => asm!(self.a; xor Rd(d), Rd(s)),
+            Lsh32I | Rsh32I | Arsh32I if imm == 0 => asm!(self.a; mov Rd(d), Rd(d)),
+            Lsh32I => asm!(self.a; shl Rd(d), imm as i8),
+            Lsh32R => self.shift_reg(0, false, d, s),
+            Rsh32I => asm!(self.a; shr Rd(d), imm as i8),
+            Rsh32R => self.shift_reg(1, false, d, s),
+            Arsh32I => asm!(self.a; sar Rd(d), imm as i8),
+            Arsh32R => self.shift_reg(2, false, d, s),
+            Mov32I => self.mov_imm64(d, imm as u32 as u64),
+            Mov32R => asm!(self.a; mov Rd(d), Rd(s)),
+            Neg32 => asm!(self.a; neg Rd(d)),
+            MovSx32B => asm!(self.a; movsx Rd(d), Rb(s)),
+            MovSx32H => asm!(self.a; movsx Rd(d), Rw(s)),
+
+            // --- Byte order (little-endian host) ---------------------------------------------
+            Le16 => asm!(self.a; movzx Rd(d), Rw(d)),
+            Le32 => asm!(self.a; mov Rd(d), Rd(d)),
+            Le64 => {}
+            Be16 | Swap16 => asm!(self.a; ror Rw(d), 8; movzx Rd(d), Rw(d)),
+            Be32 | Swap32 => asm!(self.a; bswap Rd(d)),
+            Be64 | Swap64 => asm!(self.a; bswap Rq(d)),
+
+            // --- Loads and stores ------------------------------------------------------------
+            LdImm64 => self.mov_imm64(d, imm),
+            // Never executed: `LdImm64` covers both slots and nothing jumps here.
+            LdImm64Hi => {}
+            Ldx8 | Ldx16 | Ldx32 | Ldx64 | Ldxs8 | Ldxs16 | Ldxs32 => {
+                let log2 = match op.code {
+                    Ldx8 | Ldxs8 => 0,
+                    Ldx16 | Ldxs16 => 1,
+                    Ldx32 | Ldxs32 => 2,
+                    _ => 3,
+                };
+                self.guard(pc, &op, s, log2, false, false);
+                let a = &mut self.a;
+                match op.code {
+                    Ldx8 => asm!(a; movzx Rd(d), BYTE [Rq(s) + mo]),
+                    Ldx16 => asm!(a; movzx Rd(d), WORD [Rq(s) + mo]),
+                    Ldx32 => asm!(a; mov Rd(d), DWORD [Rq(s) + mo]),
+                    Ldx64 => asm!(a; mov Rq(d), QWORD [Rq(s) + mo]),
+                    Ldxs8 => asm!(a; movsx Rq(d), BYTE [Rq(s) + mo]),
+                    Ldxs16 => asm!(a; movsx Rq(d), WORD [Rq(s) + mo]),
+                    _ => asm!(a; movsxd Rq(d), DWORD [Rq(s) + mo]),
+                }
+            }
+            St8 | St16 | St32 | St64 => {
+                let log2 = match op.code {
+                    St8 => 0,
+                    St16 => 1,
+                    St32 => 2,
+                    _ => 3,
+                };
+                self.guard(pc, &op, b, log2, true, false);
+                let a = &mut self.a;
+                match op.code {
+                    St8 => asm!(a; mov BYTE [Rq(b) + mo], imm as i8),
+                    St16 => asm!(a; mov WORD [Rq(b) + mo], imm as i16),
+                    St32 => asm!(a; mov DWORD [Rq(b) + mo], i32v),
+                    _ => asm!(a; mov QWORD [Rq(b) + mo], i32v),
+                }
+            }
+            Stx8 | Stx16 | Stx32 | Stx64 => {
+                let log2 = match op.code {
+                    Stx8 => 0,
+                    Stx16 => 1,
+                    Stx32 => 2,
+                    _ => 3,
+                };
+                self.guard(pc, &op, b, log2, true, false);
+                let a = &mut self.a;
+                match op.code {
+                    Stx8 => asm!(a; mov BYTE [Rq(b) + mo], Rb(s)),
+                    Stx16 => asm!(a; mov WORD [Rq(b) + mo], Rw(s)),
+                    Stx32 => asm!(a; mov DWORD [Rq(b) + mo], Rd(s)),
+                    _ => asm!(a; mov QWORD [Rq(b) + mo], Rq(s)),
+                }
+            }
+
+            // --- Atomics (x86 locked instructions are sequentially consistent) ---------------
+            AAdd32 | AOr32 | AAnd32 | AXor32 | AFAdd32 | AFOr32 | AFAnd32 | AFXor32 | Xchg32
+            | CmpXchg32 => {
+                self.guard(pc, &op, b, 2, true, true);
+                let a = &mut self.a;
+                match op.code {
+                    AAdd32 => asm!(a; lock add DWORD [Rq(b) + mo], Rd(s)),
+                    AOr32 => asm!(a; lock or DWORD [Rq(b) + mo], Rd(s)),
+                    AAnd32 => asm!(a; lock and DWORD [Rq(b) + mo], Rd(s)),
+                    AXor32 => asm!(a; lock xor DWORD [Rq(b) + mo], Rd(s)),
+                    AFAdd32 => asm!(a; lock xadd DWORD [Rq(b) + mo], Rd(s)),
+                    Xchg32 => asm!(a; xchg DWORD [Rq(b) + mo], Rd(s)),
+                    // eax is left as it was on success: zero-extend it either way.
+                    CmpXchg32 => asm!(a; lock cmpxchg DWORD [Rq(b) + mo], Rd(s); mov eax, eax),
+                    AFOr32 => self.atomic_fetch_loop(0, false, b, mo, s),
+                    AFAnd32 => self.atomic_fetch_loop(1, false, b, mo, s),
+                    _ => self.atomic_fetch_loop(2, false, b, mo, s),
+                }
+            }
+            AAdd64 | AOr64 | AAnd64 | AXor64 | AFAdd64 | AFOr64 | AFAnd64 | AFXor64 | Xchg64
+            | CmpXchg64 => {
+                self.guard(pc, &op, b, 3, true, true);
+                let a = &mut self.a;
+                match op.code {
+                    AAdd64 => asm!(a; lock add QWORD [Rq(b) + mo], Rq(s)),
+                    AOr64 => asm!(a; lock or QWORD [Rq(b) + mo], Rq(s)),
+                    AAnd64 => asm!(a; lock and QWORD [Rq(b) + mo], Rq(s)),
+                    AXor64 => asm!(a; lock xor QWORD [Rq(b) + mo], Rq(s)),
+                    AFAdd64 => asm!(a; lock xadd QWORD [Rq(b) + mo], Rq(s)),
+                    Xchg64 => asm!(a; xchg QWORD [Rq(b) + mo], Rq(s)),
+                    CmpXchg64 => asm!(a; lock cmpxchg QWORD [Rq(b) + mo], Rq(s)),
+                    AFOr64 => self.atomic_fetch_loop(0, true, b, mo, s),
+                    AFAnd64 => self.atomic_fetch_loop(1, true, b, mo, s),
+                    _ => self.atomic_fetch_loop(2, true, b, mo, s),
+                }
+            }
+
+            // --- Jumps -----------------------------------------------------------------------
+            Ja => self.branch(pc, &op, None),
+            Jeq64I | Jne64I | Jgt64I | Jge64I | Jlt64I | Jle64I | Jset64I | Jsgt64I | Jsge64I
+            | Jslt64I | Jsle64I => {
+                let cc = cond(op.code);
+                if op.code == Jset64I {
+                    asm!(self.a; test Rq(d), i32v);
+                } else if imm == 0 {
+                    // Same flags as `cmp d, 0` for every condition (CF = OF = 0).
+                    asm!(self.a; test Rq(d), Rq(d));
+                } else {
+                    asm!(self.a; cmp Rq(d), i32v);
+                }
+                self.branch(pc, &op, Some(cc));
+            }
+            Jeq64R | Jne64R | Jgt64R | Jge64R | Jlt64R | Jle64R | Jset64R | Jsgt64R | Jsge64R
+            | Jslt64R | Jsle64R => {
+                if op.code == Jset64R {
+                    asm!(self.a; test Rq(d), Rq(s));
+                } else {
+                    asm!(self.a; cmp Rq(d), Rq(s));
+                }
+                self.branch(pc, &op, Some(cond(op.code)));
+            }
+            Jeq32I | Jne32I | Jgt32I | Jge32I | Jlt32I | Jle32I | Jset32I | Jsgt32I | Jsge32I
+            | Jslt32I | Jsle32I => {
+                if op.code == Jset32I {
+                    asm!(self.a; test Rd(d), i32v);
+                } else if i32v == 0 {
+                    asm!(self.a; test Rd(d), Rd(d));
+                } else {
+                    asm!(self.a; cmp Rd(d), i32v);
+                }
+                self.branch(pc, &op, Some(cond(op.code)));
+            }
+            Jeq32R | Jne32R | Jgt32R | Jge32R | Jlt32R | Jle32R | Jset32R | Jsgt32R | Jsge32R
+            | Jslt32R | Jsle32R => {
+                if op.code == Jset32R {
+                    asm!(self.a; test Rd(d), Rd(s));
+                } else {
+                    asm!(self.a; cmp Rd(d), Rd(s));
+                }
+                self.branch(pc, &op, Some(cond(op.code)));
+            }
+
+            // --- Calls -----------------------------------------------------------------------
+            Call => self.helper_call(pc, Ok(imm)),
+            CallLocal => {
+                let t = self.labels[op.off as usize];
+                self.local_call(pc, op.flags & FLAG_BACKWARD != 0, Some(t));
+            }
+            CallX => {
+                // A function pointer (`lddw rX, subprog`) is a local call; anything else a
+                // helper number.
+                let helper = self.a.new_dynamic_label();
+                let done = self.a.new_dynamic_label();
+                let bad = self.fail_stub(fail_info(ERR_BAD_CALL, pc, 0), Some(s));
+                let n = self.ops.len() as i32;
+                let table = self.table as i64;
+                asm!(self.a
+                    ; mov r11, Rq(s)
+                    ; mov r10, QWORD FUNC_TOKEN_TAG as i64
+                    ; and r11, r10
+                    ; cmp r11, r10
+                    ; jne =>helper
+                    ; mov r11, Rq(s)
+                    ; xor r11, r10
+                    ; cmp r11, n
+                    ; jae =>bad
+                    ; mov r10, QWORD table
+                    ; mov r10, [r10 + r11 * 8]
+                    ; test r10, r10
+                    ; jz =>bad
+                );
+                self.local_call(pc, false, None);
+                asm!(self.a; jmp =>done; =>helper);
+                self.helper_call(pc, Err(s));
+                asm!(self.a; =>done);
+            }
+            Exit => asm!(self.a; ret),
+        }
+    }
+}
+
+fn cond(c: Code) -> Cc {
+    use Code::*;
+    match c {
+        Jeq64I | Jeq64R | Jeq32I | Jeq32R => Cc::E,
+        Jne64I | Jne64R | Jne32I | Jne32R | Jset64I | Jset64R | Jset32I | Jset32R => Cc::Ne,
+        Jgt64I | Jgt64R | Jgt32I | Jgt32R => Cc::A,
+        Jge64I | Jge64R | Jge32I | Jge32R => Cc::Ae,
+        Jlt64I | Jlt64R | Jlt32I | Jlt32R => Cc::B,
+        Jle64I | Jle64R | Jle32I | Jle32R => Cc::Be,
+        Jsgt64I | Jsgt64R | Jsgt32I | Jsgt32R => Cc::G,
+        Jsge64I | Jsge64R | Jsge32I | Jsge32R => Cc::Ge,
+        Jslt64I | Jslt64R | Jslt32I | Jslt32R => Cc::L,
+        _ => Cc::Le,
+    }
+}
+
+/// The context type the generated code expects in r12 (for documentation links).
+#[allow(dead_code)]
+type Ctx = JitCtx;

@@ -1,0 +1,382 @@
+//! The run-time side of the JIT: the per-run context the generated code addresses through r12
+//! ([`JitCtx`]), the Rust routines it calls (helper trampoline, slow memory check), and the
+//! [`CallHook`] through which the interpreter's helper machinery runs callbacks in JIT code.
+
+use super::JitProgram;
+use crate::helpers::HelperCtx;
+use crate::interp::{CallHook, ExecError, RunState, STACK_FRAME_SIZE};
+use crate::memory::{RawRegion, RegionKind};
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Error kinds the generated code reports by itself (`JitCtx::err_info`, low 4 bits; bits 4..8
+/// an access length, bits 8.. the pc).
+pub(crate) const ERR_BUDGET: u64 = 1;
+pub(crate) const ERR_CALL_DEPTH: u64 = 2;
+pub(crate) const ERR_MISALIGNED: u64 = 3;
+pub(crate) const ERR_BAD_CALL: u64 = 4;
+
+/// Addresses below this are never taken for region pointers when a helper returns (no memory
+/// is mapped in the first page), which keeps the post-helper cache refresh cheap for helpers
+/// returning small integers.
+const MIN_POINTER: u64 = 4096;
+
+/// A one-region cache the checked code compares against inline: an access of `1 << i` bytes
+/// at `a` hits if `start <= a <= rlimit[i]` (reads) or `start <= a <= wlimit[i]` (writes).
+/// Empty: `start = u64::MAX`, limits 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RegionCache {
+    pub start: u64,
+    pub rlimit: [u64; 4],
+    pub wlimit: [u64; 4],
+    /// Not read by generated code.
+    pub end: u64,
+    pub writable: bool,
+}
+
+impl RegionCache {
+    pub const EMPTY: RegionCache = RegionCache {
+        start: u64::MAX,
+        rlimit: [0; 4],
+        wlimit: [0; 4],
+        end: 0,
+        writable: false,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.start == u64::MAX
+    }
+
+    fn set(&mut self, r: RawRegion) {
+        if r.start == 0 || r.end <= r.start {
+            // `start - 1` below must not wrap; empty regions hold nothing.
+            *self = Self::EMPTY;
+            return;
+        }
+        let size = r.end - r.start;
+        let never = r.start - 1;
+        let mut rl = [never; 4];
+        for (i, l) in rl.iter_mut().enumerate() {
+            let len = 1u64 << i;
+            if size >= len {
+                *l = r.end - len;
+            }
+        }
+        *self = RegionCache {
+            start: r.start,
+            rlimit: rl,
+            wlimit: if r.writable() { rl } else { [never; 4] },
+            end: r.end,
+            writable: r.writable(),
+        };
+    }
+}
+
+/// What the generated code and the Rust routines share during a run. `repr(C)`: the code
+/// addresses the fields at their `offset_of!` offsets from r12.
+#[repr(C)]
+pub(crate) struct JitCtx {
+    // --- read by generated code ------------------------------------------------------------
+    /// Lowest stack address.
+    pub stack_lo: u64,
+    /// `stack_hi - len` for accesses of 1, 2, 4, 8 bytes.
+    pub stack_limit: [u64; 4],
+    /// A local call from a frame whose r10 is at or below this would exceed
+    /// `MAX_CALL_FRAMES` (`stack_lo + STACK_FRAME_SIZE`).
+    pub depth_limit: u64,
+    /// Last dynamic region (map value, ring-buffer record) an access or helper touched.
+    pub dcache: RegionCache,
+    /// Last caller-supplied region an access touched.
+    pub fcache: RegionCache,
+    // --- written and read by generated code ------------------------------------------------
+    /// The back-edge budget (lives in r9 while JIT code runs).
+    pub budget: u64,
+    /// rsp right after the entry's prologue, for unwinding on errors.
+    pub entry_rsp: u64,
+    /// Call site of the helper being called: pc, helper id, r10.
+    pub call_pc: u64,
+    pub call_id: u64,
+    pub call_r10: u64,
+    /// Errors the code detects itself: kind | len << 4 | pc << 8, and an address or value.
+    pub err_info: u64,
+    pub err_val: u64,
+    /// Entry state: r1-r5 and r10.
+    pub args: [u64; 5],
+    pub r10: u64,
+    // --- Rust only -------------------------------------------------------------------------
+    pub st: *mut RunState<'static, 'static>,
+    pub code: *const JitProgram,
+    pub stack_hi: u64,
+    /// The caller's regions of this run (never removed while it lasts).
+    pub fixed: Vec<RawRegion>,
+    pub error: Option<ExecError>,
+    pub panic: Option<Box<dyn Any + Send>>,
+}
+
+impl JitCtx {
+    pub fn new() -> Self {
+        JitCtx {
+            stack_lo: 0,
+            stack_limit: [0; 4],
+            depth_limit: 0,
+            dcache: RegionCache::EMPTY,
+            fcache: RegionCache::EMPTY,
+            budget: 0,
+            entry_rsp: 0,
+            call_pc: 0,
+            call_id: 0,
+            call_r10: 0,
+            err_info: 0,
+            err_val: 0,
+            args: [0; 5],
+            r10: 0,
+            st: std::ptr::null_mut(),
+            code: std::ptr::null(),
+            stack_hi: 0,
+            fixed: Vec::new(),
+            error: None,
+            panic: None,
+        }
+    }
+
+    /// Prepares a run over the stack `[lo, lo + size)` with the caller's `fixed` regions.
+    pub fn reset(&mut self, lo: u64, size: u64, fixed: impl Iterator<Item = RawRegion>) {
+        self.stack_lo = lo;
+        self.stack_hi = lo + size;
+        for i in 0..4 {
+            self.stack_limit[i] = self.stack_hi - (1 << i);
+        }
+        self.depth_limit = lo + STACK_FRAME_SIZE as u64;
+        self.dcache = RegionCache::EMPTY;
+        self.fcache = RegionCache::EMPTY;
+        self.err_info = 0;
+        self.error = None;
+        self.panic = None;
+        self.fixed.clear();
+        self.fixed.extend(fixed);
+    }
+}
+
+/// Byte offsets of the fields the generated code uses.
+pub(crate) mod off {
+    use super::{JitCtx, RegionCache};
+    use std::mem::offset_of;
+    pub const STACK_LO: i32 = offset_of!(JitCtx, stack_lo) as i32;
+    pub const STACK_LIMIT: i32 = offset_of!(JitCtx, stack_limit) as i32;
+    pub const DEPTH_LIMIT: i32 = offset_of!(JitCtx, depth_limit) as i32;
+    pub const DCACHE: i32 = offset_of!(JitCtx, dcache) as i32;
+    pub const FCACHE: i32 = offset_of!(JitCtx, fcache) as i32;
+    pub const C_START: i32 = offset_of!(RegionCache, start) as i32;
+    pub const C_RLIMIT: i32 = offset_of!(RegionCache, rlimit) as i32;
+    pub const C_WLIMIT: i32 = offset_of!(RegionCache, wlimit) as i32;
+    pub const BUDGET: i32 = offset_of!(JitCtx, budget) as i32;
+    pub const ENTRY_RSP: i32 = offset_of!(JitCtx, entry_rsp) as i32;
+    pub const CALL_PC: i32 = offset_of!(JitCtx, call_pc) as i32;
+    pub const CALL_ID: i32 = offset_of!(JitCtx, call_id) as i32;
+    pub const CALL_R10: i32 = offset_of!(JitCtx, call_r10) as i32;
+    pub const ERR_INFO: i32 = offset_of!(JitCtx, err_info) as i32;
+    pub const ERR_VAL: i32 = offset_of!(JitCtx, err_val) as i32;
+    pub const ARGS: i32 = offset_of!(JitCtx, args) as i32;
+    pub const R10: i32 = offset_of!(JitCtx, r10) as i32;
+}
+
+/// What the helper trampoline returns to the generated code: r0 in rax, failure flag in rdx
+/// (a two-integer `repr(C)` struct is returned in rax:rdx under the System V ABI).
+#[repr(C)]
+pub(crate) struct HelperRet {
+    pub value: u64,
+    pub failed: u64,
+}
+
+/// Called by the generated code for `call N` and `callx` of a helper number: r1-r5 in the
+/// argument registers, the context in r9 (6th argument); the call site's pc, helper id and r10
+/// are in `ctx.call_*`, the budget in `ctx.budget`. On failure the error (or panic payload) is
+/// left in the context and the code unwinds.
+///
+/// # Safety
+/// `ctx` must be the context of a run in progress (its `st` valid).
+pub(crate) unsafe extern "sysv64" fn jit_helper(
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+    ctx: *mut JitCtx,
+) -> HelperRet {
+    // Raw-pointer field accesses only: a callback run re-enters this context.
+    // SAFETY: `ctx` is the live context (caller's contract); the generated code wrote the
+    // call-site fields just before calling.
+    let (pc, id, r10, hi) = unsafe {
+        (
+            (*ctx).call_pc as usize,
+            (*ctx).call_id,
+            (*ctx).call_r10,
+            (*ctx).stack_hi,
+        )
+    };
+    let fail = HelperRet {
+        value: 0,
+        failed: 1,
+    };
+    // SAFETY: `st` points at the RunState of the run in progress, installed by `jit_hook` from
+    // the `&mut RunState` it was given; nothing else uses it while this call lasts.
+    let st = unsafe { &mut *(*ctx).st };
+    let f = match st.helpers.get(id) {
+        Some(h) => h.func,
+        None => {
+            // SAFETY: as above.
+            unsafe { (*ctx).error = Some(ExecError::UnknownHelper { pc, id }) };
+            return fail;
+        }
+    };
+    let depth = ((hi - r10) / STACK_FRAME_SIZE as u64) as usize;
+    // SAFETY: as above.
+    st.budget = unsafe { (*ctx).budget };
+    let res = catch_unwind(AssertUnwindSafe(|| {
+        let mut hc = HelperCtx::new(st, depth, pc);
+        f(&mut hc, [a1, a2, a3, a4, a5])
+    }));
+    // SAFETY: as above; the helper (and any callback run) has finished with the context.
+    unsafe {
+        (*ctx).budget = st.budget;
+        match res {
+            Ok(Ok(v)) => {
+                if st.checked {
+                    refresh_dcache(ctx, st, v);
+                }
+                HelperRet {
+                    value: v,
+                    failed: 0,
+                }
+            }
+            Ok(Err(error)) => {
+                (*ctx).error = Some(ExecError::Helper { pc, id, error });
+                fail
+            }
+            Err(payload) => {
+                (*ctx).panic = Some(payload);
+                fail
+            }
+        }
+    }
+}
+
+/// After a helper, in checked runs: a pointer `r0` into a dynamic region (the map value a
+/// lookup just returned) makes that region the cached one; otherwise the cached region stays
+/// if it is still registered (the helper may have removed it: `bpf_ringbuf_submit`).
+///
+/// # Safety
+/// `ctx` is the live context.
+unsafe fn refresh_dcache(ctx: *mut JitCtx, st: &RunState<'_, '_>, r0: u64) {
+    // SAFETY: caller's contract.
+    let (d, fixed) = unsafe { (&mut (*ctx).dcache, &(*ctx).fixed) };
+    if r0 >= MIN_POINTER {
+        if let Some(r) = st.mem.region_of(r0) {
+            if r.kind() != RegionKind::Stack && !fixed.contains(&r) {
+                d.set(r);
+                return;
+            }
+        }
+    }
+    if !d.is_empty() && !st.mem.allows(d.start, d.end - d.start, d.writable) {
+        *d = RegionCache::EMPTY;
+    }
+}
+
+/// The checked code's slow path: `[addr, addr + len)` missed the stack and both caches.
+/// `info` = pc << 3 | log2(len) << 1 | write. Returns 1 if the access is allowed (and caches
+/// its region), else records the interpreter's error and returns 0.
+///
+/// # Safety
+/// `ctx` must be the context of a run in progress.
+pub(crate) unsafe extern "sysv64" fn jit_mem_slow(ctx: *mut JitCtx, addr: u64, info: u64) -> u64 {
+    let write = info & 1 != 0;
+    let len = 1u64 << ((info >> 1) & 3);
+    // SAFETY: caller's contract: `st` is valid, and no helper is running (the generated code
+    // is), so nothing else holds a reference into the context.
+    unsafe {
+        let st = &*(*ctx).st;
+        if !st.mem.allows(addr, len, write) {
+            (*ctx).error = Some(ExecError::MemoryAccess {
+                pc: (info >> 3) as usize,
+                addr,
+                len,
+                write,
+            });
+            return 0;
+        }
+        let fits = |r: &RawRegion| r.contains(addr, len) && (!write || r.writable());
+        if let Some(r) = (*ctx).fixed.iter().find(|r| fits(r)) {
+            (*ctx).fcache.set(*r);
+        } else if let Some(r) = st.mem.region_of(addr) {
+            if r.kind() != RegionKind::Stack && fits(&r) {
+                (*ctx).dcache.set(r);
+            }
+        }
+        1
+    }
+}
+
+/// The [`CallHook`] of JIT runs: runs the function at `entry` in JIT code, for the main
+/// program and for callbacks helpers make.
+///
+/// # Safety
+/// `data` is the `JitCtx` of the run in progress, whose `code` is the program's compiled code
+/// in the mode `st.checked` says; `entry` is a function entry of the program.
+unsafe fn jit_hook(
+    data: *mut (),
+    st: &mut RunState<'_, '_>,
+    entry: usize,
+    args: [u64; 5],
+    depth: usize,
+) -> Result<u64, ExecError> {
+    let ctx = data.cast::<JitCtx>();
+    // SAFETY: the caller's contract; `code` outlives the run (the Jit borrows it).
+    unsafe {
+        let code = &*(*ctx).code;
+        let target = code.function_address(entry);
+        debug_assert!(target != 0, "{entry} is not a function entry");
+        let saved_st = (*ctx).st;
+        // Nested helper calls derive their `&mut RunState` from the one we were given.
+        (*ctx).st = (st as *mut RunState<'_, '_>).cast();
+        (*ctx).budget = st.budget;
+        (*ctx).args = args;
+        (*ctx).r10 = st.stack_top - (depth * STACK_FRAME_SIZE) as u64;
+        let r0 = (code.entry_fn())(ctx, target);
+        (*ctx).st = saved_st;
+        if let Some(p) = (*ctx).panic.take() {
+            std::panic::resume_unwind(p);
+        }
+        let info = (*ctx).err_info;
+        if info != 0 {
+            (*ctx).err_info = 0;
+            let pc = (info >> 8) as usize;
+            let val = (*ctx).err_val;
+            return Err(match info & 15 {
+                ERR_BUDGET => ExecError::Budget { pc },
+                ERR_CALL_DEPTH => ExecError::CallDepth { pc },
+                ERR_MISALIGNED => ExecError::Misaligned {
+                    pc,
+                    addr: val,
+                    len: (info >> 4) & 15,
+                },
+                ERR_BAD_CALL => ExecError::InvalidCallTarget { pc, target: val },
+                _ => ExecError::InvalidInstruction { pc },
+            });
+        }
+        if let Some(e) = (*ctx).error.take() {
+            return Err(e);
+        }
+        st.budget = (*ctx).budget;
+        Ok(r0)
+    }
+}
+
+/// The hook for a run whose context is `ctx`.
+pub(crate) fn hook(ctx: *mut JitCtx) -> CallHook {
+    CallHook {
+        run: jit_hook,
+        data: ctx.cast(),
+    }
+}

@@ -1,0 +1,20 @@
+# bpf_spin_lock / unlock around a store.
+# type: socket_filter
+# map: array key=4 value=16 entries=1 spin_lock=0
+# expect: accept
+# kernel: skip the kernel needs BTF for spin locks
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+ldmap %r1, 0
+call 1
+jeq %r0, 0, out
+mov %r6, %r0
+mov %r1, %r6
+call 93
+stdw [%r6+8], 1
+mov %r1, %r6
+call 94
+out:
+mov %r0, 0
+exit

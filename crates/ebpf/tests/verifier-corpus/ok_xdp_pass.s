@@ -1,0 +1,5 @@
+# XDP_PASS.
+# type: xdp
+# expect: accept
+mov %r0, 2
+exit

@@ -1,0 +1,15 @@
+# Storing the context pointer in a map value.
+# type: socket_filter
+# map: array key=4 value=8 entries=4
+# expect: reject R6 leaks addr into map
+mov %r6, %r1
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+ldmap %r1, 0
+call 1
+jeq %r0, 0, out
+stxdw [%r0+0], %r6
+out:
+mov %r0, 0
+exit

@@ -1,0 +1,14 @@
+# Returning a map value pointer.
+# type: socket_filter
+# map: array key=4 value=8 entries=4
+# expect: reject R0 leaks addr as return value
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+ldmap %r1, 0
+call 1
+jeq %r0, 0, out
+exit
+out:
+mov %r0, 0
+exit

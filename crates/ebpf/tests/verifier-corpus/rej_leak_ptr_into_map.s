@@ -1,0 +1,14 @@
+# Storing the frame pointer in a map value.
+# type: socket_filter
+# map: array key=4 value=8 entries=4
+# expect: reject R10 leaks addr into map
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+ldmap %r1, 0
+call 1
+jeq %r0, 0, out
+stxdw [%r0+0], %r10
+out:
+mov %r0, 0
+exit

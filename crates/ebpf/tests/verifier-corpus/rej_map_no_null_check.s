@@ -1,0 +1,11 @@
+# Missing null check.
+# type: socket_filter
+# map: array key=4 value=8 entries=4
+# expect: reject R0 invalid mem access 'map_value_or_null'
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+ldmap %r1, 0
+call 1
+ldxdw %r0, [%r0+0]
+exit

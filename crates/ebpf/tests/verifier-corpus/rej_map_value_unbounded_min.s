@@ -1,0 +1,17 @@
+# Only the upper side of a signed index is checked.
+# type: syscall
+# map: array key=4 value=8 entries=4
+# expect: reject math between map_value pointer and register with unbounded min value is not allowed
+ldxdw %r7, [%r1+0]
+stw [%r10-4], 0
+mov %r2, %r10
+add %r2, -4
+ldmap %r1, 0
+call 1
+jeq %r0, 0, out
+jsgt %r7, 7, out
+add %r0, %r7
+ldxb %r1, [%r0+0]
+out:
+mov %r0, 0
+exit

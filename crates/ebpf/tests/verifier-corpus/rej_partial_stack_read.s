@@ -1,0 +1,6 @@
+# Half-initialized slot.
+# type: socket_filter
+# expect: reject invalid read from stack off -8+4 size 8
+stw [%r10-8], 0
+ldxdw %r0, [%r10-8]
+exit

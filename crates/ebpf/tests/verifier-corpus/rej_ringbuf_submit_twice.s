@@ -1,0 +1,19 @@
+# Use after release.
+# type: socket_filter
+# map: ringbuf entries=4096
+# expect: reject R1 type=scalar
+ldmap %r1, 0
+mov %r2, 8
+mov %r3, 0
+call 131
+jeq %r0, 0, out
+mov %r6, %r0
+mov %r1, %r6
+mov %r2, 0
+call 132
+mov %r1, %r6
+mov %r2, 0
+call 132
+out:
+mov %r0, 0
+exit

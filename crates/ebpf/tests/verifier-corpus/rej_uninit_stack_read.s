@@ -1,0 +1,5 @@
+# Uninitialized stack read.
+# type: socket_filter
+# expect: reject invalid read from stack off -8+0 size 8
+ldxdw %r0, [%r10-8]
+exit
