@@ -91,7 +91,8 @@ fn bench(c: &mut Criterion) {
     let vfs = tree();
     let user = Cred::user(1000, 1000);
     for (name, op) in [
-        ("resolve", resolve_op as fn(&Vfs, &Cred, &[u8])),
+        ("calibrate", spin_op as fn(&Vfs, &Cred, &[u8])),
+        ("resolve", resolve_op),
         ("lookup", lookup_op),
     ] {
         let mut g = c.benchmark_group(format!("{name}/5comp"));

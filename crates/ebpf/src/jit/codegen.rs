@@ -15,6 +15,7 @@ use super::runtime::{
     ERR_MISALIGNED,
 };
 use super::BPF_REGS;
+use crate::helpers::Helpers;
 use crate::interp::{
     Code, Op, Program, FLAG_BACKWARD, FLAG_STACK_SAFE, FUNC_TOKEN_TAG, STACK_FRAME_SIZE,
 };
@@ -89,6 +90,7 @@ enum Stub {
 
 struct Gen<'a> {
     a: Assembler,
+    helpers: &'a Helpers,
     ops: &'a [Op],
     labels: Vec<DynamicLabel>,
     stubs: Vec<Stub>,
@@ -97,12 +99,19 @@ struct Gen<'a> {
     table: u64,
 }
 
-/// Compiles `prog` in the checked or unchecked mode. `table` is the address of the
+/// Compiles `prog` in the checked or unchecked mode, static helper calls resolved in
+/// `helpers`. `table` is the address of the
 /// `prog.len()`-entry function table the caller fills in after finalisation (callx reads it).
-pub(crate) fn compile(prog: &Program, checked: bool, table: *const u64) -> Result<Compiled, String> {
+pub(crate) fn compile(
+    prog: &Program,
+    helpers: &Helpers,
+    checked: bool,
+    table: *const u64,
+) -> Result<Compiled, String> {
     let a = Assembler::new().map_err(|e| format!("cannot allocate executable memory: {e}"))?;
     let mut g = Gen {
         a,
+        helpers,
         ops: prog.ops(),
         labels: Vec::new(),
         stubs: Vec::new(),
@@ -197,13 +206,13 @@ impl Gen<'_> {
             ; mov [r12 + off::ERR_VAL], r10
             ; jmp ->unwind
 
-            // Helper call: r10 = helper id, r11 = pc; r1-r5 preserved (as the interpreter
-            // does), r0 = result.
+            // Helper call: r10 = the helper function (0: look up `ctx.call_id`),
+            // r11 = id << 32 | pc; r1-r5 preserved (as the interpreter does), r0 = result.
             ; ->helper_call:
             ; mov [r12 + off::BUDGET], r9
             ; mov [r12 + off::CALL_R10], rbp
-            ; mov [r12 + off::CALL_PC], r11
-            ; mov [r12 + off::CALL_ID], r10
+            ; mov [r12 + off::CALL_FN], r10
+            ; mov [r12 + off::CALL_INFO], r11
             ; push rdi
             ; push rsi
             ; push rdx
@@ -603,15 +612,24 @@ impl Gen<'_> {
         }
     }
 
+    /// A helper call: static (`Ok(id)`, the function resolved now if the table has it) or
+    /// `callx` (`Err(reg)`: the id is in the register, looked up at run time).
     fn helper_call(&mut self, pc: usize, id: Result<u64, u8>) {
         match id {
-            Ok(id) => self.mov_imm64(10, id),
-            Err(r) => asm!(self.a; mov r10, Rq(r)),
+            Ok(id) => {
+                let f = self.helpers.get(id).map_or(0, |h| h.func as usize as u64);
+                self.mov_imm64(10, f);
+                self.mov_imm64(11, id << 32 | pc as u64);
+            }
+            Err(r) => {
+                asm!(self.a
+                    ; mov [r12 + off::CALL_ID], Rq(r)
+                    ; xor r10d, r10d
+                );
+                self.mov_imm64(11, pc as u64);
+            }
         }
-        asm!(self.a
-            ; mov r11d, pc as i32
-            ; call ->helper_call
-        );
+        asm!(self.a; call ->helper_call);
     }
 
     fn op(&mut self, pc: usize) {

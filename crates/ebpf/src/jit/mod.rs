@@ -91,8 +91,9 @@ pub enum JitError {
     Codegen(String),
 }
 
-/// Native code of one program in one [`Mode`]. Immutable and independent of helpers, memory
-/// and threads: compile once, run from many threads (each with its own [`Jit`]).
+/// Native code of one program in one [`Mode`], its static helper calls bound to the
+/// functions of a [`Helpers`] table. Immutable and independent of memory and threads: compile
+/// once, run from many threads (each with its own [`Jit`]).
 pub struct JitProgram {
     buf: ExecutableBuffer,
     entry: AssemblyOffset,
@@ -101,6 +102,8 @@ pub struct JitProgram {
     mode: Mode,
     /// Fingerprint of the program's ops, to refuse code of another program.
     fingerprint: u64,
+    /// The helper function each static call was bound to (id, address; 0 = not in the table).
+    bound: Vec<(u64, usize)>,
 }
 
 impl std::fmt::Debug for JitProgram {
@@ -116,10 +119,12 @@ impl std::fmt::Debug for JitProgram {
 type EntryFn = unsafe extern "sysv64" fn(*mut JitCtx, u64) -> u64;
 
 impl JitProgram {
-    /// Compiles `prog`.
-    pub fn compile(prog: &Program, mode: Mode) -> Result<Self, JitError> {
+    /// Compiles `prog`, binding its static helper calls to `helpers`' functions (a call of a
+    /// helper `helpers` lacks fails at run time, as `UnknownHelper`; [`Jit::new`] refuses such
+    /// programs up front).
+    pub fn compile(prog: &Program, helpers: &Helpers, mode: Mode) -> Result<Self, JitError> {
         let mut table = vec![0u64; prog.len()].into_boxed_slice();
-        let c = codegen::compile(prog, mode == Mode::Checked, table.as_ptr())
+        let c = codegen::compile(prog, helpers, mode == Mode::Checked, table.as_ptr())
             .map_err(JitError::Codegen)?;
         for &(pc, o) in &c.functions {
             table[pc] = c.buf.ptr(o) as u64;
@@ -130,6 +135,7 @@ impl JitProgram {
             table,
             mode,
             fingerprint: fingerprint(prog),
+            bound: bound_helpers(prog, helpers),
         })
     }
 
@@ -156,6 +162,17 @@ impl JitProgram {
         // System V function of this signature; `buf` is executable and lives as long as self.
         unsafe { std::mem::transmute::<*const u8, EntryFn>(self.buf.ptr(self.entry)) }
     }
+}
+
+/// The function each static helper call of `prog` resolves to in `helpers`.
+fn bound_helpers(prog: &Program, helpers: &Helpers) -> Vec<(u64, usize)> {
+    prog.helper_calls()
+        .iter()
+        .map(|&(_, id)| {
+            let id = id as u32 as u64;
+            (id, helpers.get(id).map_or(0, |h| h.func as usize))
+        })
+        .collect()
 }
 
 /// A hash of everything code generation reads from `prog`.
@@ -195,12 +212,13 @@ impl<'p> Jit<'p> {
     /// does not have.
     pub fn new(prog: &'p Program, helpers: &'p Helpers) -> Result<Self, JitError> {
         Self::check_helpers(prog, helpers)?;
-        let checked = Arc::new(JitProgram::compile(prog, Mode::Checked)?);
+        let checked = Arc::new(JitProgram::compile(prog, helpers, Mode::Checked)?);
         Ok(Self::build(prog, helpers, checked, None))
     }
 
     /// Uses code compiled before (e.g. shared between threads). `checked` must be
-    /// `prog`'s checked code and `unchecked`, if given, its unchecked code.
+    /// `prog`'s checked code and `unchecked`, if given, its unchecked code, both compiled with
+    /// helpers that bind the same functions as `helpers`.
     pub fn with_code(
         prog: &'p Program,
         helpers: &'p Helpers,
@@ -208,13 +226,19 @@ impl<'p> Jit<'p> {
         unchecked: Option<Arc<JitProgram>>,
     ) -> Result<Self, JitError> {
         Self::check_helpers(prog, helpers)?;
-        let bad = |what: &str| Err(JitError::Codegen(format!("{what} code of another program")));
+        let bad = |what: &str| {
+            Err(JitError::Codegen(format!(
+                "{what} code of another program or helper table"
+            )))
+        };
         let fp = fingerprint(prog);
-        if checked.mode != Mode::Checked || checked.fingerprint != fp {
+        let bound = bound_helpers(prog, helpers);
+        let fits = |c: &JitProgram| c.fingerprint == fp && c.bound == bound;
+        if checked.mode != Mode::Checked || !fits(&checked) {
             return bad("checked");
         }
         if let Some(u) = &unchecked {
-            if u.mode != Mode::Unchecked || u.fingerprint != fp {
+            if u.mode != Mode::Unchecked || !fits(u) {
                 return bad("unchecked");
             }
         }
@@ -267,7 +291,7 @@ impl<'p> Jit<'p> {
         if let Some(u) = self.unchecked.get() {
             return Ok(u);
         }
-        let u = Arc::new(JitProgram::compile(self.prog, Mode::Unchecked)?);
+        let u = Arc::new(JitProgram::compile(self.prog, self.helpers, Mode::Unchecked)?);
         Ok(self.unchecked.get_or_init(|| u))
     }
 

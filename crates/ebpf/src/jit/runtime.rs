@@ -3,7 +3,7 @@
 //! [`CallHook`] through which the interpreter's helper machinery runs callbacks in JIT code.
 
 use super::JitProgram;
-use crate::helpers::HelperCtx;
+use crate::helpers::{HelperCtx, HelperFn};
 use crate::interp::{CallHook, ExecError, RunState, STACK_FRAME_SIZE};
 use crate::memory::{RawRegion, RegionKind};
 use std::any::Any;
@@ -94,8 +94,10 @@ pub(crate) struct JitCtx {
     pub budget: u64,
     /// rsp right after the entry's prologue, for unwinding on errors.
     pub entry_rsp: u64,
-    /// Call site of the helper being called: pc, helper id, r10.
-    pub call_pc: u64,
+    /// Call site of the helper being called: the function (0 for `callx`: look `call_id` up),
+    /// `id << 32 | pc` (static calls) or `pc` (`callx`), the id of a `callx`, r10.
+    pub call_fn: u64,
+    pub call_info: u64,
     pub call_id: u64,
     pub call_r10: u64,
     /// Errors the code detects itself: kind | len << 4 | pc << 8, and an address or value.
@@ -124,7 +126,8 @@ impl JitCtx {
             fcache: RegionCache::EMPTY,
             budget: 0,
             entry_rsp: 0,
-            call_pc: 0,
+            call_fn: 0,
+            call_info: 0,
             call_id: 0,
             call_r10: 0,
             err_info: 0,
@@ -172,7 +175,8 @@ pub(crate) mod off {
     pub const C_WLIMIT: i32 = offset_of!(RegionCache, wlimit) as i32;
     pub const BUDGET: i32 = offset_of!(JitCtx, budget) as i32;
     pub const ENTRY_RSP: i32 = offset_of!(JitCtx, entry_rsp) as i32;
-    pub const CALL_PC: i32 = offset_of!(JitCtx, call_pc) as i32;
+    pub const CALL_FN: i32 = offset_of!(JitCtx, call_fn) as i32;
+    pub const CALL_INFO: i32 = offset_of!(JitCtx, call_info) as i32;
     pub const CALL_ID: i32 = offset_of!(JitCtx, call_id) as i32;
     pub const CALL_R10: i32 = offset_of!(JitCtx, call_r10) as i32;
     pub const ERR_INFO: i32 = offset_of!(JitCtx, err_info) as i32;
@@ -190,12 +194,14 @@ pub(crate) struct HelperRet {
 }
 
 /// Called by the generated code for `call N` and `callx` of a helper number: r1-r5 in the
-/// argument registers, the context in r9 (6th argument); the call site's pc, helper id and r10
-/// are in `ctx.call_*`, the budget in `ctx.budget`. On failure the error (or panic payload) is
-/// left in the context and the code unwinds.
+/// argument registers, the context in r9 (6th argument); the call site is described by
+/// `ctx.call_*` (static calls carry the helper's function, resolved at compile time), the
+/// budget is in `ctx.budget`. On failure the error (or panic payload) is left in the context
+/// and the code unwinds.
 ///
 /// # Safety
-/// `ctx` must be the context of a run in progress (its `st` valid).
+/// `ctx` must be the context of a run in progress (its `st` valid), and a nonzero `call_fn`
+/// a [`HelperFn`] (the compiler only embeds those).
 pub(crate) unsafe extern "sysv64" fn jit_helper(
     a1: u64,
     a2: u64,
@@ -207,14 +213,15 @@ pub(crate) unsafe extern "sysv64" fn jit_helper(
     // Raw-pointer field accesses only: a callback run re-enters this context.
     // SAFETY: `ctx` is the live context (caller's contract); the generated code wrote the
     // call-site fields just before calling.
-    let (pc, id, r10, hi) = unsafe {
+    let (func, info, r10, hi) = unsafe {
         (
-            (*ctx).call_pc as usize,
-            (*ctx).call_id,
+            (*ctx).call_fn,
+            (*ctx).call_info,
             (*ctx).call_r10,
             (*ctx).stack_hi,
         )
     };
+    let pc = info as u32 as usize;
     let fail = HelperRet {
         value: 0,
         failed: 1,
@@ -222,12 +229,19 @@ pub(crate) unsafe extern "sysv64" fn jit_helper(
     // SAFETY: `st` points at the RunState of the run in progress, installed by `jit_hook` from
     // the `&mut RunState` it was given; nothing else uses it while this call lasts.
     let st = unsafe { &mut *(*ctx).st };
-    let f = match st.helpers.get(id) {
-        Some(h) => h.func,
-        None => {
-            // SAFETY: as above.
-            unsafe { (*ctx).error = Some(ExecError::UnknownHelper { pc, id }) };
-            return fail;
+    let (f, id) = if func != 0 {
+        // SAFETY: the caller's contract: a nonzero `call_fn` is a `HelperFn`.
+        (unsafe { std::mem::transmute::<u64, HelperFn>(func) }, info >> 32)
+    } else {
+        // SAFETY: as above.
+        let id = unsafe { (*ctx).call_id };
+        match st.helpers.get(id) {
+            Some(h) => (h.func, id),
+            None => {
+                // SAFETY: as above.
+                unsafe { (*ctx).error = Some(ExecError::UnknownHelper { pc, id }) };
+                return fail;
+            }
         }
     };
     let depth = ((hi - r10) / STACK_FRAME_SIZE as u64) as usize;
