@@ -296,6 +296,11 @@ impl FileSystem for BpfFs {
             _ => Ok(Box::new(())),
         }
     }
+    /// The debug (iterator) files are generated at open and report size 0, like the
+    /// kernel's seq_file: they must be read without size-based caching.
+    fn direct_io(&self, inode: &Inode) -> bool {
+        matches!(inode.private::<BpfNode>(), Some(BpfNode::Debug(..)))
+    }
     fn read(&self, file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
         let text = file.private::<Vec<u8>>().ok_or(Errno::EINVAL)?;
         let off = offset.min(text.len() as u64) as usize;

@@ -15,9 +15,9 @@
 //! the kernel's JIT and rbpf's JIT. (`JIT` rows need x86-64.)
 
 use bpfvfs_ebpf::asm::assemble;
+use bpfvfs_ebpf::helpers::{HelperCtx, HelperError};
 #[cfg(target_arch = "x86_64")]
 use bpfvfs_ebpf::jit::Jit;
-use bpfvfs_ebpf::helpers::{HelperCtx, HelperError};
 use bpfvfs_ebpf::{Env, Helpers, Insn, Interpreter, MapAccess, MemRef, Program, RegionKind};
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use std::ptr::NonNull;

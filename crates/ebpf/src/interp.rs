@@ -665,18 +665,15 @@ pub(crate) struct RunState<'a, 'e> {
     pub hook: Option<CallHook>,
 }
 
+pub(crate) type CallHookFn =
+    unsafe fn(*mut (), &mut RunState<'_, '_>, usize, [u64; 5], usize) -> Result<u64, ExecError>;
+
 /// How another engine runs a function of the program: `run(data, state, entry, args, depth)`
 /// with [`RunState::call`]'s meaning. Lets helpers' callbacks (`bpf_loop`) run in the engine
 /// that called the helper.
 #[derive(Clone, Copy)]
 pub(crate) struct CallHook {
-    pub run: unsafe fn(
-        *mut (),
-        &mut RunState<'_, '_>,
-        usize,
-        [u64; 5],
-        usize,
-    ) -> Result<u64, ExecError>,
+    pub run: CallHookFn,
     /// The engine's per-run data, valid while the hook is installed.
     pub data: *mut (),
 }

@@ -24,8 +24,9 @@
 //! Maps exist here only as opaque 64-bit handles behind [`MapAccess`]; pseudo `lddw`s (map fds,
 //! map values, BTF ids) are resolved by a caller-supplied function at load time; helpers that
 //! need the outside world are registered by other crates. It does not parse ELF or BTF (that
-//! is `bpfvfs-ebpf-obj`), and it has no verifier yet: until it does, programs from outside run
-//! in the checked mode only.
+//! is `bpfvfs-ebpf-obj`). The verifier ([`verifier`]) proves a program safe against a
+//! program-type table and helper prototypes the caller supplies; only verified programs may run
+//! in the unchecked modes, everything else runs checked.
 
 pub mod asm;
 pub mod conformance;

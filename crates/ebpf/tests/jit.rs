@@ -101,7 +101,10 @@ fn conformance_suite_jit() {
             failed.push(o.to_string());
         }
     }
-    println!("conformance (jit): {passed} passed, {} failed", failed.len());
+    println!(
+        "conformance (jit): {passed} passed, {} failed",
+        failed.len()
+    );
     assert!(failed.is_empty(), "{failed:#?}");
 }
 
@@ -112,7 +115,9 @@ fn division_by_zero_and_overflow() {
     // x / 0 = 0, x % 0 = x, in all widths and signednesses, register and immediate.
     for op in ["div", "mod", "sdiv", "smod"] {
         for w in ["", "32"] {
-            let src = format!("lddw %r1, 0xfedcba9876543210\nmov %r2, 0\n{op}{w} %r1, %r2\nmov %r0, %r1\nexit");
+            let src = format!(
+                "lddw %r1, 0xfedcba9876543210\nmov %r2, 0\n{op}{w} %r1, %r2\nmov %r0, %r1\nexit"
+            );
             let expect = match (op, w) {
                 ("div" | "sdiv", _) => 0,
                 (_, "") => 0xfedcba9876543210,
@@ -123,15 +128,40 @@ fn division_by_zero_and_overflow() {
     }
     // INT_MIN / -1 = INT_MIN, INT_MIN % -1 = 0 (x86 faults on both).
     let min64 = "lddw %r1, 0x8000000000000000\n";
-    assert_eq!(run(&format!("{min64}mov %r2, -1\nsdiv %r1, %r2\nmov %r0, %r1\nexit")), 1 << 63);
-    assert_eq!(run(&format!("{min64}sdiv %r1, -1\nmov %r0, %r1\nexit")), 1 << 63);
-    assert_eq!(run(&format!("{min64}mov %r2, -1\nsmod %r1, %r2\nmov %r0, %r1\nexit")), 0);
+    assert_eq!(
+        run(&format!(
+            "{min64}mov %r2, -1\nsdiv %r1, %r2\nmov %r0, %r1\nexit"
+        )),
+        1 << 63
+    );
+    assert_eq!(
+        run(&format!("{min64}sdiv %r1, -1\nmov %r0, %r1\nexit")),
+        1 << 63
+    );
+    assert_eq!(
+        run(&format!(
+            "{min64}mov %r2, -1\nsmod %r1, %r2\nmov %r0, %r1\nexit"
+        )),
+        0
+    );
     assert_eq!(run(&format!("{min64}smod %r1, -1\nmov %r0, %r1\nexit")), 0);
-    assert_eq!(run("mov32 %r1, 0x80000000\nmov32 %r2, -1\nsdiv32 %r1, %r2\nmov %r0, %r1\nexit"), 0x8000_0000);
-    assert_eq!(run("mov32 %r1, 0x80000000\nsmod32 %r1, -1\nmov %r0, %r1\nexit"), 0);
+    assert_eq!(
+        run("mov32 %r1, 0x80000000\nmov32 %r2, -1\nsdiv32 %r1, %r2\nmov %r0, %r1\nexit"),
+        0x8000_0000
+    );
+    assert_eq!(
+        run("mov32 %r1, 0x80000000\nsmod32 %r1, -1\nmov %r0, %r1\nexit"),
+        0
+    );
     // Signed remainder takes the dividend's sign.
-    assert_eq!(run("mov %r1, -7\nsmod %r1, 2\nmov %r0, %r1\nexit"), (-1i64) as u64);
-    assert_eq!(run("mov %r1, -7\nmov %r2, 2\nsdiv %r1, %r2\nmov %r0, %r1\nexit"), (-3i64) as u64);
+    assert_eq!(
+        run("mov %r1, -7\nsmod %r1, 2\nmov %r0, %r1\nexit"),
+        (-1i64) as u64
+    );
+    assert_eq!(
+        run("mov %r1, -7\nmov %r2, 2\nsdiv %r1, %r2\nmov %r0, %r1\nexit"),
+        (-3i64) as u64
+    );
     // Every register as destination and divisor, including r0 (rax) and r3 (rdx).
     for d in 0..10 {
         for s in 0..10 {
@@ -155,16 +185,37 @@ fn division_by_zero_and_overflow() {
 fn shifts_mask_and_alu32_zero_extends() {
     assert_eq!(run("mov %r0, 1\nmov %r1, 65\nlsh %r0, %r1\nexit"), 2);
     assert_eq!(run("mov %r0, 1\nmov %r1, 33\nlsh32 %r0, %r1\nexit"), 2);
-    assert_eq!(run("lddw %r0, 0xffffffffffffffff\nmov %r1, 32\nlsh32 %r0, %r1\nexit"), 0xffff_ffff);
-    assert_eq!(run("lddw %r0, 0xffffffffffffffff\nlsh32 %r0, 0\nexit"), 0xffff_ffff);
-    assert_eq!(run("lddw %r0, 0x8000000000000000\nmov %r4, 63\narsh %r0, %r4\nexit"), u64::MAX);
-    assert_eq!(run("mov32 %r0, 0x80000000\narsh32 %r0, 31\nexit"), 0xffff_ffff);
+    assert_eq!(
+        run("lddw %r0, 0xffffffffffffffff\nmov %r1, 32\nlsh32 %r0, %r1\nexit"),
+        0xffff_ffff
+    );
+    assert_eq!(
+        run("lddw %r0, 0xffffffffffffffff\nlsh32 %r0, 0\nexit"),
+        0xffff_ffff
+    );
+    assert_eq!(
+        run("lddw %r0, 0x8000000000000000\nmov %r4, 63\narsh %r0, %r4\nexit"),
+        u64::MAX
+    );
+    assert_eq!(
+        run("mov32 %r0, 0x80000000\narsh32 %r0, 31\nexit"),
+        0xffff_ffff
+    );
     // The count in r4 (= rcx) and the shifted value in r4.
-    assert_eq!(run("mov %r4, 3\nmov %r0, 1\nlsh %r0, %r4\nadd %r0, %r4\nexit"), 11);
-    assert_eq!(run("mov %r4, 3\nmov %r1, 2\nlsh %r4, %r1\nmov %r0, %r4\nexit"), 12);
+    assert_eq!(
+        run("mov %r4, 3\nmov %r0, 1\nlsh %r0, %r4\nadd %r0, %r4\nexit"),
+        11
+    );
+    assert_eq!(
+        run("mov %r4, 3\nmov %r1, 2\nlsh %r4, %r1\nmov %r0, %r4\nexit"),
+        12
+    );
     assert_eq!(run("mov %r4, 3\nlsh %r4, %r4\nmov %r0, %r4\nexit"), 24);
     assert_eq!(run("lddw %r0, 0xffffffffffffffff\nadd32 %r0, 1\nexit"), 0);
-    assert_eq!(run("lddw %r0, 0x1ffffffff\nmov32 %r0, %r0\nexit"), 0xffff_ffff);
+    assert_eq!(
+        run("lddw %r0, 0x1ffffffff\nmov32 %r0, %r0\nexit"),
+        0xffff_ffff
+    );
     assert_eq!(run("mov %r0, -1\nexit"), u64::MAX);
     assert_eq!(run("mov32 %r0, -1\nexit"), 0xffff_ffff);
     assert_eq!(run("mov %r0, 5\nneg32 %r0\nexit"), 0xffff_fffb);
@@ -205,8 +256,11 @@ fn sign_extension_and_byte_swaps() {
     assert_eq!(run(&format!("{x}le64 %r0\nexit")), 0x0102_0304_0506_0708);
     // Sign-extending loads.
     let mem = [0x80u8, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87];
-    let p = load("ldxsb %r0, [%r1]\nldxsh %r2, [%r1]\nldxsw %r3, [%r1]\nadd %r0, %r2\nadd %r0, %r3\nexit");
-    let want = (0x80u8 as i8 as i64 + 0x8180u16 as i16 as i64 + 0x8382_8180u32 as i32 as i64) as u64;
+    let p = load(
+        "ldxsb %r0, [%r1]\nldxsh %r2, [%r1]\nldxsw %r3, [%r1]\nadd %r0, %r2\nadd %r0, %r3\nexit",
+    );
+    let want =
+        (0x80u8 as i8 as i64 + 0x8180u16 as i16 as i64 + 0x8382_8180u32 as i32 as i64) as u64;
     assert_eq!(eval_with(&p, &h, &mem, None).unwrap(), want);
     let p = load("ldxb %r0, [%r1+7]\nexit");
     assert_eq!(eval_with(&p, &h, &mem, None).unwrap(), 0x87);
@@ -216,14 +270,18 @@ fn sign_extension_and_byte_swaps() {
 fn jumps_all_conditions() {
     // Each condition, 64 and 32 bits, register and immediate, on values where signed and
     // unsigned order differ.
-    let conds = ["jeq", "jne", "jgt", "jge", "jlt", "jle", "jset", "jsgt", "jsge", "jslt", "jsle"];
+    let conds = [
+        "jeq", "jne", "jgt", "jge", "jlt", "jle", "jset", "jsgt", "jsge", "jslt", "jsle",
+    ];
     let vals: [i64; 6] = [0, 1, -1, i64::MIN, 0x1_0000_0001, -0x1_0000_0000];
     let mut n = 0;
     for c in conds {
         for w in ["", "32"] {
             for &a in &vals {
                 for &b in &[0i32, 1, -1, i32::MIN] {
-                    let imm = format!("lddw %r1, {a}\n{c}{w} %r1, {b}, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit");
+                    let imm = format!(
+                        "lddw %r1, {a}\n{c}{w} %r1, {b}, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit"
+                    );
                     let reg = format!("lddw %r1, {a}\nmov %r2, {b}\n{c}{w} %r1, %r2, +2\nmov %r0, 1\nexit\nmov %r0, 2\nexit");
                     assert_eq!(run(&imm), run(&reg), "{c}{w} {a} {b}");
                     n += 1;
@@ -257,12 +315,31 @@ fn atomics() {
         ("and", 0x0c, 0x0f),
         ("xor", 0x33, 0x0f),
     ] {
-        assert_eq!(run(&format!("{base}lock {op} [%r10-8], %r1\n{get}")), mem << 16 | 0x3c, "{op}");
-        assert_eq!(run(&format!("{base}lock fetch {op} [%r10-8], %r1\n{get}")), mem << 16 | fetched, "fetch {op}");
-        assert_eq!(run(&format!("{base}lock {op}32 [%r10-8], %r1\n{get}")), mem << 16 | 0x3c, "{op}32");
-        assert_eq!(run(&format!("{base}lock fetch {op}32 [%r10-8], %r1\n{get}")), mem << 16 | fetched, "fetch {op}32");
+        assert_eq!(
+            run(&format!("{base}lock {op} [%r10-8], %r1\n{get}")),
+            mem << 16 | 0x3c,
+            "{op}"
+        );
+        assert_eq!(
+            run(&format!("{base}lock fetch {op} [%r10-8], %r1\n{get}")),
+            mem << 16 | fetched,
+            "fetch {op}"
+        );
+        assert_eq!(
+            run(&format!("{base}lock {op}32 [%r10-8], %r1\n{get}")),
+            mem << 16 | 0x3c,
+            "{op}32"
+        );
+        assert_eq!(
+            run(&format!("{base}lock fetch {op}32 [%r10-8], %r1\n{get}")),
+            mem << 16 | fetched,
+            "fetch {op}32"
+        );
     }
-    assert_eq!(run(&format!("{base}lock xchg [%r10-8], %r1\n{get}")), 0x3c << 16 | 0x0f);
+    assert_eq!(
+        run(&format!("{base}lock xchg [%r10-8], %r1\n{get}")),
+        0x3c << 16 | 0x0f
+    );
     // Fetch or/and/xor with r0 as the operand (the cmpxchg loop uses rax).
     assert_eq!(
         run("stdw [%r10-8], 0x0f\nmov %r0, 0x3c\nlock fetch or [%r10-8], %r0\nldxdw %r1, [%r10-8]\nlsh %r1, 16\nor %r0, %r1\nexit"),
@@ -275,14 +352,32 @@ fn atomics() {
     // cmpxchg: match, mismatch, and 32-bit zero-extension of r0 on success.
     let cx = "mov %r1, 5\nstxdw [%r10-8], %r1\nmov %r1, 9\n";
     let tail = "ldxdw %r2, [%r10-8]\nlsh %r0, 8\nor %r0, %r2\nexit";
-    assert_eq!(run(&format!("{cx}mov %r0, 5\nlock cmpxchg [%r10-8], %r1\n{tail}")), 0x509);
-    assert_eq!(run(&format!("{cx}mov %r0, 4\nlock cmpxchg [%r10-8], %r1\n{tail}")), 0x505);
-    assert_eq!(run(&format!("{cx}lddw %r0, 0xffffffff00000005\nlock cmpxchg32 [%r10-8], %r1\n{tail}")), 0x509);
+    assert_eq!(
+        run(&format!(
+            "{cx}mov %r0, 5\nlock cmpxchg [%r10-8], %r1\n{tail}"
+        )),
+        0x509
+    );
+    assert_eq!(
+        run(&format!(
+            "{cx}mov %r0, 4\nlock cmpxchg [%r10-8], %r1\n{tail}"
+        )),
+        0x505
+    );
+    assert_eq!(
+        run(&format!(
+            "{cx}lddw %r0, 0xffffffff00000005\nlock cmpxchg32 [%r10-8], %r1\n{tail}"
+        )),
+        0x509
+    );
     // Through a pointer into the memory region (checked code path), base register r0.
     let mut mem = [0u8; 16];
     mem[8] = 3;
     let p = load("mov %r0, %r1\nmov %r2, 4\nlock fetch add [%r0+8], %r2\nldxdw %r0, [%r0+8]\nlsh %r0, 8\nor %r0, %r2\nexit");
-    assert_eq!(eval_with(&p, &Helpers::standard(), &mem, None).unwrap(), 7 << 8 | 3);
+    assert_eq!(
+        eval_with(&p, &Helpers::standard(), &mem, None).unwrap(),
+        7 << 8 | 3
+    );
 }
 
 // --- Errors: same variants and pcs as the interpreter ------------------------------------------
@@ -299,7 +394,10 @@ fn memory_errors_match_the_interpreter() {
         ("mov %r2, 1\nlock fetch or32 [%r1+2], %r2\nexit", 16),
         ("ldxw %r0, [%r1+6]\nexit", 8),
         ("sth [%r1+7], 1\nexit", 8),
-        ("mov %r2, %r10\nldxdw %r0, [%r2-4096]\nldxdw %r0, [%r2-4097]\nexit", 0),
+        (
+            "mov %r2, %r10\nldxdw %r0, [%r2-4096]\nldxdw %r0, [%r2-4097]\nexit",
+            0,
+        ),
     ];
     for (src, len) in cases {
         let mut m1 = vec![0u8; *len];
@@ -339,7 +437,11 @@ fn memory_errors_match_the_interpreter() {
     let mut vm = Jit::new(&p, &h).unwrap();
     assert!(matches!(
         vm.run([r.addr(), 0, 0, 0, 0], &[r], &mut Env::new()),
-        Err(ExecError::MemoryAccess { pc: 2, write: true, .. })
+        Err(ExecError::MemoryAccess {
+            pc: 2,
+            write: true,
+            ..
+        })
     ));
 }
 
@@ -356,7 +458,10 @@ fn budget_and_call_depth() {
             assert_eq!(r, Err(ExecError::Budget { pc: 4 }));
         }
     }
-    assert_eq!(jit_err("mov %r0, 0\nadd %r0, 1\nja -2\nexit", &mut []), ExecError::Budget { pc: 2 });
+    assert_eq!(
+        jit_err("mov %r0, 0\nadd %r0, 1\nja -2\nexit", &mut []),
+        ExecError::Budget { pc: 2 }
+    );
     // Backward local calls count too; recursion depth is limited to 8 frames.
     let rec = |n: u32| {
         format!(
@@ -579,7 +684,10 @@ fn helper_errors_and_panics() {
         vm.run([0; 5], &[], &mut Env::new())
     }));
     let msg = r.unwrap_err();
-    assert_eq!(msg.downcast_ref::<&str>(), Some(&"helper panicked on purpose"));
+    assert_eq!(
+        msg.downcast_ref::<&str>(),
+        Some(&"helper panicked on purpose")
+    );
     // Still usable afterwards.
     let p2 = load("mov %r0, 3\nexit");
     let mut vm2 = Jit::new(&p2, &h).unwrap();
@@ -683,22 +791,85 @@ fn bpf_loop_program() -> Vec<Instruction> {
     use bpfvfs_ebpf::insn::JmpCond;
     use Instruction as I;
     vec![
-        /* 0 */ I::St { size: MemSize::DW, dst: 10, off: -8, imm: 0 },
+        /* 0 */
+        I::St {
+            size: MemSize::DW,
+            dst: 10,
+            off: -8,
+            imm: 0,
+        },
         /* 1 */ mov(1, 10),
         /* 2 */ func_ptr(2, 9), // -> 12
-        /* 4 */ I::Alu { width: Width::W64, op: AluOp::Mov, dst: 3, src: Operand::Reg(10) },
-        /* 5 */ I::Alu { width: Width::W64, op: AluOp::Add, dst: 3, src: Operand::Imm(-8) },
+        /* 4 */
+        I::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst: 3,
+            src: Operand::Reg(10),
+        },
+        /* 5 */
+        I::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst: 3,
+            src: Operand::Imm(-8),
+        },
         /* 6 */ mov(4, 0),
         /* 7 */ I::Call(CallTarget::Helper(ids::LOOP as i32)),
-        /* 8 */ I::Alu { width: Width::W64, op: AluOp::Lsh, dst: 0, src: Operand::Imm(8) },
-        /* 9 */ I::Ldx { size: MemSize::DW, signed: false, dst: 1, src: 10, off: -8 },
-        /* 10 */ I::Alu { width: Width::W64, op: AluOp::Or, dst: 0, src: Operand::Reg(1) },
+        /* 8 */
+        I::Alu {
+            width: Width::W64,
+            op: AluOp::Lsh,
+            dst: 0,
+            src: Operand::Imm(8),
+        },
+        /* 9 */
+        I::Ldx {
+            size: MemSize::DW,
+            signed: false,
+            dst: 1,
+            src: 10,
+            off: -8,
+        },
+        /* 10 */
+        I::Alu {
+            width: Width::W64,
+            op: AluOp::Or,
+            dst: 0,
+            src: Operand::Reg(1),
+        },
         /* 11 */ I::Exit,
-        /* 12 */ I::Ldx { size: MemSize::DW, signed: false, dst: 3, src: 2, off: 0 },
-        /* 13 */ I::Alu { width: Width::W64, op: AluOp::Add, dst: 3, src: Operand::Reg(1) },
-        /* 14 */ I::Stx { size: MemSize::DW, dst: 2, src: 3, off: 0 },
+        /* 12 */
+        I::Ldx {
+            size: MemSize::DW,
+            signed: false,
+            dst: 3,
+            src: 2,
+            off: 0,
+        },
+        /* 13 */
+        I::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst: 3,
+            src: Operand::Reg(1),
+        },
+        /* 14 */
+        I::Stx {
+            size: MemSize::DW,
+            dst: 2,
+            src: 3,
+            off: 0,
+        },
         /* 15 */ mov(0, 0),
-        /* 16 */ I::Jmp { width: Width::W64, cond: JmpCond::Ne, dst: 1, src: Operand::Imm(6), off: 1 },
+        /* 16 */
+        I::Jmp {
+            width: Width::W64,
+            cond: JmpCond::Ne,
+            dst: 1,
+            src: Operand::Imm(6),
+            off: 1,
+        },
         /* 17 */ mov(0, 1),
         /* 18 */ I::Exit,
     ]
@@ -711,26 +882,51 @@ fn bpf_loop_callbacks_run_in_jit_code() {
     assert_eq!(eval_with(&p, &h, &[], None), Ok((7 << 8) | 21));
     let mut vm = Jit::new(&p, &h).unwrap();
     // SAFETY: the program touches only its stack.
-    assert_eq!(unsafe { vm.run_unchecked([0; 5], &[], &mut Env::new()) }, Ok((7 << 8) | 21));
+    assert_eq!(
+        unsafe { vm.run_unchecked([0; 5], &[], &mut Env::new()) },
+        Ok((7 << 8) | 21)
+    );
 
     // A callback's error comes back wrapped, as from the interpreter; the callback's own
     // memory error is at the callback's pc.
     let mut insns = bpf_loop_program();
     // r10 + 600 in the callback's frame (depth 1) is past the top of the stack.
-    insns[15] = Instruction::Ldx { size: MemSize::DW, signed: false, dst: 0, src: 10, off: 600 };
+    insns[15] = Instruction::Ldx {
+        size: MemSize::DW,
+        signed: false,
+        dst: 0,
+        src: 10,
+        off: 600,
+    };
     let p = load_insns(&insns);
-    let interp = Interpreter::new(&p, &h).unwrap().run([0; 5], &[], &mut Env::new());
+    let interp = Interpreter::new(&p, &h)
+        .unwrap()
+        .run([0; 5], &[], &mut Env::new());
     let jit = Jit::new(&p, &h).unwrap().run([0; 5], &[], &mut Env::new());
     let inner = |e: ExecError| match e {
-        ExecError::Helper { pc, id, error: HelperError::Callback(inner) } => match *inner {
-            ExecError::MemoryAccess { pc: ipc, len, write, .. } => (pc, id, ipc, len, write),
+        ExecError::Helper {
+            pc,
+            id,
+            error: HelperError::Callback(inner),
+        } => match *inner {
+            ExecError::MemoryAccess {
+                pc: ipc,
+                len,
+                write,
+                ..
+            } => (pc, id, ipc, len, write),
             other => panic!("{other}"),
         },
         other => panic!("{other}"),
     };
     assert_eq!(inner(jit.unwrap_err()), inner(interp.unwrap_err()));
     assert_eq!(
-        inner(Jit::new(&p, &h).unwrap().run([0; 5], &[], &mut Env::new()).unwrap_err()),
+        inner(
+            Jit::new(&p, &h)
+                .unwrap()
+                .run([0; 5], &[], &mut Env::new())
+                .unwrap_err()
+        ),
         (7, ids::LOOP as u64, 16, 8, false)
     );
 
@@ -742,9 +938,20 @@ fn bpf_loop_callbacks_run_in_jit_code() {
     insns.extend([
         /* 12 */ mov(0, 3),
         /* 13 */
-        Instruction::Alu { width: Width::W64, op: AluOp::Sub, dst: 0, src: Operand::Imm(1) },
+        Instruction::Alu {
+            width: Width::W64,
+            op: AluOp::Sub,
+            dst: 0,
+            src: Operand::Imm(1),
+        },
         /* 14 */
-        Instruction::Jmp { width: Width::W64, cond: JmpCond::Ne, dst: 0, src: Operand::Imm(0), off: -2 },
+        Instruction::Jmp {
+            width: Width::W64,
+            cond: JmpCond::Ne,
+            dst: 0,
+            src: Operand::Imm(0),
+            off: -2,
+        },
         /* 15 */ Instruction::Exit,
     ]);
     let p = load_insns(&insns);
@@ -773,7 +980,10 @@ fn unchecked_mode_and_reuse() {
     // The stack is not cleared between runs (as in the interpreter and the kernel).
     assert_eq!(vm.run(args, &[r], &mut Env::new()), Ok(101));
     // SAFETY: the program reads its stack and 8 bytes of `mem`.
-    assert_eq!(unsafe { vm.run_unchecked(args, &[r], &mut Env::new()) }, Ok(102));
+    assert_eq!(
+        unsafe { vm.run_unchecked(args, &[r], &mut Env::new()) },
+        Ok(102)
+    );
     assert_eq!(vm.run(args, &[r], &mut Env::new()), Ok(103));
     assert_eq!(vm.unchecked_code().unwrap().mode(), Mode::Unchecked);
     assert_eq!(vm.checked_code().mode(), Mode::Checked);
@@ -790,7 +1000,10 @@ fn code_is_never_writable_and_executable() {
         .find(|l| {
             let range = l.split_whitespace().next().unwrap();
             let (a, b) = range.split_once('-').unwrap();
-            let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+            let (a, b) = (
+                u64::from_str_radix(a, 16).unwrap(),
+                u64::from_str_radix(b, 16).unwrap(),
+            );
             a <= addr && addr < b
         })
         .expect("code mapping");
@@ -809,7 +1022,10 @@ fn compiled_code_is_shared_between_threads() {
                 let h = Helpers::standard();
                 let mut vm = Jit::with_code(&p, &h, code, None).unwrap();
                 (0..1000u64)
-                    .map(|i| vm.run([t * 1000 + i, 0, 0, 0, 0], &[], &mut Env::new()).unwrap())
+                    .map(|i| {
+                        vm.run([t * 1000 + i, 0, 0, 0, 0], &[], &mut Env::new())
+                            .unwrap()
+                    })
                     .sum::<u64>()
             })
         })

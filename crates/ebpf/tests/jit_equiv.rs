@@ -239,8 +239,12 @@ impl Gen<'_> {
 
     fn imm(&mut self) -> i32 {
         match self.rng.below(3) {
-            0 => self.rng.pick(&[0, 1, -1, 2, 3, 7, 8, 15, 16, 31, 32, 33, 63, 64, 255]),
-            1 => self.rng.pick(&[i32::MIN, i32::MAX, -2, 0x7fff, -0x8000, 0x1234_5678]),
+            0 => self
+                .rng
+                .pick(&[0, 1, -1, 2, 3, 7, 8, 15, 16, 31, 32, 33, 63, 64, 255]),
+            1 => self
+                .rng
+                .pick(&[i32::MIN, i32::MAX, -2, 0x7fff, -0x8000, 0x1234_5678]),
             _ => self.rng.next() as i32,
         }
     }
@@ -300,7 +304,11 @@ impl Gen<'_> {
 
     fn alu(&mut self, c: Ctx) {
         use AluOp::*;
-        let width = if self.rng.chance(50) { Width::W64 } else { Width::W32 };
+        let width = if self.rng.chance(50) {
+            Width::W64
+        } else {
+            Width::W32
+        };
         let op = self.rng.pick(&[
             Add, Sub, Mul, Div, SDiv, Or, And, Lsh, Rsh, Mod, SMod, Xor, Mov, Arsh,
         ]);
@@ -581,7 +589,8 @@ impl Gen<'_> {
                 };
                 let off = if bad { off + 600 } else { off };
                 self.asm.i(movr(1, base));
-                self.asm.i(alu(Width::W64, AluOp::Add, 1, Operand::Imm(off as i32)));
+                self.asm
+                    .i(alu(Width::W64, AluOp::Add, 1, Operand::Imm(off as i32)));
                 self.asm.i(mov(2, len as i32));
                 self.asm.i(call(201));
                 self.asm.i(mov(1, self.rng.next() as u16 as i32));
@@ -613,14 +622,31 @@ impl Gen<'_> {
                 let v = self.scratch(16);
                 let key = self.rng.range(0, 4) as i32;
                 let val = self.imm();
-                self.asm.i(Instruction::St { size: MemSize::W, dst: 10, off: k, imm: key });
-                self.asm.i(Instruction::St { size: MemSize::DW, dst: 10, off: v, imm: val });
-                self.asm.i(Instruction::St { size: MemSize::DW, dst: 10, off: v + 8, imm: !val });
+                self.asm.i(Instruction::St {
+                    size: MemSize::W,
+                    dst: 10,
+                    off: k,
+                    imm: key,
+                });
+                self.asm.i(Instruction::St {
+                    size: MemSize::DW,
+                    dst: 10,
+                    off: v,
+                    imm: val,
+                });
+                self.asm.i(Instruction::St {
+                    size: MemSize::DW,
+                    dst: 10,
+                    off: v + 8,
+                    imm: !val,
+                });
                 self.asm.i(lddw(1, MAP as u64));
                 self.asm.i(movr(2, 10));
-                self.asm.i(alu(Width::W64, AluOp::Add, 2, Operand::Imm(k as i32)));
+                self.asm
+                    .i(alu(Width::W64, AluOp::Add, 2, Operand::Imm(k as i32)));
                 self.asm.i(movr(3, 10));
-                self.asm.i(alu(Width::W64, AluOp::Add, 3, Operand::Imm(v as i32)));
+                self.asm
+                    .i(alu(Width::W64, AluOp::Add, 3, Operand::Imm(v as i32)));
                 self.asm.i(mov(4, 0));
                 self.asm.i(call(ids::MAP_UPDATE_ELEM));
                 self.asm.i(mov(2, 2));
@@ -633,9 +659,15 @@ impl Gen<'_> {
                 let x = self.rng.below(8) as u8;
                 self.asm.i(movr(3, x));
                 self.asm.i(lddw(1, u64::from_le_bytes(*b"v=%d\n\0\0\0")));
-                self.asm.i(Instruction::Stx { size: MemSize::DW, dst: 10, src: 1, off: k });
+                self.asm.i(Instruction::Stx {
+                    size: MemSize::DW,
+                    dst: 10,
+                    src: 1,
+                    off: k,
+                });
                 self.asm.i(movr(1, 10));
-                self.asm.i(alu(Width::W64, AluOp::Add, 1, Operand::Imm(k as i32)));
+                self.asm
+                    .i(alu(Width::W64, AluOp::Add, 1, Operand::Imm(k as i32)));
                 self.asm.i(mov(2, 6));
                 self.asm.i(call(ids::TRACE_PRINTK));
                 self.asm.i(mov(1, 1));
@@ -667,10 +699,16 @@ impl Gen<'_> {
     fn map_lookup(&mut self, c: Ctx) {
         let k = self.scratch(8);
         let key = self.rng.range(0, 4) as i32; // 4: a miss
-        self.asm.i(Instruction::St { size: MemSize::W, dst: 10, off: k, imm: key });
+        self.asm.i(Instruction::St {
+            size: MemSize::W,
+            dst: 10,
+            off: k,
+            imm: key,
+        });
         self.asm.i(lddw(1, MAP as u64));
         self.asm.i(movr(2, 10));
-        self.asm.i(alu(Width::W64, AluOp::Add, 2, Operand::Imm(k as i32)));
+        self.asm
+            .i(alu(Width::W64, AluOp::Add, 2, Operand::Imm(k as i32)));
         self.asm.i(call(ids::MAP_LOOKUP_ELEM));
         // r2 still points to the key (r1-r5 survive calls here): no pointers in data registers.
         self.asm.i(mov(2, 2));
@@ -695,18 +733,33 @@ impl Gen<'_> {
                     if bad {
                         off = VALUE_SIZE;
                     }
-                    self.asm.i(Instruction::Ldx { size, signed: false, dst: x, src: 0, off: off as i16 });
+                    self.asm.i(Instruction::Ldx {
+                        size,
+                        signed: false,
+                        dst: x,
+                        src: 0,
+                        off: off as i16,
+                    });
                 }
                 1 => {
                     if bad {
                         off = -sz;
                     }
-                    self.asm.i(Instruction::Stx { size, dst: 0, src: x, off: off as i16 });
+                    self.asm.i(Instruction::Stx {
+                        size,
+                        dst: 0,
+                        src: x,
+                        off: off as i16,
+                    });
                 }
                 _ => {
                     let size = self.rng.pick(&[MemSize::W, MemSize::DW]);
                     let sz = size.bytes() as i64;
-                    let off = if bad { 1 } else { self.rng.range(0, VALUE_SIZE / sz - 1) * sz };
+                    let off = if bad {
+                        1
+                    } else {
+                        self.rng.range(0, VALUE_SIZE / sz - 1) * sz
+                    };
                     self.asm.i(Instruction::Atomic {
                         size,
                         op: AtomicOp::Add,
@@ -762,7 +815,13 @@ impl Gen<'_> {
                 let size = self.rng.pick(&SIZES);
                 let (src, off) = self.addr(c, size, false, true);
                 let dst = self.data_reg(c);
-                self.asm.i(Instruction::Ldx { size, signed: false, dst, src, off });
+                self.asm.i(Instruction::Ldx {
+                    size,
+                    signed: false,
+                    dst,
+                    src,
+                    off,
+                });
                 self.note("fault.oob");
             }
             2 => {
@@ -818,7 +877,8 @@ impl Gen<'_> {
         };
         self.asm.i(movr(8, 1));
         self.asm.i(movr(9, 10));
-        self.asm.i(alu(Width::W64, AluOp::Add, 9, Operand::Imm(-256)));
+        self.asm
+            .i(alu(Width::W64, AluOp::Add, 9, Operand::Imm(-256)));
         for r in 0..8 {
             let i = if self.rng.chance(30) {
                 lddw(r, self.rng.next())
@@ -885,7 +945,8 @@ impl Gen<'_> {
         for r in 1..8 {
             let op = self.rng.pick(&[AluOp::Xor, AluOp::Add, AluOp::Sub]);
             self.asm.i(alu(Width::W64, op, 0, Operand::Reg(r)));
-            self.asm.i(alu(Width::W64, AluOp::Mul, 0, Operand::Imm(0x2f)));
+            self.asm
+                .i(alu(Width::W64, AluOp::Mul, 0, Operand::Imm(0x2f)));
         }
         self.asm.i(Instruction::Exit);
     }
@@ -975,7 +1036,11 @@ unsafe impl MapAccess for Maps {
 /// Replaces instructions by no-ops (`ja +0`, keeping every offset valid) while `fails` still
 /// holds: a small program showing a mismatch.
 fn minimize(mut slots: Vec<Insn>, fails: &dyn Fn(&[Insn]) -> bool) -> Vec<Insn> {
-    let nop = Instruction::Ja { off: 0, long: false }.encode()[0];
+    let nop = Instruction::Ja {
+        off: 0,
+        long: false,
+    }
+    .encode()[0];
     loop {
         let mut changed = false;
         let decoded = bpfvfs_ebpf::decode(&slots).unwrap();
@@ -1009,7 +1074,11 @@ fn result_kind(r: &Result<u64, ExecError>) -> String {
             HelperError::Other(_) => "helper(other)".into(),
             e => format!("helper({e:?})"),
         },
-        Err(e) => format!("{e:?}").split([' ', '{']).next().unwrap().to_string(),
+        Err(e) => format!("{e:?}")
+            .split([' ', '{'])
+            .next()
+            .unwrap()
+            .to_string(),
     }
 }
 
@@ -1029,9 +1098,16 @@ fn random_programs_agree() {
     };
     // SAFETY (reset, snapshot): called between runs, when no program holds a map pointer.
     let reset = || unsafe { *maps.values.get() = MAP_INIT };
-    let snapshot = || unsafe { *maps.values.get() }.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let snapshot = || {
+        unsafe { *maps.values.get() }
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect()
+    };
     let mut stats = Stats::default();
-    let only: Option<u64> = std::env::var("JIT_EQUIV_ONLY").ok().and_then(|v| v.parse().ok());
+    let only: Option<u64> = std::env::var("JIT_EQUIV_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for case in 0..cases {
         if only.is_some_and(|o| o != case) {
             continue;
@@ -1058,8 +1134,9 @@ fn random_programs_agree() {
             fault_percent,
         }
         .program();
-        let prog = Program::load(&slots, LoadOptions::default())
-            .unwrap_or_else(|e| panic!("case {case} (seed {case_seed:#x}): generated an invalid program: {e}"));
+        let prog = Program::load(&slots, LoadOptions::default()).unwrap_or_else(|e| {
+            panic!("case {case} (seed {case_seed:#x}): generated an invalid program: {e}")
+        });
         stats.programs += 1;
         stats.slots += prog.len() as u64;
         let c = Case {
@@ -1074,7 +1151,10 @@ fn random_programs_agree() {
         };
         match compare(&c) {
             Ok(a) => {
-                *stats.results.entry(result_kind(&a.checked.result)).or_default() += 1;
+                *stats
+                    .results
+                    .entry(result_kind(&a.checked.result))
+                    .or_default() += 1;
                 stats.unchecked += a.unchecked_compared as u64;
             }
             Err(EquivError::Mismatch(m)) => {
@@ -1083,7 +1163,10 @@ fn random_programs_agree() {
                         let Ok(p) = Program::load(s, LoadOptions::default()) else {
                             return false;
                         };
-                        matches!(compare(&Case { program: &p, ..c }), Err(EquivError::Mismatch(_)))
+                        matches!(
+                            compare(&Case { program: &p, ..c }),
+                            Err(EquivError::Mismatch(_))
+                        )
                     });
                     let p = Program::load(&small, LoadOptions::default()).unwrap();
                     let m = compare(&Case { program: &p, ..c }).unwrap_err();

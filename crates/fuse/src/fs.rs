@@ -595,8 +595,15 @@ impl Filesystem for FuseFs {
         })();
         match r {
             Ok(f) => {
+                // Generated files (size 0, contents made at open) must bypass the page
+                // cache, which would otherwise stop at the reported size.
+                let flags = if f.inode().sb().fs().direct_io(f.inode()) {
+                    FopenFlags::FOPEN_DIRECT_IO
+                } else {
+                    FopenFlags::empty()
+                };
                 let fh = self.shared.files.insert(f);
-                reply.opened(FileHandle(fh), FopenFlags::empty())
+                reply.opened(FileHandle(fh), flags)
             }
             Err(e) => reply.error(to_fuser(e)),
         }

@@ -243,6 +243,14 @@ pub trait FileSystem: Send + Sync + 'static {
         let _ = (file, buf, offset);
         Err(Errno::EINVAL)
     }
+    /// Whether reads of `inode` bypass size-based caching: its contents are generated at
+    /// open and its reported size (0) says nothing about them (seq_file-like files such as
+    /// bpffs's maps.debug). The FUSE edge opens such files with FOPEN_DIRECT_IO, else the
+    /// host kernel trusts the size 0 and reads nothing. Default: false.
+    fn direct_io(&self, inode: &Inode) -> bool {
+        let _ = inode;
+        false
+    }
     fn write(&self, file: &File, data: &[u8], offset: u64) -> Result<usize> {
         let _ = (file, data, offset);
         Err(Errno::EINVAL)

@@ -10,9 +10,11 @@
 //! local call pushes r6-r9 (rbx, r13, r14, r15) and 8 bytes of padding before `call`, so
 //! bodies keep that invariant, and the shared routines align to 16 before calling Rust.
 
+// dynasm's expansion of dynamic registers (`Rq(r)` with `r: u8`) converts `u8` into `u8`.
+#![allow(clippy::useless_conversion)]
+
 use super::runtime::{
-    jit_helper, jit_mem_slow, off, JitCtx, ERR_BAD_CALL, ERR_BUDGET, ERR_CALL_DEPTH,
-    ERR_MISALIGNED,
+    jit_helper, jit_mem_slow, off, JitCtx, ERR_BAD_CALL, ERR_BUDGET, ERR_CALL_DEPTH, ERR_MISALIGNED,
 };
 use super::BPF_REGS;
 use crate::helpers::Helpers;
@@ -136,10 +138,9 @@ pub(crate) fn compile(
         })
         .collect::<Result<Vec<_>, _>>()?;
     g.a.commit().map_err(|e| format!("assembler: {e:?}"))?;
-    let buf = g
-        .a
-        .finalize()
-        .map_err(|_| "assembler: cannot finalize".to_string())?;
+    let buf =
+        g.a.finalize()
+            .map_err(|_| "assembler: cannot finalize".to_string())?;
     Ok(Compiled {
         buf,
         entry,
@@ -349,7 +350,15 @@ impl Gen<'_> {
 
     /// Checked mode, an access not known to stay in the current frame: validates
     /// `[base + off, +len)` (the address ends up in r10), falling back to the Rust check.
-    fn check_access(&mut self, pc: usize, base: u8, off: i32, log2len: u32, write: bool, atomic: bool) {
+    fn check_access(
+        &mut self,
+        pc: usize,
+        base: u8,
+        off: i32,
+        log2len: u32,
+        write: bool,
+        atomic: bool,
+    ) {
         let ok = self.a.new_dynamic_label();
         let slow = self.a.new_dynamic_label();
         let l8 = 8 * log2len as i32;
@@ -490,7 +499,13 @@ impl Gen<'_> {
             Ok(s) if w64 => asm!(self.a; mov r11, Rq(s)),
             Ok(s) => asm!(self.a; mov r11d, Rd(s)),
             Err(imm) => {
-                if signed && (if w64 { imm == u64::MAX } else { imm as u32 == u32::MAX }) {
+                if signed
+                    && (if w64 {
+                        imm == u64::MAX
+                    } else {
+                        imm as u32 == u32::MAX
+                    })
+                {
                     // Division by the constant -1.
                     self.div_minus1(div, w64, d);
                     return;

@@ -53,6 +53,8 @@ pub fn deterministic_env<'a>() -> Env<'a> {
 /// One input to compare the engines on.
 pub struct Case<'a> {
     pub program: &'a Program,
+    /// Must be deterministic given [`deterministic_env`] and `reset` (the unchecked runs rely
+    /// on repeating the checked run's accesses).
     pub helpers: &'a Helpers,
     /// The memory region: r1 = its address, r2 = its length (0 and 0 if empty), writable,
     /// 8-byte aligned, as in the conformance suite.
@@ -107,11 +109,20 @@ impl fmt::Display for Mismatch {
         let (i, j) = (&self.interp, &self.jit);
         write!(f, "{:?} mode: ", self.mode)?;
         if i.raw_result != j.raw_result && i.result != j.result {
-            return write!(f, "interpreter {:x?}, jit {:x?}", i.raw_result, j.raw_result);
+            return write!(
+                f,
+                "interpreter {:x?}, jit {:x?}",
+                i.raw_result, j.raw_result
+            );
         }
         let first = |a: &[u8], b: &[u8]| (0..a.len().max(b.len())).find(|&k| a.get(k) != b.get(k));
         if let Some(k) = first(&i.mem, &j.mem) {
-            return write!(f, "memory differs at byte {k}: {:?} vs {:?}", i.mem.get(k), j.mem.get(k));
+            return write!(
+                f,
+                "memory differs at byte {k}: {:?} vs {:?}",
+                i.mem.get(k),
+                j.mem.get(k)
+            );
         }
         if let Some(k) = first(&i.stack, &j.stack) {
             return write!(
@@ -244,14 +255,15 @@ impl Vm<'_> {
         regions: &[Region<'_>],
         env: &mut Env<'_>,
     ) -> Result<u64, ExecError> {
-        // SAFETY (unchecked runs): `compare` runs the unchecked modes only on an input whose
-        // checked run succeeded in both engines, i.e. made only valid accesses; runs are
-        // deterministic (fixed environment, outside state reset), so the unchecked run makes
-        // the same accesses.
         match (self, checked) {
             (Vm::Interp(v), true) => v.run(args, regions, env),
-            (Vm::Interp(v), false) => unsafe { v.run_unchecked(args, regions, env) },
             (Vm::Jit(v), true) => v.run(args, regions, env),
+            // SAFETY: `compare` runs the unchecked modes only on an input whose checked run
+            // succeeded in both engines, i.e. made only valid accesses and helper calls; runs
+            // are deterministic (fresh VM, same memory, fixed environment, outside state
+            // reset, deterministic helpers per `Case`), so the unchecked run makes the same.
+            (Vm::Interp(v), false) => unsafe { v.run_unchecked(args, regions, env) },
+            // SAFETY: as for the interpreter just above.
             (Vm::Jit(v), false) => unsafe { v.run_unchecked(args, regions, env) },
         }
     }
@@ -275,7 +287,6 @@ fn observe(vm: &mut Vm<'_>, checked: bool, case: &Case<'_>, buf: &mut [u64]) -> 
         let region = Region::writable(RegionKind::Mem, bytes);
         vm.run(checked, [region.addr(), len, 0, 0, 0], &[region], &mut env)
     };
-    drop(env);
     Observed {
         result: result
             .clone()
@@ -309,9 +320,7 @@ pub fn compare(case: &Case<'_>) -> Result<Agreement, EquivError> {
                 unchecked_compared: false,
             })
         }
-        (_, Err(JitError::Codegen(e))) => {
-            return Err(EquivError::Compile(JitError::Codegen(e)))
-        }
+        (_, Err(JitError::Codegen(e))) => return Err(EquivError::Compile(JitError::Codegen(e))),
         (a, b) => {
             return Err(EquivError::Load(format!(
                 "interpreter {:?}, jit {:?}",
@@ -337,9 +346,10 @@ pub fn compare(case: &Case<'_>) -> Result<Agreement, EquivError> {
     let mut unchecked_compared = false;
     if case.unchecked && i.result.is_ok() {
         // Fresh VMs: the stacks are not cleared between runs.
-        let mut iv = Vm::Interp(Interpreter::new(case.program, case.helpers).map_err(|e| {
-            EquivError::Load(e.to_string())
-        })?);
+        let mut iv = Vm::Interp(
+            Interpreter::new(case.program, case.helpers)
+                .map_err(|e| EquivError::Load(e.to_string()))?,
+        );
         let mut jv = Vm::Jit(Jit::new(case.program, case.helpers).map_err(EquivError::Compile)?);
         if let (Vm::Interp(a), Vm::Jit(b)) = (&mut iv, &mut jv) {
             a.set_budget(case.budget);

@@ -16,14 +16,15 @@
 //! verified bytecode does not profit from: BPF registers map directly to x86 registers, as in
 //! the kernel. The one cost of dynasm seen here: a memory operand with a register chosen at
 //! JIT time is always encoded with a SIB byte and a 32-bit displacement (8 bytes instead of
-//! 3-4), which costs code size, not µops.
+//! 3-4), which costs code size, not µops. (dynasm-rs is MPL-2.0: file-level copyleft on its
+//! own sources, used unmodified here, compatible with this crate's MIT OR Apache-2.0.)
 //!
 //! # Register mapping (the kernel's)
 //! | BPF | r0 | r1 | r2 | r3 | r4 | r5 | r6 | r7 | r8 | r9 | r10 |
 //! |-----|----|----|----|----|----|----|----|----|----|----|-----|
 //! | x86 | rax | rdi | rsi | rdx | rcx | r8 | rbx | r13 | r14 | r15 | rbp |
 //!
-//! r12 holds the run's context ([`runtime`]'s `JitCtx`: stack bounds, region caches, budget,
+//! r12 holds the run's context (`runtime::JitCtx`: stack bounds, region caches, budget,
 //! error slots), r9 the back-edge budget, r10/r11 are scratch. r1-r5 are the System V argument
 //! registers, so a helper call passes them as they are (the context goes in r9, the 6th
 //! argument). Shifts by a register move the count through cl (saving rcx in r11); division
@@ -37,7 +38,9 @@
 //! native `call` and `exit` is a `ret`; a local call pushes r6-r9, moves rbp down 512 bytes
 //! and checks the depth against the stack bottom (`CallDepth`, as the interpreter). Helpers
 //! are called through a trampoline into Rust (`runtime::jit_helper`) that builds the same
-//! [`crate::HelperCtx`] the interpreter builds; helpers that call back into the program
+//! [`crate::HelperCtx`] the interpreter builds; a static `call N` carries the helper's function
+//! pointer, bound when the code is compiled (a [`JitProgram`] belongs to a [`Helpers`] table),
+//! `callx` looks its number up at run time. Helpers that call back into the program
 //! (`bpf_loop`) re-enter JIT code through the interpreter's [`RunState`](crate::interp) hook.
 //! Unlike Linux (where the verifier makes them unreadable), r1-r5 survive helper calls, as
 //! in the interpreter. Errors unwind to the entry by resetting rsp, and come back as the
@@ -54,6 +57,27 @@
 //! plain `mov`s. Both count taken backward jumps and backward local calls against the budget
 //! ([`Jit::set_budget`]) exactly as the interpreter does, so unverified programs cannot hang.
 //!
+//! # What the unchecked mode needs from a verifier
+//! The unchecked code trusts the program exactly where the unchecked interpreter does, and in
+//! a few places more, because x86 instructions replace Rust operations:
+//! - every load, store and atomic is inside: the current frame or a caller's frame (through a
+//!   pointer derived from r10), a region the caller passed to the run, or memory a helper
+//!   handed out (map values, ring-buffer records) while it is still live; writes only to
+//!   writable memory; no access through a pointer after `bpf_ringbuf_submit/discard`;
+//! - atomics are naturally aligned (x86 would execute a misaligned `lock` op as a slow split
+//!   lock, but the interpreter's `AtomicU64::from_ptr` requires alignment);
+//! - helper arguments satisfy each helper's contract (pointers with their sizes, map
+//!   handles, callbacks that are `lddw rX, subprog` values), since helpers skip their checks
+//!   in unchecked runs;
+//! - everything the loader already enforces stays as it is: jump and call targets inside the
+//!   program and on instruction starts, a terminal `exit`/`ja`, r10 never written.
+//!
+//! Not needed from it, because both modes enforce them at run time: the call depth
+//! (`CallDepth`), the back-edge budget, division by zero and `INT_MIN / -1` (Linux semantics,
+//! never a fault), shift amounts (masked), `callx` targets (checked against the function
+//! table), unknown helper numbers (`UnknownHelper`). Reading a register the program never
+//! wrote is harmless (registers start at 0, r1-r5 survive calls), unlike in Linux.
+//!
 //! [dynasm-rs]: https://github.com/CensoredUsername/dynasm-rs
 
 mod codegen;
@@ -62,9 +86,7 @@ mod runtime;
 
 use crate::conformance::Engine;
 use crate::helpers::{Env, Helpers};
-use crate::interp::{
-    ExecError, Frame, LoadError, Program, RunState, MAX_CALL_FRAMES, STACK_SIZE,
-};
+use crate::interp::{ExecError, Frame, LoadError, Program, RunState, MAX_CALL_FRAMES, STACK_SIZE};
 use crate::memory::{Memory, Region, RegionKind};
 use dynasmrt::{AssemblyOffset, ExecutableBuffer};
 use runtime::JitCtx;
@@ -291,7 +313,11 @@ impl<'p> Jit<'p> {
         if let Some(u) = self.unchecked.get() {
             return Ok(u);
         }
-        let u = Arc::new(JitProgram::compile(self.prog, self.helpers, Mode::Unchecked)?);
+        let u = Arc::new(JitProgram::compile(
+            self.prog,
+            self.helpers,
+            Mode::Unchecked,
+        )?);
         Ok(self.unchecked.get_or_init(|| u))
     }
 
@@ -377,6 +403,7 @@ impl<'p> Jit<'p> {
         self.mem.clear();
         self.ctx.fixed.clear();
         self.ctx.st = std::ptr::null_mut();
+        self.ctx.code = std::ptr::null();
         res
     }
 }

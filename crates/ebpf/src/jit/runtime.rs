@@ -231,7 +231,10 @@ pub(crate) unsafe extern "sysv64" fn jit_helper(
     let st = unsafe { &mut *(*ctx).st };
     let (f, id) = if func != 0 {
         // SAFETY: the caller's contract: a nonzero `call_fn` is a `HelperFn`.
-        (unsafe { std::mem::transmute::<u64, HelperFn>(func) }, info >> 32)
+        (
+            unsafe { std::mem::transmute::<u64, HelperFn>(func) },
+            info >> 32,
+        )
     } else {
         // SAFETY: as above.
         let id = unsafe { (*ctx).call_id };
