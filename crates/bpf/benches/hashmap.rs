@@ -165,7 +165,10 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     timed(threads, iters, &|t, i| {
                         let mut buf = [0u8; 8];
-                        f.map.ops().lookup(&key(t, i).to_ne_bytes(), &mut buf).unwrap();
+                        f.map
+                            .ops()
+                            .lookup(&key(t, i).to_ne_bytes(), &mut buf)
+                            .unwrap();
                         black_box(buf);
                     })
                 })

@@ -32,7 +32,7 @@ impl ValueBuf {
 
     /// Copy `out.len()` bytes starting at byte `offset` (a multiple of 8) into `out`.
     pub fn read_into(&self, offset: usize, out: &mut [u8]) {
-        debug_assert!(offset % 8 == 0);
+        debug_assert!(offset.is_multiple_of(8));
         let first = offset / 8;
         for (i, chunk) in out.chunks_mut(8).enumerate() {
             let w = self.0[first + i].load(Relaxed).to_le_bytes();
@@ -43,7 +43,7 @@ impl ValueBuf {
     /// Copy `data` in starting at byte `offset` (a multiple of 8). Bytes of a last partial
     /// word beyond `data` are left as they were.
     pub fn write_from(&self, offset: usize, data: &[u8]) {
-        debug_assert!(offset % 8 == 0);
+        debug_assert!(offset.is_multiple_of(8));
         let first = offset / 8;
         for (i, chunk) in data.chunks(8).enumerate() {
             let cell = &self.0[first + i];

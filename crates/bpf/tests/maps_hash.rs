@@ -71,14 +71,23 @@ fn update_flags_and_errnos() {
     let bpf = bpf();
     let h = hash(&bpf, 8, 0);
     assert_eq!(bpf.map_lookup_elem(&h, &k(1)), Err(Errno::ENOENT));
-    assert_eq!(bpf.map_update_elem(&h, &k(1), &v(1), BPF_EXIST), Err(Errno::ENOENT));
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(1), &v(1), BPF_EXIST),
+        Err(Errno::ENOENT)
+    );
     bpf.map_update_elem(&h, &k(1), &v(1), BPF_NOEXIST).unwrap();
-    assert_eq!(bpf.map_update_elem(&h, &k(1), &v(2), BPF_NOEXIST), Err(Errno::EEXIST));
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(1), &v(2), BPF_NOEXIST),
+        Err(Errno::EEXIST)
+    );
     bpf.map_update_elem(&h, &k(1), &v(3), BPF_EXIST).unwrap();
     bpf.map_update_elem(&h, &k(1), &v(4), BPF_ANY).unwrap();
     assert_eq!(bpf.map_lookup_elem(&h, &k(1)).unwrap(), v(4));
     for bad in [3, BPF_F_LOCK, 8, 1 << 40] {
-        assert_eq!(bpf.map_update_elem(&h, &k(1), &v(5), bad), Err(Errno::EINVAL));
+        assert_eq!(
+            bpf.map_update_elem(&h, &k(1), &v(5), bad),
+            Err(Errno::EINVAL)
+        );
     }
     // Wrong key / value sizes.
     assert_eq!(bpf.map_lookup_elem(&h, &[1, 2]), Err(Errno::EINVAL));
@@ -101,11 +110,13 @@ fn update_flags_and_errnos() {
 #[test]
 fn odd_sizes() {
     let bpf = bpf();
-    let h = bpf
-        .map_create(MapDef::new(MapType::Hash, 3, 5, 4))
+    let h = bpf.map_create(MapDef::new(MapType::Hash, 3, 5, 4)).unwrap();
+    bpf.map_update_elem(&h, &[1, 2, 3], &[9, 8, 7, 6, 5], 0)
         .unwrap();
-    bpf.map_update_elem(&h, &[1, 2, 3], &[9, 8, 7, 6, 5], 0).unwrap();
-    assert_eq!(bpf.map_lookup_elem(&h, &[1, 2, 3]).unwrap(), [9, 8, 7, 6, 5]);
+    assert_eq!(
+        bpf.map_lookup_elem(&h, &[1, 2, 3]).unwrap(),
+        [9, 8, 7, 6, 5]
+    );
     assert_eq!(bpf.map_get_next_key(&h, None).unwrap(), [1, 2, 3]);
     let big = bpf
         .map_create(MapDef::new(MapType::Hash, 300, 1000, 4))
@@ -127,11 +138,23 @@ fn full_map_e2big() {
         for i in 0..4 {
             bpf.map_update_elem(&h, &k(i), &v(i as u64), 0).unwrap();
         }
-        assert_eq!(bpf.map_update_elem(&h, &k(9), &v(9), BPF_ANY), Err(Errno::E2BIG));
-        assert_eq!(bpf.map_update_elem(&h, &k(9), &v(9), BPF_NOEXIST), Err(Errno::E2BIG));
+        assert_eq!(
+            bpf.map_update_elem(&h, &k(9), &v(9), BPF_ANY),
+            Err(Errno::E2BIG)
+        );
+        assert_eq!(
+            bpf.map_update_elem(&h, &k(9), &v(9), BPF_NOEXIST),
+            Err(Errno::E2BIG)
+        );
         // Flags are checked before the size.
-        assert_eq!(bpf.map_update_elem(&h, &k(9), &v(9), BPF_EXIST), Err(Errno::ENOENT));
-        assert_eq!(bpf.map_update_elem(&h, &k(1), &v(9), BPF_NOEXIST), Err(Errno::EEXIST));
+        assert_eq!(
+            bpf.map_update_elem(&h, &k(9), &v(9), BPF_EXIST),
+            Err(Errno::ENOENT)
+        );
+        assert_eq!(
+            bpf.map_update_elem(&h, &k(1), &v(9), BPF_NOEXIST),
+            Err(Errno::EEXIST)
+        );
         // Replacing a present key is fine when full.
         bpf.map_update_elem(&h, &k(1), &v(11), BPF_ANY).unwrap();
         bpf.map_update_elem(&h, &k(2), &v(12), BPF_EXIST).unwrap();

@@ -129,7 +129,14 @@ impl KMap {
         let mut a = Attr::new()
             .u32(0, self.fd as u32)
             .u64(8, ptr_or_null(Some(key)))
-            .u64(16, if value.is_empty() { 0 } else { value.as_ptr() as u64 })
+            .u64(
+                16,
+                if value.is_empty() {
+                    0
+                } else {
+                    value.as_ptr() as u64
+                },
+            )
             .u64(24, flags);
         sys_bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(|_| ())
     }
@@ -381,7 +388,10 @@ fn differential(kind: &str, cases: Vec<Case>) {
         cases.len(),
         failed.len()
     );
-    assert!(failed.is_empty(), "{kind}: differences from the kernel: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "{kind}: differences from the kernel: {failed:?}"
+    );
 }
 
 fn k32(i: u32) -> Vec<u8> {
@@ -402,19 +412,31 @@ fn hash_create_cases(t: MapType, cases: &mut Vec<Case>) {
         ("key_size 1000 (no stack limit)", d(1000, 8, 4, 0)),
         ("key+value = KMALLOC_MAX - 48", d(8, m - 48 - 8, 1, 0)),
         ("key+value = KMALLOC_MAX - 49", d(8, m - 49 - 8, 1, 0)),
-        ("max_entries 2^27+1 (buckets overflow)", d(4, 8, (1 << 27) + 1, 0)),
+        (
+            "max_entries 2^27+1 (buckets overflow)",
+            d(4, 8, (1 << 27) + 1, 0),
+        ),
         ("max_entries 2^31+1", d(4, 8, (1 << 31) + 1, 0)),
         ("max_entries u32::MAX", d(4, 8, u32::MAX, 0)),
         ("BPF_F_NO_PREALLOC", d(4, 8, 4, BPF_F_NO_PREALLOC)),
         ("BPF_F_NO_COMMON_LRU", d(4, 8, 4, BPF_F_NO_COMMON_LRU)),
         ("BPF_F_NUMA_NODE (node 0)", d(4, 8, 4, BPF_F_NUMA_NODE)),
-        ("NUMA_NODE | NO_COMMON_LRU", d(4, 8, 4, BPF_F_NUMA_NODE | BPF_F_NO_COMMON_LRU)),
+        (
+            "NUMA_NODE | NO_COMMON_LRU",
+            d(4, 8, 4, BPF_F_NUMA_NODE | BPF_F_NO_COMMON_LRU),
+        ),
         ("BPF_F_ZERO_SEED", d(4, 8, 4, BPF_F_ZERO_SEED)),
         ("BPF_F_MMAPABLE", d(4, 8, 4, BPF_F_MMAPABLE)),
         ("BPF_F_INNER_MAP", d(4, 8, 4, BPF_F_INNER_MAP)),
         ("BPF_F_PRESERVE_ELEMS", d(4, 8, 4, BPF_F_PRESERVE_ELEMS)),
-        ("BPF_F_RDONLY | BPF_F_WRONLY", d(4, 8, 4, BPF_F_RDONLY | BPF_F_WRONLY)),
-        ("RDONLY_PROG | WRONLY_PROG", d(4, 8, 4, BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG)),
+        (
+            "BPF_F_RDONLY | BPF_F_WRONLY",
+            d(4, 8, 4, BPF_F_RDONLY | BPF_F_WRONLY),
+        ),
+        (
+            "RDONLY_PROG | WRONLY_PROG",
+            d(4, 8, 4, BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG),
+        ),
         ("BPF_F_RDONLY_PROG", d(4, 8, 4, BPF_F_RDONLY_PROG)),
         ("unknown flag 1<<20", d(4, 8, 4, 1 << 20)),
         ("percpu value 32768", d(4, 32768, 4, 0)),
@@ -492,7 +514,13 @@ fn hash_op_cases(t: MapType, vs: usize, cases: &mut Vec<Case>) {
         "zero-seed order of 100 keys in 128 buckets",
         d(128),
         (0..100)
-            .map(|i: u32| Op::Upd(k32(i.wrapping_mul(2654435761u32.wrapping_mul(i + 1))), val(i as u8), BPF_ANY))
+            .map(|i: u32| {
+                Op::Upd(
+                    k32(i.wrapping_mul(2654435761u32.wrapping_mul(i + 1))),
+                    val(i as u8),
+                    BPF_ANY,
+                )
+            })
             .chain([Op::Dump])
             .collect(),
     ));
@@ -641,7 +669,11 @@ fn kernel_diff_lru_hash() {
         d(4, 0),
         (0..12)
             .map(|i| Op::Upd(k32(i), v64(i as u64), BPF_ANY))
-            .chain([Op::Count, Op::Look(k32(11)), Op::Upd(k32(11), v64(1), BPF_EXIST)])
+            .chain([
+                Op::Count,
+                Op::Look(k32(11)),
+                Op::Upd(k32(11), v64(1), BPF_EXIST),
+            ])
             .collect(),
     ));
     cases.push(case(
@@ -742,7 +774,11 @@ fn kernel_diff_percpu_array() {
     cases.push(case(
         "value_size 4: padded slots",
         d(4, 4, 2, 0),
-        vec![Op::Upd(k32(1), per4(1), BPF_ANY), Op::Look(k32(1)), Op::Look(k32(0))],
+        vec![
+            Op::Upd(k32(1), per4(1), BPF_ANY),
+            Op::Look(k32(1)),
+            Op::Look(k32(0)),
+        ],
     ));
     differential("percpu_array", cases);
 }
@@ -802,4 +838,3 @@ fn kernel_diff_ringbuf() {
     ));
     differential("ringbuf", cases);
 }
-

@@ -41,7 +41,10 @@ fn create_checks() {
         (d(4, 8, 4, BPF_F_NO_PREALLOC), Some(ENOTSUPP)),
         (d(4, 8, 4, BPF_F_NO_COMMON_LRU), None),
         (d(4, 8, 4, BPF_F_NUMA_NODE), None),
-        (d(4, 8, 4, BPF_F_NUMA_NODE | BPF_F_NO_COMMON_LRU), Some(Errno::EINVAL)),
+        (
+            d(4, 8, 4, BPF_F_NUMA_NODE | BPF_F_NO_COMMON_LRU),
+            Some(Errno::EINVAL),
+        ),
         (d(4, 8, 4, BPF_F_ZERO_SEED), None),
         (d(4, 8, 4, BPF_F_MMAPABLE), Some(Errno::EINVAL)),
         (d(0, 8, 4, 0), Some(Errno::EINVAL)),
@@ -61,7 +64,8 @@ fn full_map_evicts_instead_of_e2big() {
     let bpf = bpf();
     let h = lru(&bpf, 8, 0);
     for i in 0..100u32 {
-        bpf.map_update_elem(&h, &k(i), &v(i as u64), BPF_ANY).unwrap();
+        bpf.map_update_elem(&h, &k(i), &v(i as u64), BPF_ANY)
+            .unwrap();
         // The key just inserted is always there, and the map never exceeds max_entries.
         assert_eq!(bpf.map_lookup_elem(&h, &k(i)).unwrap(), v(i as u64));
         assert!(h.map().unwrap().ops().elem_count() <= 8);
@@ -69,8 +73,14 @@ fn full_map_evicts_instead_of_e2big() {
     assert_eq!(h.map().unwrap().ops().elem_count(), 8);
     assert_eq!(keys(&bpf, &h).len(), 8);
     // Flags errors are the hash map's.
-    assert_eq!(bpf.map_update_elem(&h, &k(99), &v(0), BPF_NOEXIST), Err(Errno::EEXIST));
-    assert_eq!(bpf.map_update_elem(&h, &k(1000), &v(0), BPF_EXIST), Err(Errno::ENOENT));
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(99), &v(0), BPF_NOEXIST),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(1000), &v(0), BPF_EXIST),
+        Err(Errno::ENOENT)
+    );
     assert_eq!(bpf.map_update_elem(&h, &k(1), &v(0), 3), Err(Errno::EINVAL));
     assert_eq!(bpf.map_delete_elem(&h, &k(1000)), Err(Errno::ENOENT));
 }
@@ -102,7 +112,10 @@ fn failed_update_on_full_map_still_evicts() {
     for i in 0..4 {
         bpf.map_update_elem(&h, &k(i), &v(0), 0).unwrap();
     }
-    assert_eq!(bpf.map_update_elem(&h, &k(50), &v(0), BPF_EXIST), Err(Errno::ENOENT));
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(50), &v(0), BPF_EXIST),
+        Err(Errno::ENOENT)
+    );
     assert_eq!(keys(&bpf, &h).len(), 3);
 }
 
@@ -122,7 +135,10 @@ fn referenced_elements_get_a_second_chance() {
         drop(guard);
         bpf.map_update_elem(&h, &k(new), &v(0), 0).unwrap();
         let ks = keys(&bpf, &h);
-        assert!(ks.contains(&0) && ks.contains(&2) && ks.contains(&new), "{ks:?}");
+        assert!(
+            ks.contains(&0) && ks.contains(&2) && ks.contains(&new),
+            "{ks:?}"
+        );
         assert_eq!(ks.len(), 4);
     }
     // User-space lookups do not protect: key 0 untouched by programs is evicted eventually.
@@ -144,7 +160,12 @@ fn no_common_lru_per_cpu_share() {
     let n = nr_cpus() as u32;
     let h = lru(&bpf, 3, BPF_F_NO_COMMON_LRU);
     let m = h.map().unwrap().clone();
-    let cap = m.ops().as_any().downcast_ref::<LruHash>().unwrap().capacity();
+    let cap = m
+        .ops()
+        .as_any()
+        .downcast_ref::<LruHash>()
+        .unwrap()
+        .capacity();
     assert_eq!(cap, 3u32.div_ceil(n) * n);
     let share = cap / n;
     // One "CPU" alone can hold only its share; it evicts its own elements.
@@ -203,11 +224,12 @@ fn concurrent_churn() {
                                 assert_eq!(w >> 32, key as u64);
                             }
                         }
-                        _ => match m.update(&k(key), &v(((key as u64) << 32) | t as u64), BPF_ANY)
-                        {
-                            Ok(()) | Err(Errno::ENOMEM) => {}
-                            Err(e) => panic!("{e:?}"),
-                        },
+                        _ => {
+                            match m.update(&k(key), &v(((key as u64) << 32) | t as u64), BPF_ANY) {
+                                Ok(()) | Err(Errno::ENOMEM) => {}
+                                Err(e) => panic!("{e:?}"),
+                            }
+                        }
                     }
                 }
             })

@@ -63,16 +63,24 @@ fn elements_always_exist() {
             vec![0; stride * nr_cpus()]
         );
         assert_eq!(bpf.map_lookup_elem(&h, &k(3)), Err(Errno::ENOENT));
-        bpf.map_update_elem(&h, &k(2), &val(1, vs), BPF_ANY).unwrap();
+        bpf.map_update_elem(&h, &k(2), &val(1, vs), BPF_ANY)
+            .unwrap();
         assert_eq!(bpf.map_lookup_elem(&h, &k(2)).unwrap(), val(1, vs));
-        bpf.map_update_elem(&h, &k(2), &val(9, vs), BPF_EXIST).unwrap();
+        bpf.map_update_elem(&h, &k(2), &val(9, vs), BPF_EXIST)
+            .unwrap();
         assert_eq!(bpf.map_lookup_elem(&h, &k(2)).unwrap(), val(9, vs));
         assert_eq!(
             bpf.map_update_elem(&h, &k(2), &val(1, vs), BPF_NOEXIST),
             Err(Errno::EEXIST)
         );
-        assert_eq!(bpf.map_update_elem(&h, &k(3), &val(1, vs), 0), Err(Errno::E2BIG));
-        assert_eq!(bpf.map_update_elem(&h, &k(2), &val(1, vs), 3), Err(Errno::EINVAL));
+        assert_eq!(
+            bpf.map_update_elem(&h, &k(3), &val(1, vs), 0),
+            Err(Errno::E2BIG)
+        );
+        assert_eq!(
+            bpf.map_update_elem(&h, &k(2), &val(1, vs), 3),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(bpf.map_delete_elem(&h, &k(2)), Err(Errno::EINVAL));
         assert_eq!(bpf.map_delete_elem(&h, &k(7)), Err(Errno::EINVAL));
         // The other entries are untouched.
@@ -118,7 +126,10 @@ fn programs_count_per_slot() {
                 assert!(m.ops().lookup_ptr(&k(4), &guard).is_none());
                 let pa = m.ops().as_any().downcast_ref::<PercpuArray>().unwrap();
                 assert_eq!(pa.update_current_cpu(&k(9), &[1; 8], 0), Err(Errno::E2BIG));
-                assert_eq!(pa.update_current_cpu(&k(0), &[1; 8], BPF_NOEXIST), Err(Errno::EEXIST));
+                assert_eq!(
+                    pa.update_current_cpu(&k(0), &[1; 8], BPF_NOEXIST),
+                    Err(Errno::EEXIST)
+                );
             })
         })
         .collect();
@@ -128,14 +139,18 @@ fn programs_count_per_slot() {
     for i in 0..4 {
         let got = bpf.map_lookup_elem(&h, &k(i)).unwrap();
         for c in 0..n {
-            assert_eq!(u64::from_ne_bytes(got[c * 8..c * 8 + 8].try_into().unwrap()), 2500);
+            assert_eq!(
+                u64::from_ne_bytes(got[c * 8..c * 8 + 8].try_into().unwrap()),
+                2500
+            );
         }
     }
     // A program-side update writes one slot only.
     std::thread::spawn(move || {
         set_current_cpu(0);
         let pa = m.ops().as_any().downcast_ref::<PercpuArray>().unwrap();
-        pa.update_current_cpu(&k(3), &7u64.to_ne_bytes(), BPF_EXIST).unwrap();
+        pa.update_current_cpu(&k(3), &7u64.to_ne_bytes(), BPF_EXIST)
+            .unwrap();
     })
     .join()
     .unwrap();

@@ -67,7 +67,8 @@ fn user_layout_is_every_slot() {
         bpf.map_update_elem(&h, &k(1), &val(100, vs), 0).unwrap();
         assert_eq!(bpf.map_lookup_elem(&h, &k(1)).unwrap(), val(100, vs));
         // In-place update.
-        bpf.map_update_elem(&h, &k(1), &val(200, vs), BPF_EXIST).unwrap();
+        bpf.map_update_elem(&h, &k(1), &val(200, vs), BPF_EXIST)
+            .unwrap();
         assert_eq!(bpf.map_lookup_elem(&h, &k(1)).unwrap(), val(200, vs));
     }
 }
@@ -118,14 +119,30 @@ fn program_side_sees_its_slot() {
 fn flags_full_delete_iterate() {
     let bpf = bpf();
     let h = pcpu(&bpf, 8, 3);
-    assert_eq!(bpf.map_update_elem(&h, &k(1), &val(1, 8), BPF_EXIST), Err(Errno::ENOENT));
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(1), &val(1, 8), BPF_EXIST),
+        Err(Errno::ENOENT)
+    );
     for i in 0..3 {
-        bpf.map_update_elem(&h, &k(i), &val(1, 8), BPF_NOEXIST).unwrap();
+        bpf.map_update_elem(&h, &k(i), &val(1, 8), BPF_NOEXIST)
+            .unwrap();
     }
-    assert_eq!(bpf.map_update_elem(&h, &k(1), &val(1, 8), BPF_NOEXIST), Err(Errno::EEXIST));
-    assert_eq!(bpf.map_update_elem(&h, &k(9), &val(1, 8), BPF_ANY), Err(Errno::E2BIG));
-    assert_eq!(bpf.map_update_elem(&h, &k(9), &val(1, 8), BPF_EXIST), Err(Errno::ENOENT));
-    assert_eq!(bpf.map_update_elem(&h, &k(1), &val(1, 8), 3), Err(Errno::EINVAL));
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(1), &val(1, 8), BPF_NOEXIST),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(9), &val(1, 8), BPF_ANY),
+        Err(Errno::E2BIG)
+    );
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(9), &val(1, 8), BPF_EXIST),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(
+        bpf.map_update_elem(&h, &k(1), &val(1, 8), 3),
+        Err(Errno::EINVAL)
+    );
     bpf.map_update_elem(&h, &k(1), &val(9, 8), BPF_ANY).unwrap();
     assert_eq!(h.map().unwrap().entries().unwrap().len(), 3);
     assert_eq!(bpf.map_get_next_key(&h, Some(&k(77))).unwrap().len(), 4);
@@ -146,7 +163,8 @@ fn concurrent_slot_counters() {
     let m = h.map().unwrap().clone();
     bpf.map_update_elem(&h, &k(0), &val(0, 8), 0).unwrap();
     // Start every slot at zero.
-    bpf.map_update_elem(&h, &k(0), &vec![0; 8 * nr_cpus()], 0).unwrap();
+    bpf.map_update_elem(&h, &k(0), &vec![0; 8 * nr_cpus()], 0)
+        .unwrap();
     let n = nr_cpus();
     let ts: Vec<_> = (0..n)
         .map(|cpu| {

@@ -100,7 +100,10 @@ fn records_in_order_discard_busy() {
     // Double commit / foreign pointers are refused.
     assert_eq!(r.submit(c, 0), Err(Errno::EINVAL));
     let mut x = 0u64;
-    assert_eq!(r.submit(NonNull::from(&mut x).cast(), 0), Err(Errno::EINVAL));
+    assert_eq!(
+        r.submit(NonNull::from(&mut x).cast(), 0),
+        Err(Errno::EINVAL)
+    );
 
     r.output(b"out", 0).unwrap();
     r.output(b"", BPF_RB_FORCE_WAKEUP).unwrap();
@@ -224,7 +227,10 @@ fn producers_and_consumer_threads() {
                     break;
                 }
             }
-            assert!(!bad.load(Ordering::Relaxed), "out of order or corrupt record");
+            assert!(
+                !bad.load(Ordering::Relaxed),
+                "out of order or corrupt record"
+            );
             count
         })
     };

@@ -4,7 +4,8 @@
 mod verifier_common;
 
 use bpfvfs_ebpf::verifier::{
-    verify, ArgKind, CtxField, CtxLayout, HelperProto, HelperProtos, MapInfo, MapType, ProgTypeSpec, RetKind, VerifierEnv,
+    verify, ArgKind, CtxField, CtxLayout, HelperProto, HelperProtos, MapInfo, MapType,
+    ProgTypeSpec, RetKind, VerifierEnv,
 };
 use verifier_common::parse_program;
 
@@ -26,8 +27,17 @@ fn success_info_and_log() {
     assert_eq!(info.max_combined_stack, 64);
     assert!(info.processed_insns >= 7);
     assert!(info.log.contains("processed "), "{}", info.log);
-    assert!(info.log.contains("insns (limit 1000000) max_states_per_insn"), "{}", info.log);
-    assert!(info.log.contains("0: (7a) *(u64 *)(r10 -24) = 1"), "{}", info.log);
+    assert!(
+        info.log
+            .contains("insns (limit 1000000) max_states_per_insn"),
+        "{}",
+        info.log
+    );
+    assert!(
+        info.log.contains("0: (7a) *(u64 *)(r10 -24) = 1"),
+        "{}",
+        info.log
+    );
 }
 
 #[test]
@@ -42,10 +52,19 @@ fn rejection_log_is_kernel_shaped_with_line_info() {
     assert_eq!(e.line.as_deref(), Some("x = y2; @ prog.c:12"));
     assert_eq!(e.message, "invalid read from stack off -8+0 size 8");
     assert!(e.log.starts_with("0: R1=ctx() R10=fp0\n"), "{}", e.log);
-    assert!(e.log.contains("; x = y0; @ prog.c:10\n0: (b7) r0 = 1"), "{}", e.log);
+    assert!(
+        e.log.contains("; x = y0; @ prog.c:10\n0: (b7) r0 = 1"),
+        "{}",
+        e.log
+    );
     assert!(e.log.contains("1: (bf) r1 = r10"), "{}", e.log);
     assert!(e.log.contains("; R1_w=fp0"), "{}", e.log);
-    assert!(e.log.contains("2: (79) r0 = *(u64 *)(r1 -8)\ninvalid read from stack off -8+0 size 8\n"), "{}", e.log);
+    assert!(
+        e.log
+            .contains("2: (79) r0 = *(u64 *)(r1 -8)\ninvalid read from stack off -8+0 size 8\n"),
+        "{}",
+        e.log
+    );
     assert!(e.to_string().contains("insn 2 (x = y2; @ prog.c:12)"));
 }
 
@@ -74,14 +93,25 @@ fn custom_helper_and_program_type() {
         HelperProto::new(
             "bpf_custom",
             RetKind::Integer(Some((0, 1))),
-            &[ArgKind::Ctx, ArgKind::Mem { read: true, write: false, nullable: false }, ArgKind::ConstSize],
+            &[
+                ArgKind::Ctx,
+                ArgKind::Mem {
+                    read: true,
+                    write: false,
+                    nullable: false,
+                },
+                ArgKind::ConstSize,
+            ],
         ),
     );
     let mut ty = ProgTypeSpec::syscall();
     ty.name = "custom".into();
     ty.ctx = CtxLayout::Fields {
         size: 16,
-        fields: vec![CtxField::scalar("a", 0, 8), CtxField::scalar("b", 8, 8).writable()],
+        fields: vec![
+            CtxField::scalar("a", 0, 8),
+            CtxField::scalar("b", 8, 8).writable(),
+        ],
     };
     ty.helpers.add(&[300]);
     ty.ret_range = Some((0, 1));
@@ -91,7 +121,9 @@ fn custom_helper_and_program_type() {
     let env = VerifierEnv::new(&ty, &[], &protos);
     verify(&p.insns, &env, None).unwrap();
     // Writing the read-only field is rejected.
-    let p = prog("# type: syscall\n# expect: reject\nmov %r2, 1\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit\n");
+    let p = prog(
+        "# type: syscall\n# expect: reject\nmov %r2, 1\nstxdw [%r1+0], %r2\nmov %r0, 0\nexit\n",
+    );
     let e = verify(&p.insns, &env, None).unwrap_err();
     assert_eq!(e.message, "invalid bpf_context access off=0 size=8");
     // Removing the helper from the type rejects the call.
@@ -99,7 +131,12 @@ fn custom_helper_and_program_type() {
     let env = VerifierEnv::new(&ty, &[], &protos);
     let p = prog("# type: syscall\n# expect: reject\nmov %r2, 0\nmov %r3, 0\ncall 300\nexit\n");
     let e = verify(&p.insns, &env, None).unwrap_err();
-    assert!(e.message.contains("program of this type cannot use helper bpf_custom#300"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("program of this type cannot use helper bpf_custom#300"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -124,9 +161,9 @@ fn syscall_reports_ctx_size_and_budget_is_configurable() {
 fn random_input_never_panics() {
     // Random slots biased towards valid opcodes: the verifier must answer, never panic.
     let codes: [u8; 40] = [
-        0x07, 0x0f, 0x17, 0x1f, 0x27, 0x37, 0x3f, 0x47, 0x57, 0x67, 0x77, 0x87, 0x97, 0xa7, 0xb7, 0xbf, 0xc7, 0x04, 0xb4,
-        0xbc, 0x05, 0x15, 0x1d, 0x25, 0x2d, 0x55, 0x65, 0xa5, 0x16, 0x85, 0x95, 0x61, 0x79, 0x71, 0x62, 0x7a, 0x7b,
-        0x63, 0xdb, 0x18,
+        0x07, 0x0f, 0x17, 0x1f, 0x27, 0x37, 0x3f, 0x47, 0x57, 0x67, 0x77, 0x87, 0x97, 0xa7, 0xb7,
+        0xbf, 0xc7, 0x04, 0xb4, 0xbc, 0x05, 0x15, 0x1d, 0x25, 0x2d, 0x55, 0x65, 0xa5, 0x16, 0x85,
+        0x95, 0x61, 0x79, 0x71, 0x62, 0x7a, 0x7b, 0x63, 0xdb, 0x18,
     ];
     let ty = ProgTypeSpec::socket_filter();
     let protos = HelperProtos::standard();
@@ -151,7 +188,17 @@ fn random_input_never_panics() {
             let src = ((r >> 16) % 11) as u8;
             let off = ((r >> 24) % 40) as i16 - 20;
             let imm = ((r >> 32) % 64) as i32 - 8;
-            v.push(bpfvfs_ebpf::insn::Insn::new(code, dst, if code == 0x85 { (r >> 40) as u8 % 2 } else { src }, off, imm));
+            v.push(bpfvfs_ebpf::insn::Insn::new(
+                code,
+                dst,
+                if code == 0x85 {
+                    (r >> 40) as u8 % 2
+                } else {
+                    src
+                },
+                off,
+                imm,
+            ));
         }
         v.push(bpfvfs_ebpf::insn::Insn::new(0x95, 0, 0, 0, 0));
         match verify(&v, &env, None) {

@@ -68,7 +68,10 @@ fn clang_programs() {
         }
     };
     if !out.status.success() {
-        println!("SKIPPED: clang failed: {}", String::from_utf8_lossy(&out.stderr));
+        println!(
+            "SKIPPED: clang failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return;
     }
     let data = std::fs::read(&o).unwrap();
@@ -77,7 +80,15 @@ fn clang_programs() {
         .maps
         .iter()
         .enumerate()
-        .map(|(i, m)| MapInfo::new(i as i32, MapType(m.map_type), m.key_size, m.value_size, m.max_entries))
+        .map(|(i, m)| {
+            MapInfo::new(
+                i as i32,
+                MapType(m.map_type),
+                m.key_size,
+                m.value_size,
+                m.max_entries,
+            )
+        })
         .collect();
     let ty = ProgTypeSpec::socket_filter();
     let protos = HelperProtos::standard();
@@ -87,19 +98,32 @@ fn clang_programs() {
         p.patch_map_references(|i| Some(i as u32)).unwrap();
         let p = obj.program(name).unwrap().clone();
         let insns = insns_of(&p);
-        let li = |i: usize| p.line_info_for(i).map(|l| format!("{} @ {}:{}", l.source.trim(), l.file_name, l.line));
+        let li = |i: usize| {
+            p.line_info_for(i)
+                .map(|l| format!("{} @ {}:{}", l.source.trim(), l.file_name, l.line))
+        };
         let res = verify(&insns, &env, Some(&li));
         match name {
             "good" => {
                 let info = res.unwrap_or_else(|e| panic!("good rejected: {e}\n{}", e.log));
-                println!("good: {} insns processed\n{}", info.processed_insns, info.log);
+                println!(
+                    "good: {} insns processed\n{}",
+                    info.processed_insns, info.log
+                );
             }
             _ => {
                 let e = res.expect_err("bad accepted");
                 println!("bad: {e}\n{}", e.log);
-                assert!(e.message.contains("invalid access to map value, value_size=64 off=64 size=8"), "{e}");
+                assert!(
+                    e.message
+                        .contains("invalid access to map value, value_size=64 off=64 size=8"),
+                    "{e}"
+                );
                 let line = e.line.expect("line info");
-                assert!(line.contains("v[idx] += 1") && line.contains("p.c:"), "{line}");
+                assert!(
+                    line.contains("v[idx] += 1") && line.contains("p.c:"),
+                    "{line}"
+                );
                 assert!(e.log.contains("; v[idx] += 1;"), "{}", e.log);
             }
         }

@@ -23,7 +23,9 @@ fn run_both(p: &CorpusProgram) -> Result<Outcome, String> {
     let mut env = VerifierEnv::new(&ty, &maps, &protos);
     env.allow_loops = !p.no_loops;
     env.log = false;
-    let ours = verify(&p.insns, &env, None).map(|_| ()).map_err(|e| e.to_string());
+    let ours = verify(&p.insns, &env, None)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
     let kernel = kernel::load_corpus_program(p)?;
     Ok(Outcome { ours, kernel })
 }
@@ -31,7 +33,10 @@ fn run_both(p: &CorpusProgram) -> Result<Outcome, String> {
 fn first_line(s: &str) -> String {
     // The kernel's reason is the line before "processed ...".
     let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-    let i = lines.iter().position(|l| l.starts_with("processed ")).unwrap_or(lines.len());
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with("processed "))
+        .unwrap_or(lines.len());
     lines[..i].last().map(|s| s.to_string()).unwrap_or_default()
 }
 
@@ -70,9 +75,10 @@ fn kernel_differential_corpus() {
             (Ok(()), Verdict::Accepted) => both_ok += 1,
             (Err(_), Verdict::Rejected { .. }) => both_rej += 1,
             (Err(e), Verdict::Accepted) => stricter.push(format!("{}: {e}", p.name)),
-            (Ok(()), Verdict::Rejected { log, .. }) => {
-                violations.push(format!("{}: accepted here, the kernel rejects it:\n{log}", p.name))
-            }
+            (Ok(()), Verdict::Rejected { log, .. }) => violations.push(format!(
+                "{}: accepted here, the kernel rejects it:\n{log}",
+                p.name
+            )),
         }
         if matches!(p.expect, Expect::Accept) && o.ours.is_err() {
             violations.push(format!("{}: corpus says accept", p.name));
@@ -138,15 +144,23 @@ fn generate(seed: u64) -> CorpusProgram {
             v.push(Insn::new(0x7a, 10, 0, -8 * k, 0));
         }
     }
-    let alu_ops = [0x07u8, 0x17, 0x27, 0x47, 0x57, 0x67, 0x77, 0xa7, 0xc7, 0x04, 0x24, 0x54, 0xb4, 0x37, 0x97];
-    let alu_reg_ops = [0x0fu8, 0x1f, 0x2f, 0x4f, 0x5f, 0xaf, 0xbf, 0x0c, 0xbc, 0x3f, 0x9f];
+    let alu_ops = [
+        0x07u8, 0x17, 0x27, 0x47, 0x57, 0x67, 0x77, 0xa7, 0xc7, 0x04, 0x24, 0x54, 0xb4, 0x37, 0x97,
+    ];
+    let alu_reg_ops = [
+        0x0fu8, 0x1f, 0x2f, 0x4f, 0x5f, 0xaf, 0xbf, 0x0c, 0xbc, 0x3f, 0x9f,
+    ];
     for _ in 0..n {
         let d = r.pick(&REGS);
         let s = r.pick(&[0u8, 1, 2, 3, 4, 5, 6, 7, 8, 10]);
         match r.below(16) {
             0..=2 => {
                 let op = r.pick(&alu_ops);
-                let imm = if matches!(op, 0x67 | 0x77 | 0xc7) { r.below(70) as i32 } else { r.below(300) as i32 - 100 };
+                let imm = if matches!(op, 0x67 | 0x77 | 0xc7) {
+                    r.below(70) as i32
+                } else {
+                    r.below(300) as i32 - 100
+                };
                 v.push(Insn::new(op, d, 0, 0, imm));
             }
             3 | 4 => v.push(Insn::new(r.pick(&alu_reg_ops), d, s, 0, 0)),
@@ -154,12 +168,20 @@ fn generate(seed: u64) -> CorpusProgram {
                 // stack store
                 let sz = r.pick(&[(0x7au8, 8i16), (0x62, 4), (0x6a, 2), (0x72, 1)]);
                 let off = -(r.below(72) as i16) - 1;
-                let off = if r.below(10) != 0 { off & !(sz.1 - 1) } else { off };
+                let off = if r.below(10) != 0 {
+                    off & !(sz.1 - 1)
+                } else {
+                    off
+                };
                 v.push(Insn::new(sz.0, 10, 0, off, r.below(3) as i32));
             }
             6 => {
                 let sz = r.pick(&[0x7bu8, 0x63, 0x73]);
-                let bytes = match sz { 0x7b => 8, 0x63 => 4, _ => 1 };
+                let bytes = match sz {
+                    0x7b => 8,
+                    0x63 => 4,
+                    _ => 1,
+                };
                 let off = (-(r.below(64) as i16) - 1) & !(bytes - 1);
                 v.push(Insn::new(sz, 10, s, off, 0));
             }
@@ -171,12 +193,19 @@ fn generate(seed: u64) -> CorpusProgram {
             8 => {
                 // context load
                 let sz = r.pick(&[(0x61u8, 4i16), (0x71, 1), (0x69, 2), (0x79, 8)]);
-                let off = if r.below(8) != 0 { r.pick(&[0i16, 4, 8, 16, 48, 52, 68]) } else { r.pick(&[76i16, 90, 200, 2]) };
+                let off = if r.below(8) != 0 {
+                    r.pick(&[0i16, 4, 8, 16, 48, 52, 68])
+                } else {
+                    r.pick(&[76i16, 90, 200, 2])
+                };
                 v.push(Insn::new(sz.0, d, 6, off, 0));
             }
             9 | 10 => {
                 // conditional forward jump
-                let op = r.pick(&[0x15u8, 0x25, 0x35, 0x45, 0x55, 0x65, 0x75, 0xa5, 0xb5, 0xc5, 0xd5, 0x1d, 0x2d, 0xad, 0x16, 0xa6]);
+                let op = r.pick(&[
+                    0x15u8, 0x25, 0x35, 0x45, 0x55, 0x65, 0x75, 0xa5, 0xb5, 0xc5, 0xd5, 0x1d, 0x2d,
+                    0xad, 0x16, 0xa6,
+                ]);
                 let idx = v.len();
                 if op & 0x08 != 0 {
                     v.push(Insn::new(op, d, s, 0, 0));
@@ -260,7 +289,10 @@ fn kernel_differential_generated() {
         println!("SKIPPED: kernel differential: {why}");
         return;
     }
-    let count: u64 = std::env::var("VERIFIER_GEN_COUNT").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let count: u64 = std::env::var("VERIFIER_GEN_COUNT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
     let (mut both_ok, mut both_rej, mut stricter) = (0, 0, 0);
     let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
     let mut violations = Vec::new();
@@ -273,7 +305,11 @@ fn kernel_differential_generated() {
             (Err(e), Verdict::Accepted) => {
                 stricter += 1;
                 let reason = e.split_once(": ").map_or(e.as_str(), |x| x.1);
-                let key: String = reason.chars().filter(|c| !c.is_ascii_digit()).take(60).collect();
+                let key: String = reason
+                    .chars()
+                    .filter(|c| !c.is_ascii_digit())
+                    .take(60)
+                    .collect();
                 *reasons.entry(key).or_default() += 1;
             }
             (Ok(()), Verdict::Rejected { log, .. }) => {
@@ -301,8 +337,15 @@ fn kernel_generated_reasons() {
     let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
     for seed in 1..=600 {
         let p = generate(seed);
-        if let Ok(Outcome { kernel: Verdict::Rejected { log, .. }, .. }) = run_both(&p) {
-            let key: String = first_line(&log).chars().filter(|c| !c.is_ascii_digit()).collect();
+        if let Ok(Outcome {
+            kernel: Verdict::Rejected { log, .. },
+            ..
+        }) = run_both(&p)
+        {
+            let key: String = first_line(&log)
+                .chars()
+                .filter(|c| !c.is_ascii_digit())
+                .collect();
             *reasons.entry(key).or_default() += 1;
         }
     }

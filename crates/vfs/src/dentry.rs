@@ -86,7 +86,7 @@ pub struct Dentry {
 
 impl Dentry {
     /// A new dentry for `inode`, holding a reference on it; returned with d_count 1.
-    pub(crate) fn new(inode: &Arc<Inode>, parent: Option<Arc<Dentry>>, name: &[u8]) -> DentryRef {
+    pub(crate) fn alloc(inode: &Arc<Inode>, parent: Option<Arc<Dentry>>, name: &[u8]) -> DentryRef {
         inode.get();
         let counters = inode.sb().counters.clone();
         counters.dentries_live.fetch_add(1, Ordering::Relaxed);

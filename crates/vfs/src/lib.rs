@@ -97,7 +97,7 @@ impl Vfs {
         let hooks: Arc<RwLock<Vec<EvictHook>>> = Arc::default();
         let sb = SuperBlock::new(root_fs.clone(), counters.clone(), hooks.clone());
         let root_inode = root_fs.fill_super(&sb)?;
-        let root_dentry = D::new(&root_inode, None, b"/");
+        let root_dentry = D::alloc(&root_inode, None, b"/");
         sb.set_root(root_dentry.clone());
         let mnt = Mount::new(sb, root_dentry.clone(), None, root_fs.fs_type().to_string());
         let vfs = Vfs {
@@ -190,7 +190,7 @@ impl Vfs {
         let at = self.resolve(cred, None, target, LOOKUP_FOLLOW | LOOKUP_DIRECTORY)?;
         let sb = SuperBlock::new(fs.clone(), self.counters.clone(), self.hooks.clone());
         let root_inode = fs.fill_super(&sb)?;
-        let root_dentry = D::new(&root_inode, None, b"/");
+        let root_dentry = D::alloc(&root_inode, None, b"/");
         sb.set_root(root_dentry.clone());
         let mnt = Mount::new(
             sb,

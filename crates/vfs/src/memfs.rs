@@ -243,14 +243,14 @@ impl MemFs {
             let idx = pos / PAGE as u64;
             let in_page = (pos % PAGE as u64) as usize;
             let n = (PAGE - in_page).min(buf.len() - done);
-            if !data.pages.contains_key(&idx) {
+            if let std::collections::btree_map::Entry::Vacant(e) = data.pages.entry(idx) {
                 if let Err(e) = self.charge_pages(1) {
                     if done == 0 {
                         return Err(e);
                     }
                     break; // a short write, as the kernel returns when space runs out mid-way
                 }
-                data.pages.insert(idx, Box::new([0u8; PAGE]));
+                e.insert(Box::new([0u8; PAGE]));
             }
             let page = data.pages.get_mut(&idx).expect("page just ensured");
             page[in_page..in_page + n].copy_from_slice(&buf[done..done + n]);

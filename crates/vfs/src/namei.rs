@@ -450,7 +450,7 @@ impl Vfs {
         name: &[u8],
         inode: &Arc<crate::inode::Inode>,
     ) -> DentryRef {
-        let d = Dentry::new(inode, Some(parent.arc().clone()), name);
+        let d = Dentry::alloc(inode, Some(parent.arc().clone()), name);
         d.set_flag(crate::dentry::D_HASHED);
         self.dcache.insert(parent.id(), name, d.arc().clone());
         self.counters

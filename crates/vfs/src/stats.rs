@@ -6,18 +6,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// A counter bumped on hot paths from many threads: one cache line per stripe, each thread
 /// sticking to one stripe, so concurrent walkers do not bounce a shared line.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct StripedCounter([Stripe; 16]);
 
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Stripe(AtomicU64);
-
-impl Default for StripedCounter {
-    fn default() -> Self {
-        StripedCounter(Default::default())
-    }
-}
 
 thread_local! {
     static STRIPE: usize = {

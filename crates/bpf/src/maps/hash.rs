@@ -43,10 +43,10 @@ use crate::uapi::*;
 use bpfvfs_vfs::{Errno, Result};
 use crossbeam_epoch::Guard;
 use std::any::Any;
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub const ENTRY: MapTypeEntry = MapTypeEntry {
@@ -252,7 +252,10 @@ fn key_eq(a: &[u8], b: &[u8]) -> bool {
     }
     match a.len() {
         4 => le32(a) == le32(b),
-        8 => u64::from_le_bytes(a.try_into().expect("8")) == u64::from_le_bytes(b.try_into().expect("8")),
+        8 => {
+            u64::from_le_bytes(a.try_into().expect("8"))
+                == u64::from_le_bytes(b.try_into().expect("8"))
+        }
         n if n <= 16 => a.iter().zip(b).all(|(x, y)| x == y),
         _ => a == b,
     }
@@ -387,8 +390,8 @@ impl Table {
         debug_assert!(value_bytes & 7 == 0);
         let n = (max_entries.max(1).next_power_of_two() << u32::from(!zero_seed))
             .min(MAX_BUCKETS as u64) as usize;
-        let buckets = Region::zeroed(n * std::mem::size_of::<AtomicPtr<Elem>>())
-            .ok_or(Errno::ENOMEM)?;
+        let buckets =
+            Region::zeroed(n * std::mem::size_of::<AtomicPtr<Elem>>()).ok_or(Errno::ENOMEM)?;
         let stripes = n.min(MAX_LOCK_STRIPES);
         let val_off = HDR + round8(key_size);
         let elem_bytes = val_off + value_bytes;
@@ -446,9 +449,7 @@ impl Table {
         // SAFETY: `e` heads a slab block of at least `elem_bytes` (all elements of a table
         // share the size); bytes HDR..HDR+key_size hold the key, written in `new_elem` before
         // publication and never again.
-        unsafe {
-            std::slice::from_raw_parts((e.p.as_ptr() as *const u8).add(HDR), self.key_size)
-        }
+        unsafe { std::slice::from_raw_parts((e.p.as_ptr() as *const u8).add(HDR), self.key_size) }
     }
 
     #[inline(always)]
@@ -512,7 +513,9 @@ impl Table {
     /// Reserve room for one more element: false (E2BIG) when `max` are present.
     pub(crate) fn try_inc_count(&self, max: u32) -> bool {
         self.count
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| (c < max).then_some(c + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| {
+                (c < max).then_some(c + 1)
+            })
             .is_ok()
     }
     pub(crate) fn inc_count(&self) {
@@ -602,7 +605,12 @@ impl<'t> Bucket<'t> {
     }
 
     /// The element for `key` (with its precomputed `hash`).
-    pub(crate) fn find<'g>(&'g self, key: &[u8], hash: u32, guard: &'g Guard) -> Option<ElemRef<'g>> {
+    pub(crate) fn find<'g>(
+        &'g self,
+        key: &[u8],
+        hash: u32,
+        guard: &'g Guard,
+    ) -> Option<ElemRef<'g>> {
         self.t.find_hashed(key, hash, guard)
     }
 
@@ -657,10 +665,8 @@ impl<'t> Bucket<'t> {
                 let mut st = self.state.borrow_mut();
                 st.retired.push(cur as usize);
                 if st.retired.len() >= self.t.retire_batch {
-                    let batch = std::mem::replace(
-                        &mut st.retired,
-                        Vec::with_capacity(self.t.retire_batch),
-                    );
+                    let batch =
+                        std::mem::replace(&mut st.retired, Vec::with_capacity(self.t.retire_batch));
                     let shared = self.t.shared.clone();
                     let stripe = self.stripe;
                     guard.defer(move || {

@@ -257,8 +257,7 @@ impl MapOps for LruHash {
                 (p.free.capacity() + p.owner.capacity()) * 4
             })
             .sum();
-        self.t.mem_usage()
-            + (self.refs.len() + lists + std::mem::size_of::<Self>()) as u64
+        self.t.mem_usage() + (self.refs.len() + lists + std::mem::size_of::<Self>()) as u64
     }
 
     fn elem_count(&self) -> u64 {

@@ -120,7 +120,11 @@ impl Slab {
         let first = (want.min(MAX_CHUNK as u64) as usize)
             .max(size)
             .next_multiple_of(PAGE);
-        let first = if first > HUGE { first.next_multiple_of(HUGE) } else { first };
+        let first = if first > HUGE {
+            first.next_multiple_of(HUGE)
+        } else {
+            first
+        };
         Slab {
             size,
             bump: Mutex::new(Bump {
@@ -160,7 +164,11 @@ impl Slab {
             let mut b = lock(&self.bump);
             if b.next + self.size > b.end {
                 let len = b.chunk_len.max(self.size).next_multiple_of(PAGE);
-                let len = if len > HUGE { len.next_multiple_of(HUGE) } else { len };
+                let len = if len > HUGE {
+                    len.next_multiple_of(HUGE)
+                } else {
+                    len
+                };
                 if let Some(r) = Region::zeroed(len) {
                     b.next = r.as_ptr() as usize;
                     b.end = b.next + r.len();

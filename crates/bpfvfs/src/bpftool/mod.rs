@@ -31,7 +31,6 @@ use json::JsonWriter;
 use serde_json::{json, Value};
 use std::path::{Component, Path, PathBuf};
 
-
 /// The global options bpftool takes.
 #[derive(Clone, Debug, Default)]
 pub struct Opts {

@@ -44,7 +44,11 @@ fn uses_defs(i: &Instruction) -> (RegSet, RegSet) {
                 crate::insn::Operand::Reg(r) => b(r),
                 _ => 0,
             };
-            let d = if op == crate::insn::AluOp::Mov { 0 } else { b(dst) };
+            let d = if op == crate::insn::AluOp::Mov {
+                0
+            } else {
+                b(dst)
+            };
             (s | d, b(dst))
         }
         Neg { dst, .. } | End { dst, .. } => (b(dst), b(dst)),
@@ -55,7 +59,13 @@ fn uses_defs(i: &Instruction) -> (RegSet, RegSet) {
         Ldx { dst, src, .. } => (b(src), b(dst)),
         St { dst, .. } => (b(dst), 0),
         Stx { dst, src, .. } => (b(dst) | b(src), 0),
-        Atomic { dst, src, op, fetch, .. } => {
+        Atomic {
+            dst,
+            src,
+            op,
+            fetch,
+            ..
+        } => {
             let mut u = b(dst) | b(src);
             let mut d = 0;
             if op == crate::insn::AtomicOp::CmpXchg {
@@ -91,7 +101,11 @@ impl Cfg {
             let Some(i) = i else { continue };
             let target = match *i {
                 Instruction::Call(CallTarget::Local(off)) => Some(pc as i64 + 1 + off as i64),
-                Instruction::LdImm64 { kind: LdImmKind::Func, imm, .. } => Some(pc as i64 + 1 + imm as i64),
+                Instruction::LdImm64 {
+                    kind: LdImmKind::Func,
+                    imm,
+                    ..
+                } => Some(pc as i64 + 1 + imm as i64),
                 _ => None,
             };
             if let Some(t) = target {
@@ -111,7 +125,10 @@ impl Cfg {
                 *s = k;
             }
         }
-        let calls = calls.into_iter().map(|(pc, t)| (pc, subprog_of[t])).collect();
+        let calls = calls
+            .into_iter()
+            .map(|(pc, t)| (pc, subprog_of[t]))
+            .collect();
 
         // Jump ranges and subprogram ends.
         for (pc, i) in decoded.iter().enumerate() {
@@ -123,14 +140,20 @@ impl Cfg {
                     return Err((pc, format!("jump out of range from insn {pc} to {t}")));
                 }
                 if decoded[t as usize].is_none() {
-                    return Err((pc, format!("jump into the middle of ldimm64 insn {}", t - 1)));
+                    return Err((
+                        pc,
+                        format!("jump into the middle of ldimm64 insn {}", t - 1),
+                    ));
                 }
             }
         }
         for (k, _) in starts.iter().enumerate() {
             let end = starts.get(k + 1).copied().unwrap_or(n);
             let last = (0..end).rev().find(|&p| decoded[p].is_some()).unwrap_or(0);
-            if !matches!(decoded[last], Some(Instruction::Exit | Instruction::Ja { .. })) {
+            if !matches!(
+                decoded[last],
+                Some(Instruction::Exit | Instruction::Ja { .. })
+            ) {
                 return Err((last, "last insn is not an exit or jmp".into()));
             }
         }
@@ -156,8 +179,14 @@ impl Cfg {
                 v.push(t as usize);
             }
             match *i {
-                Instruction::Call(CallTarget::Local(off)) => roots.push((pc as i64 + 1 + off as i64) as usize),
-                Instruction::LdImm64 { kind: LdImmKind::Func, imm, .. } => roots.push((pc as i64 + 1 + imm as i64) as usize),
+                Instruction::Call(CallTarget::Local(off)) => {
+                    roots.push((pc as i64 + 1 + off as i64) as usize)
+                }
+                Instruction::LdImm64 {
+                    kind: LdImmKind::Func,
+                    imm,
+                    ..
+                } => roots.push((pc as i64 + 1 + imm as i64) as usize),
                 _ => {}
             }
             v
@@ -233,7 +262,9 @@ impl Cfg {
         while changed {
             changed = false;
             for pc in (0..n).rev() {
-                let Some(i) = decoded[pc].as_ref() else { continue };
+                let Some(i) = decoded[pc].as_ref() else {
+                    continue;
+                };
                 let (f, t) = succs(pc, i);
                 let mut out: RegSet = 0;
                 if let Some(f) = f {
@@ -253,7 +284,13 @@ impl Cfg {
             }
         }
 
-        Ok(Cfg { subprogs: starts, subprog_of, prune_point, live_in, calls })
+        Ok(Cfg {
+            subprogs: starts,
+            subprog_of,
+            prune_point,
+            live_in,
+            calls,
+        })
     }
 
     /// Registers of a caller frame that matter while its callee at `callsite` runs.

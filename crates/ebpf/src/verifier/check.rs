@@ -8,8 +8,13 @@ use super::protos::{ArgKind, HelperProto, LockOp, RetKind};
 use super::reg::{self, alu32, alu64, branch_taken, endian, movsx, negate, Reg, RegType, View};
 use super::state::{subsumes, widen, CallbackInfo, Frame, RefState, SlotByte, State};
 use super::tnum::Tnum;
-use super::{LineInfo, MapInfo, VerifiedInfo, VerifierEnv, VerifierError, MAX_BPF_STACK, MAX_CALL_FRAMES};
-use crate::insn::{decode, AluOp, AtomicOp, CallTarget, Endian, Insn, Instruction, JmpCond, LdImmKind, MemSize, Operand, Width};
+use super::{
+    LineInfo, MapInfo, VerifiedInfo, VerifierEnv, VerifierError, MAX_BPF_STACK, MAX_CALL_FRAMES,
+};
+use crate::insn::{
+    decode, AluOp, AtomicOp, CallTarget, Endian, Insn, Instruction, JmpCond, LdImmKind, MemSize,
+    Operand, Width,
+};
 use std::collections::BTreeSet;
 
 /// Largest offset a pointer may carry (`BPF_MAX_VAR_OFF`).
@@ -131,8 +136,18 @@ fn round_up(v: u32, to: u32) -> u32 {
 }
 
 impl<'a> Verifier<'a> {
-    pub fn run(insns: &'a [Insn], env: &'a VerifierEnv<'a>, line_info: Option<LineInfo<'a>>) -> Result<VerifiedInfo, VerifierError> {
-        let fail = |insn_idx: usize, message: String, log: String, line: Option<String>| VerifierError { insn_idx, line, message, log };
+    pub fn run(
+        insns: &'a [Insn],
+        env: &'a VerifierEnv<'a>,
+        line_info: Option<LineInfo<'a>>,
+    ) -> Result<VerifiedInfo, VerifierError> {
+        let fail =
+            |insn_idx: usize, message: String, log: String, line: Option<String>| VerifierError {
+                insn_idx,
+                line,
+                message,
+                log,
+            };
         if insns.len() > u32::MAX as usize / 8 {
             return Err(fail(0, "program too long".into(), String::new(), None));
         }
@@ -234,7 +249,11 @@ impl<'a> Verifier<'a> {
     fn initial_state(&self) -> State {
         let mut f = Frame::new(0, usize::MAX, 0);
         f.regs[1] = Reg::ptr(RegType::Ctx);
-        State { frames: vec![f], refs: Vec::new(), lock: None }
+        State {
+            frames: vec![f],
+            refs: Vec::new(),
+            lock: None,
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -263,19 +282,32 @@ impl<'a> Verifier<'a> {
                 }
                 self.processed += 1;
                 if self.processed > self.env.max_insns {
-                    return Err((pc, format!("BPF program is too large. Processed {} insn", self.processed)));
+                    return Err((
+                        pc,
+                        format!(
+                            "BPF program is too large. Processed {} insn",
+                            self.processed
+                        ),
+                    ));
                 }
                 let insn = self.dec[pc].expect("reachable instruction start");
                 let before = if self.log.enabled {
                     self.log_insn(pc, &insn);
                     let stores = matches!(
                         insn,
-                        Instruction::St { .. } | Instruction::Stx { .. } | Instruction::Atomic { .. } | Instruction::Call(_)
+                        Instruction::St { .. }
+                            | Instruction::Stx { .. }
+                            | Instruction::Atomic { .. }
+                            | Instruction::Call(_)
                     );
                     Some(Snapshot {
                         depth: st.frames.len(),
                         regs: st.regs().clone(),
-                        stack: if stores { Some(st.cur().stack.clone()) } else { None },
+                        stack: if stores {
+                            Some(st.cur().stack.clone())
+                        } else {
+                            None
+                        },
                     })
                 } else {
                     None
@@ -293,7 +325,13 @@ impl<'a> Verifier<'a> {
                         if let Some(p) = parent {
                             self.nodes[p].branches += 1;
                         }
-                        self.pending.push(Pending { state: other, insn: at, from: pc, parent, log_pos: self.log.pos() });
+                        self.pending.push(Pending {
+                            state: other,
+                            insn: at,
+                            from: pc,
+                            parent,
+                            log_pos: self.log.pos(),
+                        });
                         pc = next;
                     }
                     Step::Done => break false,
@@ -328,13 +366,16 @@ impl<'a> Verifier<'a> {
             }
         }
         let text = match insn {
-            Instruction::Call(CallTarget::Helper(id)) => match self.env.helper_protos.get(*id as u32) {
-                Some(p) => format!("call {}#{id}", p.name),
-                None => format!("call unknown#{id}"),
-            },
+            Instruction::Call(CallTarget::Helper(id)) => {
+                match self.env.helper_protos.get(*id as u32) {
+                    Some(p) => format!("call {}#{id}", p.name),
+                    None => format!("call unknown#{id}"),
+                }
+            }
             i => i.to_string(),
         };
-        self.log.line(&format!("{pc}: ({:02x}) {text}", self.insns[pc].code));
+        self.log
+            .line(&format!("{pc}: ({:02x}) {text}", self.insns[pc].code));
     }
 
     /// A path ended: the checkpoints it went through have one branch fewer.
@@ -350,7 +391,12 @@ impl<'a> Verifier<'a> {
     }
 
     /// Pruning: `Ok(true)` if `st` at `pc` is covered by an explored state.
-    fn is_state_visited(&mut self, pc: usize, st: &mut State, parent: &mut Option<usize>) -> VResult<bool> {
+    fn is_state_visited(
+        &mut self,
+        pc: usize,
+        st: &mut State,
+        parent: &mut Option<usize>,
+    ) -> VResult<bool> {
         let mut in_loop = false;
         let list = std::mem::take(&mut self.explored[pc]);
         let mut keep = Vec::with_capacity(list.len() + 1);
@@ -394,7 +440,11 @@ impl<'a> Verifier<'a> {
                 // tree for branch counting).
                 if node.branches == 0 {
                     node.alive = false;
-                    node.state = State { frames: Vec::new(), refs: Vec::new(), lock: None };
+                    node.state = State {
+                        frames: Vec::new(),
+                        refs: Vec::new(),
+                        lock: None,
+                    };
                 }
                 self.cur_states -= 1;
                 continue;
@@ -405,13 +455,24 @@ impl<'a> Verifier<'a> {
         if result != Ok(false) {
             return result;
         }
-        if in_loop && !is_cb_site && self.jmps - self.last_add_jmps < 20 && self.processed - self.last_add_insns < 100 {
+        if in_loop
+            && !is_cb_site
+            && self.jmps - self.last_add_jmps < 20
+            && self.processed - self.last_add_insns < 100
+        {
             return Ok(false);
         }
         self.last_add_jmps = self.jmps;
         self.last_add_insns = self.processed;
         let id = self.nodes.len();
-        self.nodes.push(Node { state: st.clone(), branches: 1, parent: *parent, hits: 0, misses: 0, alive: true });
+        self.nodes.push(Node {
+            state: st.clone(),
+            branches: 1,
+            parent: *parent,
+            hits: 0,
+            misses: 0,
+            alive: true,
+        });
         self.explored[pc].push(id);
         *parent = Some(id);
         self.total_states += 1;
@@ -439,14 +500,27 @@ impl<'a> Verifier<'a> {
             let total: u32 = chain.iter().map(|&s| frame_size(s)).sum();
             *best = (*best).max(total);
             if total > MAX_BPF_STACK as u32 {
-                return Err((0, format!("combined stack size of {} calls is {}. Too large", chain.len(), total)));
+                return Err((
+                    0,
+                    format!(
+                        "combined stack size of {} calls is {}. Too large",
+                        chain.len(),
+                        total
+                    ),
+                ));
             }
             for &(insn, c) in &callees[sp] {
                 if chain.contains(&c) {
-                    return Err((insn, format!("recursive call from subprog {sp} to subprog {c}")));
+                    return Err((
+                        insn,
+                        format!("recursive call from subprog {sp} to subprog {c}"),
+                    ));
                 }
                 if chain.len() >= MAX_CALL_FRAMES {
-                    return Err((insn, format!("the call stack of {} frames is too deep !", chain.len() + 1)));
+                    return Err((
+                        insn,
+                        format!("the call stack of {} frames is too deep !", chain.len() + 1),
+                    ));
                 }
                 walk(c, chain, callees, frame_size, best)?;
             }
@@ -473,7 +547,12 @@ impl<'a> Verifier<'a> {
     fn step(&mut self, st: &mut State, pc: usize, insn: &Instruction) -> VResult<Step> {
         let next = pc + insn.slots();
         match *insn {
-            Instruction::Alu { width, op, dst, src } => {
+            Instruction::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => {
                 self.alu(st, width, op, dst, src)?;
                 Ok(Step::Next(next))
             }
@@ -491,7 +570,12 @@ impl<'a> Verifier<'a> {
                 st.regs_mut()[dst as usize] = r;
                 Ok(Step::Next(next))
             }
-            Instruction::MovSx { width, dst, src, bits } => {
+            Instruction::MovSx {
+                width,
+                dst,
+                src,
+                bits,
+            } => {
                 self.check_dst_writable(dst)?;
                 let a = self.read_reg(st, src)?.clone();
                 if a.ty.is_ptr() {
@@ -509,7 +593,12 @@ impl<'a> Verifier<'a> {
                 st.regs_mut()[dst as usize] = endian(&a, kind != Endian::ToLe, bits);
                 Ok(Step::Next(next))
             }
-            Instruction::LdImm64 { dst, kind, imm, next_imm } => {
+            Instruction::LdImm64 {
+                dst,
+                kind,
+                imm,
+                next_imm,
+            } => {
                 self.check_dst_writable(dst)?;
                 let r = self.ld_imm64(kind, imm, next_imm, pc)?;
                 st.regs_mut()[dst as usize] = r;
@@ -518,28 +607,78 @@ impl<'a> Verifier<'a> {
             Instruction::LdAbs { .. } | Instruction::LdInd { .. } => {
                 Err("BPF_LD_[ABS|IND] instructions are not supported by this verifier".into())
             }
-            Instruction::Ldx { size, signed, dst, src, off } => {
+            Instruction::Ldx {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => {
                 self.check_dst_writable(dst)?;
                 let base = self.read_reg(st, src)?.clone();
-                let v = self.mem_access(st, src, &base, off as i64, size.bytes(), None, signed, false)?;
+                let v = self.mem_access(
+                    st,
+                    src,
+                    &base,
+                    off as i64,
+                    size.bytes(),
+                    None,
+                    signed,
+                    false,
+                )?;
                 st.regs_mut()[dst as usize] = v.expect("load yields a value");
                 Ok(Step::Next(next))
             }
-            Instruction::St { size, dst, off, imm } => {
+            Instruction::St {
+                size,
+                dst,
+                off,
+                imm,
+            } => {
                 let base = self.read_reg(st, dst)?.clone();
                 if base.ty == RegType::Ctx {
                     return Err(format!("BPF_ST stores into R{dst} ctx is not allowed"));
                 }
-                self.mem_access(st, dst, &base, off as i64, size.bytes(), Some(StoreVal::Imm(imm as i64)), false, false)?;
+                self.mem_access(
+                    st,
+                    dst,
+                    &base,
+                    off as i64,
+                    size.bytes(),
+                    Some(StoreVal::Imm(imm as i64)),
+                    false,
+                    false,
+                )?;
                 Ok(Step::Next(next))
             }
-            Instruction::Stx { size, dst, src, off } => {
+            Instruction::Stx {
+                size,
+                dst,
+                src,
+                off,
+            } => {
                 let v = self.read_reg(st, src)?.clone();
                 let base = self.read_reg(st, dst)?.clone();
-                self.mem_access(st, dst, &base, off as i64, size.bytes(), Some(StoreVal::Reg(src, v)), false, false)?;
+                self.mem_access(
+                    st,
+                    dst,
+                    &base,
+                    off as i64,
+                    size.bytes(),
+                    Some(StoreVal::Reg(src, v)),
+                    false,
+                    false,
+                )?;
                 Ok(Step::Next(next))
             }
-            Instruction::Atomic { size, op, fetch, dst, src, off } => {
+            Instruction::Atomic {
+                size,
+                op,
+                fetch,
+                dst,
+                src,
+                off,
+            } => {
                 self.atomic(st, size, op, fetch, dst, src, off)?;
                 Ok(Step::Next(next))
             }
@@ -547,7 +686,13 @@ impl<'a> Verifier<'a> {
                 self.jmps += 1;
                 Ok(Step::Next((pc as i64 + 1 + off as i64) as usize))
             }
-            Instruction::Jmp { width, cond, dst, src, off } => {
+            Instruction::Jmp {
+                width,
+                cond,
+                dst,
+                src,
+                off,
+            } => {
                 self.jmps += 1;
                 self.cond_jmp(st, pc, width, cond, dst, src, off)
             }
@@ -556,7 +701,9 @@ impl<'a> Verifier<'a> {
                 let target = (pc as i64 + 1 + off as i64) as usize;
                 self.local_call(st, pc, target)
             }
-            Instruction::Call(CallTarget::Kfunc { .. }) => Err("calling kernel functions is not supported".into()),
+            Instruction::Call(CallTarget::Kfunc { .. }) => {
+                Err("calling kernel functions is not supported".into())
+            }
             Instruction::Call(CallTarget::Reg(_)) => Err("callx is not supported".into()),
             Instruction::Exit => self.exit(st),
         }
@@ -618,13 +765,22 @@ impl<'a> Verifier<'a> {
                 r.aux = (pc as i64 + 1 + imm as i64) as u32;
                 Ok(r)
             }
-            LdImmKind::BtfId => Err("ldimm64 of kernel variables (BTF ids) is not supported".into()),
+            LdImmKind::BtfId => {
+                Err("ldimm64 of kernel variables (BTF ids) is not supported".into())
+            }
         }
     }
 
     // ---- ALU -------------------------------------------------------------------------------
 
-    fn alu(&mut self, st: &mut State, width: Width, op: AluOp, dst: u8, src: Operand) -> VResult<()> {
+    fn alu(
+        &mut self,
+        st: &mut State,
+        width: Width,
+        op: AluOp,
+        dst: u8,
+        src: Operand,
+    ) -> VResult<()> {
         self.check_dst_writable(dst)?;
         let w32 = width == Width::W32;
         let b = match src {
@@ -633,10 +789,16 @@ impl<'a> Verifier<'a> {
                 if matches!(op, AluOp::Div | AluOp::Mod | AluOp::SDiv | AluOp::SMod) && i == 0 {
                     return Err("div by zero".into());
                 }
-                if matches!(op, AluOp::Lsh | AluOp::Rsh | AluOp::Arsh) && (i < 0 || i >= if w32 { 32 } else { 64 }) {
+                if matches!(op, AluOp::Lsh | AluOp::Rsh | AluOp::Arsh)
+                    && (i < 0 || i >= if w32 { 32 } else { 64 })
+                {
                     return Err(format!("invalid shift {i}"));
                 }
-                Reg::konst(if w32 { i as u32 as u64 } else { i as i64 as u64 })
+                Reg::konst(if w32 {
+                    i as u32 as u64
+                } else {
+                    i as i64 as u64
+                })
             }
         };
         if op == AluOp::Mov {
@@ -668,12 +830,24 @@ impl<'a> Verifier<'a> {
             st.regs_mut()[dst as usize] = r;
             return Ok(());
         }
-        let r = if w32 { alu32(op, &a, &b) } else { alu64(op, &a, &b) };
+        let r = if w32 {
+            alu32(op, &a, &b)
+        } else {
+            alu64(op, &a, &b)
+        };
         st.regs_mut()[dst as usize] = r;
         Ok(())
     }
 
-    fn ptr_alu(&mut self, w32: bool, op: AluOp, dst: u8, a: &Reg, src: Operand, b: &Reg) -> VResult<Reg> {
+    fn ptr_alu(
+        &mut self,
+        w32: bool,
+        op: AluOp,
+        dst: u8,
+        a: &Reg,
+        src: Operand,
+        b: &Reg,
+    ) -> VResult<Reg> {
         if w32 {
             return Err(format!("R{dst} 32-bit pointer arithmetic prohibited"));
         }
@@ -688,24 +862,43 @@ impl<'a> Verifier<'a> {
             }
             if op != AluOp::Add {
                 let Operand::Reg(s) = src else { unreachable!() };
-                return Err(format!("R{s} pointer arithmetic with {} operator prohibited", alu_sym(op)));
+                return Err(format!(
+                    "R{s} pointer arithmetic with {} operator prohibited",
+                    alu_sym(op)
+                ));
             }
         }
         match op {
             AluOp::Add | AluOp::Sub => {}
             AluOp::And | AluOp::Or | AluOp::Xor => {
-                return Err(format!("R{dst} bitwise operator {} on pointer prohibited", alu_sym(op)));
+                return Err(format!(
+                    "R{dst} bitwise operator {} on pointer prohibited",
+                    alu_sym(op)
+                ));
             }
-            _ => return Err(format!("R{dst} pointer arithmetic with {} operator prohibited", alu_sym(op))),
+            _ => {
+                return Err(format!(
+                    "R{dst} pointer arithmetic with {} operator prohibited",
+                    alu_sym(op)
+                ))
+            }
         }
         if ptr.ty.maybe_null() {
-            return Err(format!("R{dst} pointer arithmetic on {} prohibited, null-check it first", ptr.ty.name()));
+            return Err(format!(
+                "R{dst} pointer arithmetic on {} prohibited, null-check it first",
+                ptr.ty.name()
+            ));
         }
         let known = off.const_value();
         match ptr.ty {
             RegType::Ctx | RegType::MapValue | RegType::Stack | RegType::Mem | RegType::BtfId => {}
             RegType::MapPtr if known == Some(0) && op == AluOp::Add => return Ok(ptr.clone()),
-            _ => return Err(format!("R{dst} pointer arithmetic on {} prohibited", ptr.ty.name())),
+            _ => {
+                return Err(format!(
+                    "R{dst} pointer arithmetic on {} prohibited",
+                    ptr.ty.name()
+                ))
+            }
         }
         if op == AluOp::Sub && ptr.ty == RegType::Stack {
             return Err(format!("R{dst} subtraction from stack pointer prohibited"));
@@ -715,10 +908,16 @@ impl<'a> Verifier<'a> {
         if let Some(v) = known {
             let v = v as i64;
             if !(-MAX_VAR_OFF < v && v < MAX_VAR_OFF) {
-                return Err(format!("math between {tname} pointer and {v} is not allowed"));
+                return Err(format!(
+                    "math between {tname} pointer and {v} is not allowed"
+                ));
             }
             let mut r = ptr.clone();
-            let new_off = if op == AluOp::Add { r.off as i64 + v } else { r.off as i64 - v };
+            let new_off = if op == AluOp::Add {
+                r.off as i64 + v
+            } else {
+                r.off as i64 - v
+            };
             if !(-MAX_VAR_OFF < new_off && new_off < MAX_VAR_OFF) {
                 return Err(format!("{tname} pointer offset {new_off} is not allowed"));
             }
@@ -726,10 +925,15 @@ impl<'a> Verifier<'a> {
             return Ok(r);
         }
         if off.smin == i64::MIN {
-            return Err(format!("math between {tname} pointer and register with unbounded min value is not allowed"));
+            return Err(format!(
+                "math between {tname} pointer and register with unbounded min value is not allowed"
+            ));
         }
         if off.smin <= -MAX_VAR_OFF || off.smin >= MAX_VAR_OFF {
-            return Err(format!("value {} makes {tname} pointer be out of bounds", off.smin));
+            return Err(format!(
+                "value {} makes {tname} pointer be out of bounds",
+                off.smin
+            ));
         }
         if ptr.ty == RegType::Ctx {
             // Kernel allows it, but every later access is rejected; keep it simple.
@@ -796,23 +1000,34 @@ impl<'a> Verifier<'a> {
         };
         match base.ty {
             RegType::NotInit => Err(format!("R{regno} !read_ok")),
-            RegType::Stack => self.stack_access(st, regno, base, insn_off, size, store, signed, atomic),
+            RegType::Stack => {
+                self.stack_access(st, regno, base, insn_off, size, store, signed, atomic)
+            }
             RegType::Ctx => {
                 if atomic {
-                    return Err(format!("BPF_ATOMIC stores into R{regno} ctx is not allowed"));
+                    return Err(format!(
+                        "BPF_ATOMIC stores into R{regno} ctx is not allowed"
+                    ));
                 }
                 if base.off != 0 || (base.var.is_const() && base.var.value != 0) {
                     let o = base.off as i64 + base.var.value as i64;
-                    return Err(format!("dereference of modified ctx ptr R{regno} off={o} disallowed"));
+                    return Err(format!(
+                        "dereference of modified ctx ptr R{regno} off={o} disallowed"
+                    ));
                 }
                 if !base.var.is_const() {
-                    return Err(format!("variable ctx access var_off={} disallowed", base.var));
+                    return Err(format!(
+                        "variable ctx access var_off={} disallowed",
+                        base.var
+                    ));
                 }
                 let acc = self
                     .env
                     .prog_type
                     .ctx_access(insn_off, size as u32, write)
-                    .map_err(|extra| format!("invalid bpf_context access off={insn_off} size={size}{extra}"))?;
+                    .map_err(|extra| {
+                        format!("invalid bpf_context access off={insn_off} size={size}{extra}")
+                    })?;
                 leak("ctx")?;
                 self.max_ctx_off = self.max_ctx_off.max((insn_off + size as i64) as u32);
                 if write {
@@ -832,11 +1047,16 @@ impl<'a> Verifier<'a> {
                 }
                 if let Some(l) = map.spin_lock_off {
                     if lo < l as i64 + 4 && hi > l as i64 {
-                        return Err("bpf_spin_lock cannot be accessed directly by load/store".into());
+                        return Err(
+                            "bpf_spin_lock cannot be accessed directly by load/store".into()
+                        );
                     }
                 }
                 if write && map.read_only() {
-                    return Err(format!("write into map forbidden, value_size={} off={} size={}", map.value_size, lo, size));
+                    return Err(format!(
+                        "write into map forbidden, value_size={} off={} size={}",
+                        map.value_size, lo, size
+                    ));
                 }
                 leak("map")?;
                 if write {
@@ -867,12 +1087,15 @@ impl<'a> Verifier<'a> {
                     return Err(format!("R{regno} is a read-only pointer to a kernel struct: only read is supported"));
                 }
                 if !base.var.is_const() {
-                    return Err(format!("R{regno} variable offset access to a kernel struct is not allowed"));
+                    return Err(format!(
+                        "R{regno} variable offset access to a kernel struct is not allowed"
+                    ));
                 }
                 let s = &self.env.prog_type.structs[base.aux as usize];
                 let off = base.off as i64 + base.var.value as i64 + insn_off;
-                let acc = field_access(&s.fields, off, size as u32, false)
-                    .map_err(|_| format!("access beyond struct {} at off {off} size {size}", s.name))?;
+                let acc = field_access(&s.fields, off, size as u32, false).map_err(|_| {
+                    format!("access beyond struct {} at off {off} size {size}", s.name)
+                })?;
                 Ok(Some(self.field_value(acc.kind, size, signed)?))
             }
             t => Err(format!("R{regno} invalid mem access '{}'", t.name())),
@@ -883,15 +1106,18 @@ impl<'a> Verifier<'a> {
         match kind {
             FieldKind::Scalar => Ok(sized_unknown(size, signed)),
             FieldKind::Ptr { target, nullable } => {
-                let idx = self
-                    .env
-                    .prog_type
-                    .find_struct(&target)
-                    .ok_or_else(|| format!("context field points to unknown struct {target}"))?;
+                let idx =
+                    self.env.prog_type.find_struct(&target).ok_or_else(|| {
+                        format!("context field points to unknown struct {target}")
+                    })?;
                 if size != 8 {
                     return Err("invalid size of pointer load".into());
                 }
-                let mut r = Reg::ptr(if nullable { RegType::BtfIdOrNull } else { RegType::BtfId });
+                let mut r = Reg::ptr(if nullable {
+                    RegType::BtfIdOrNull
+                } else {
+                    RegType::BtfId
+                });
                 r.aux = idx as u32;
                 if nullable {
                     r.id = self.new_id();
@@ -903,7 +1129,14 @@ impl<'a> Verifier<'a> {
     }
 
     /// Range of a map-value or memory access, with the kernel's checks on the variable part.
-    fn bounded_range(&self, regno: u8, base: &Reg, insn_off: i64, size: usize, _what: &str) -> VResult<(i64, i64)> {
+    fn bounded_range(
+        &self,
+        regno: u8,
+        base: &Reg,
+        insn_off: i64,
+        size: usize,
+        _what: &str,
+    ) -> VResult<(i64, i64)> {
         if !base.var.is_const() {
             if base.smin < 0 {
                 return Err(format!(
@@ -911,11 +1144,14 @@ impl<'a> Verifier<'a> {
                 ));
             }
             if base.umax >= MAX_VAR_OFF as u64 {
-                return Err(format!("R{regno} unbounded memory access, make sure to bounds check any such access"));
+                return Err(format!(
+                    "R{regno} unbounded memory access, make sure to bounds check any such access"
+                ));
             }
         }
-        let (lo, hi, _) = Self::access_range(base, insn_off, size)
-            .ok_or_else(|| format!("R{regno} unbounded memory access, make sure to bounds check any such access"))?;
+        let (lo, hi, _) = Self::access_range(base, insn_off, size).ok_or_else(|| {
+            format!("R{regno} unbounded memory access, make sure to bounds check any such access")
+        })?;
         Ok((lo, hi))
     }
 
@@ -939,16 +1175,29 @@ impl<'a> Verifier<'a> {
         signed: bool,
         atomic: bool,
     ) -> VResult<Option<Reg>> {
-        let what = if store.is_some() { " write to" } else { " read from" };
+        let what = if store.is_some() {
+            " write to"
+        } else {
+            " read from"
+        };
         // Strict alignment for the stack (spill tracking relies on it).
         let fixed = base.off as i64 + insn_off;
         let t = base.var.add(Tnum::konst(fixed as u64));
         if t.value & (size as u64 - 1) != 0 || t.mask & (size as u64 - 1) != 0 {
-            let v = if base.var.is_const() { format!("{}", base.var.value as i64) } else { base.var.to_string() };
-            return Err(format!("misaligned stack access off {v}+{}+{insn_off} size {size}", base.off));
+            let v = if base.var.is_const() {
+                format!("{}", base.var.value as i64)
+            } else {
+                base.var.to_string()
+            };
+            return Err(format!(
+                "misaligned stack access off {v}+{}+{insn_off} size {size}",
+                base.off
+            ));
         }
         let Some((lo, hi, is_const)) = Self::access_range(base, insn_off, size) else {
-            return Err(format!("invalid unbounded variable-offset{what} stack R{regno}"));
+            return Err(format!(
+                "invalid unbounded variable-offset{what} stack R{regno}"
+            ));
         };
         if lo < -MAX_BPF_STACK || hi > 0 {
             if is_const {
@@ -973,10 +1222,15 @@ impl<'a> Verifier<'a> {
                             return Err("invalid size of register spill".into());
                         }
                         if v.ty == RegType::Stack && fno != cur_frame && (v.frame as usize) > fno {
-                            return Err("cannot spill pointers to stack into stack frame of the caller".into());
+                            return Err(
+                                "cannot spill pointers to stack into stack frame of the caller"
+                                    .into(),
+                            );
                         }
                         if !is_const {
-                            return Err(format!("R{r} pointer spill at a variable stack offset is not allowed"));
+                            return Err(format!(
+                                "R{r} pointer spill at a variable stack offset is not allowed"
+                            ));
                         }
                     }
                 }
@@ -1012,7 +1266,8 @@ impl<'a> Verifier<'a> {
                         }
                     }
                 } else {
-                    let zero = matches!(&val, StoreVal::Imm(0)) || matches!(&val, StoreVal::Reg(_, v) if v.is_null());
+                    let zero = matches!(&val, StoreVal::Imm(0))
+                        || matches!(&val, StoreVal::Reg(_, v) if v.is_null());
                     for o in lo..hi {
                         let s = frame.slot_mut(o);
                         s.scrub_spill();
@@ -1044,7 +1299,11 @@ impl<'a> Verifier<'a> {
                                 let shift = lo.rem_euclid(8) * 8;
                                 let mask = (1u64 << (size * 8)) - 1;
                                 let v = (c >> shift) & mask;
-                                return Ok(Some(Reg::konst(if signed { sign_extend(v, size) } else { v })));
+                                return Ok(Some(Reg::konst(if signed {
+                                    sign_extend(v, size)
+                                } else {
+                                    v
+                                })));
                             }
                             return Ok(Some(sized_unknown(size, signed)));
                         }
@@ -1082,16 +1341,31 @@ impl<'a> Verifier<'a> {
             };
             if bad {
                 if is_const {
-                    return Err(format!("invalid read from stack off {lo}+{} size {size}", o - lo));
+                    return Err(format!(
+                        "invalid read from stack off {lo}+{} size {size}",
+                        o - lo
+                    ));
                 }
-                return Err(format!("invalid read from stack R{regno} var_off {}+{} size {size}", base.var, lo));
+                return Err(format!(
+                    "invalid read from stack R{regno} var_off {}+{} size {size}",
+                    base.var, lo
+                ));
             }
         }
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn atomic(&mut self, st: &mut State, size: MemSize, op: AtomicOp, fetch: bool, dst: u8, src: u8, off: i16) -> VResult<()> {
+    fn atomic(
+        &mut self,
+        st: &mut State,
+        size: MemSize,
+        op: AtomicOp,
+        fetch: bool,
+        dst: u8,
+        src: u8,
+        off: i16,
+    ) -> VResult<()> {
         let v = self.read_reg(st, src)?.clone();
         let base = self.read_reg(st, dst)?.clone();
         if op == AtomicOp::CmpXchg {
@@ -1106,20 +1380,39 @@ impl<'a> Verifier<'a> {
         let sz = size.bytes();
         if !matches!(base.ty, RegType::Stack | RegType::MapValue | RegType::Mem) {
             if base.ty == RegType::Ctx || base.ty == RegType::BtfId {
-                return Err(format!("BPF_ATOMIC stores into R{dst} {} is not allowed", base.ty.name()));
+                return Err(format!(
+                    "BPF_ATOMIC stores into R{dst} {} is not allowed",
+                    base.ty.name()
+                ));
             }
-            return self.mem_access(st, dst, &base, off as i64, sz, None, false, true).map(|_| ());
+            return self
+                .mem_access(st, dst, &base, off as i64, sz, None, false, true)
+                .map(|_| ());
         }
         // Natural alignment for atomics.
-        let t = base.var.add(Tnum::konst((base.off as i64 + off as i64) as u64));
+        let t = base
+            .var
+            .add(Tnum::konst((base.off as i64 + off as i64) as u64));
         if t.value & (sz as u64 - 1) != 0 || t.mask & (sz as u64 - 1) != 0 {
-            return Err(format!("misaligned access off {}+{}+{off} size {sz}", base.var, base.off));
+            return Err(format!(
+                "misaligned access off {}+{}+{off} size {sz}",
+                base.var, base.off
+            ));
         }
         // Read check, then write.
         if base.ty != RegType::Stack {
             self.mem_access(st, dst, &base, off as i64, sz, None, false, false)?;
         }
-        self.mem_access(st, dst, &base, off as i64, sz, Some(StoreVal::Unknown), false, true)?;
+        self.mem_access(
+            st,
+            dst,
+            &base,
+            off as i64,
+            sz,
+            Some(StoreVal::Unknown),
+            false,
+            true,
+        )?;
         let res = sized_unknown(sz, false);
         if op == AtomicOp::CmpXchg {
             st.regs_mut()[0] = res;
@@ -1133,17 +1426,37 @@ impl<'a> Verifier<'a> {
     // ---- jumps -----------------------------------------------------------------------------
 
     #[allow(clippy::too_many_arguments)]
-    fn cond_jmp(&mut self, st: &mut State, pc: usize, width: Width, cond: JmpCond, dst: u8, src: Operand, off: i16) -> VResult<Step> {
+    fn cond_jmp(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        width: Width,
+        cond: JmpCond,
+        dst: u8,
+        src: Operand,
+        off: i16,
+    ) -> VResult<Step> {
         let target = (pc as i64 + 1 + off as i64) as usize;
         let next = pc + 1;
         let w32 = width == Width::W32;
         let a = self.read_reg(st, dst)?.clone();
         let (b, src_reg) = match src {
             Operand::Reg(r) => (self.read_reg(st, r)?.clone(), Some(r)),
-            Operand::Imm(i) => (Reg::konst(if w32 { i as u32 as u64 } else { i as i64 as u64 }), None),
+            Operand::Imm(i) => (
+                Reg::konst(if w32 {
+                    i as u32 as u64
+                } else {
+                    i as i64 as u64
+                }),
+                None,
+            ),
         };
         if a.ty.is_ptr() || b.ty.is_ptr() {
-            let (p, preg, other) = if a.ty.is_ptr() { (&a, dst, &b) } else { (&b, src_reg.unwrap(), &a) };
+            let (p, preg, other) = if a.ty.is_ptr() {
+                (&a, dst, &b)
+            } else {
+                (&b, src_reg.unwrap(), &a)
+            };
             if !w32 && matches!(cond, JmpCond::Eq | JmpCond::Ne) && other.is_null() {
                 if p.ty.maybe_null() {
                     let id = p.id;
@@ -1163,7 +1476,11 @@ impl<'a> Verifier<'a> {
             }
             return Err(format!("R{preg} pointer comparison prohibited"));
         }
-        let (va, vb) = if w32 { (a.view32(), b.view32()) } else { (a.view64(), b.view64()) };
+        let (va, vb) = if w32 {
+            (a.view32(), b.view32())
+        } else {
+            (a.view64(), b.view64())
+        };
         match branch_taken(cond, &va, &vb) {
             Some(true) => return Ok(Step::Next(target)),
             Some(false) => return Ok(Step::Next(next)),
@@ -1185,12 +1502,29 @@ impl<'a> Verifier<'a> {
 
     /// Applies `cond` (or its negation) to the operands in `st`; `false` if infeasible.
     #[allow(clippy::too_many_arguments)]
-    fn refine_regs(&self, st: &mut State, cond: JmpCond, w32: bool, dst: u8, a: &Reg, src: Option<u8>, b: &Reg, negated: bool) -> bool {
-        let signed = matches!(cond, JmpCond::Sgt | JmpCond::Sge | JmpCond::Slt | JmpCond::Sle);
+    fn refine_regs(
+        &self,
+        st: &mut State,
+        cond: JmpCond,
+        w32: bool,
+        dst: u8,
+        a: &Reg,
+        src: Option<u8>,
+        b: &Reg,
+        negated: bool,
+    ) -> bool {
+        let signed = matches!(
+            cond,
+            JmpCond::Sgt | JmpCond::Sge | JmpCond::Slt | JmpCond::Sle
+        );
         let (mut a2, mut b2) = (a.clone(), b.clone());
         if w32 {
             // Only when both operands' 64-bit values equal their 32-bit views.
-            let lim = if signed { i32::MAX as u64 } else { u32::MAX as u64 };
+            let lim = if signed {
+                i32::MAX as u64
+            } else {
+                u32::MAX as u64
+            };
             let b_ok = match src {
                 Some(_) => b.umax <= lim,
                 None => {
@@ -1258,7 +1592,10 @@ impl<'a> Verifier<'a> {
             return Err("function calls are not allowed while holding a lock".into());
         }
         if st.frames.len() >= MAX_CALL_FRAMES {
-            return Err(format!("the call stack of {} frames is too deep", st.frames.len() + 1));
+            return Err(format!(
+                "the call stack of {} frames is too deep",
+                st.frames.len() + 1
+            ));
         }
         let frameno = st.frames.len() as u8;
         let mut f = Frame::new(frameno, pc, self.cfg.subprog_of[target]);
@@ -1282,13 +1619,24 @@ impl<'a> Verifier<'a> {
             let callee = st.frames.pop().expect("callee frame");
             if let Some(cb) = callee.callback {
                 if r0.ty != RegType::Scalar {
-                    return Err(format!("At callback return the register R0 is not a known value ({})", r0.ty.name()));
+                    return Err(format!(
+                        "At callback return the register R0 is not a known value ({})",
+                        r0.ty.name()
+                    ));
                 }
                 if r0.smin < cb.ret_min || r0.smax > cb.ret_max {
-                    return Err(invalid_scalar("At callback return", &r0, cb.ret_min, cb.ret_max));
+                    return Err(invalid_scalar(
+                        "At callback return",
+                        &r0,
+                        cb.ret_min,
+                        cb.ret_max,
+                    ));
                 }
                 if let Some(r) = st.refs.iter().find(|r| r.frame >= depth - 1) {
-                    return Err(format!("Unreleased reference id={} alloc_insn={}", r.id, r.insn));
+                    return Err(format!(
+                        "Unreleased reference id={} alloc_insn={}",
+                        r.id, r.insn
+                    ));
                 }
                 // The helper may call the callback again: resume at the call.
                 return Ok(Step::Next(callee.callsite));
@@ -1300,7 +1648,10 @@ impl<'a> Verifier<'a> {
             return Ok(Step::Next(callee.callsite + 1));
         }
         if let Some(r) = st.refs.first() {
-            return Err(format!("Unreleased reference id={} alloc_insn={}", r.id, r.insn));
+            return Err(format!(
+                "Unreleased reference id={} alloc_insn={}",
+                r.id, r.insn
+            ));
         }
         let r0 = self.read_reg(st, 0)?;
         if r0.ty.is_ptr() {
@@ -1315,13 +1666,18 @@ impl<'a> Verifier<'a> {
     }
 
     fn helper_call(&mut self, st: &mut State, pc: usize, id: i32) -> VResult<Step> {
-        let Some(proto) = (id >= 0).then(|| self.env.helper_protos.get(id as u32)).flatten() else {
+        let Some(proto) = (id >= 0)
+            .then(|| self.env.helper_protos.get(id as u32))
+            .flatten()
+        else {
             return Err(format!("invalid func unknown#{id}"));
         };
         let proto: HelperProto = proto.clone();
         let name = proto.name;
         if !self.env.prog_type.helper_allowed(id as u32) {
-            return Err(format!("unknown func {name}#{id}: program of this type cannot use helper {name}#{id}"));
+            return Err(format!(
+                "unknown func {name}#{id}: program of this type cannot use helper {name}#{id}"
+            ));
         }
         if st.lock.is_some() && proto.lock != LockOp::Unlock {
             return Err("function calls are not allowed while holding a lock".into());
@@ -1365,14 +1721,20 @@ impl<'a> Verifier<'a> {
         let mut cb_state = None;
         if let Some(func) = meta.func {
             if st.frames.len() >= MAX_CALL_FRAMES {
-                return Err(format!("the call stack of {} frames is too deep", st.frames.len() + 1));
+                return Err(format!(
+                    "the call stack of {} frames is too deep",
+                    st.frames.len() + 1
+                ));
             }
             let mut s = st.clone();
             let frameno = s.frames.len() as u8;
             let mut f = Frame::new(frameno, pc, self.cfg.subprog_of[func as usize]);
             f.regs[1] = Reg::urange(0, MAX_LOOPS - 1);
             f.regs[2] = s.regs()[3].clone();
-            f.callback = Some(CallbackInfo { ret_min: 0, ret_max: 1 });
+            f.callback = Some(CallbackInfo {
+                ret_min: 0,
+                ret_max: 1,
+            });
             s.frames.push(f);
             cb_state = Some((s, func as usize));
         }
@@ -1384,19 +1746,27 @@ impl<'a> Verifier<'a> {
             RetKind::Integer(Some((lo, hi))) => Reg::urange(lo, hi),
             RetKind::Void => Reg::not_init(),
             RetKind::MapValueOrNull => {
-                let m = meta.map.ok_or("kernel subsystem misconfigured verifier: map value return without a map")?;
+                let m = meta.map.ok_or(
+                    "kernel subsystem misconfigured verifier: map value return without a map",
+                )?;
                 let mut r = Reg::ptr(RegType::MapValueOrNull);
                 r.aux = m;
                 r.id = self.new_id();
                 r
             }
             RetKind::AllocMemOrNull => {
-                let size = meta.alloc_size.ok_or("kernel subsystem misconfigured verifier: no allocation size")?;
+                let size = meta
+                    .alloc_size
+                    .ok_or("kernel subsystem misconfigured verifier: no allocation size")?;
                 let mut r = Reg::ptr(RegType::MemOrNull);
                 r.mem_size = size as u32;
                 r.id = self.new_id();
                 r.ref_id = r.id;
-                st.refs.push(RefState { id: r.id, insn: pc, frame: st.frames.len() - 1 });
+                st.refs.push(RefState {
+                    id: r.id,
+                    insn: pc,
+                    frame: st.frames.len() - 1,
+                });
                 r
             }
         };
@@ -1407,7 +1777,15 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    fn check_arg(&mut self, st: &mut State, regno: u8, kind: ArgKind, meta: &mut Meta, proto: &HelperProto, id: i32) -> VResult<()> {
+    fn check_arg(
+        &mut self,
+        st: &mut State,
+        regno: u8,
+        kind: ArgKind,
+        meta: &mut Meta,
+        proto: &HelperProto,
+        id: i32,
+    ) -> VResult<()> {
         if kind == ArgKind::DontCare {
             return Ok(());
         }
@@ -1427,9 +1805,15 @@ impl<'a> Verifier<'a> {
                 }
                 let map = &self.maps()[reg.aux as usize];
                 let ok_proto = proto.map_types.is_none_or(|l| l.contains(&map.map_type));
-                let ok_map = map.map_type.only_helpers().is_none_or(|l| l.contains(&(id as u32)));
+                let ok_map = map
+                    .map_type
+                    .only_helpers()
+                    .is_none_or(|l| l.contains(&(id as u32)));
                 if !ok_proto || !ok_map {
-                    return Err(format!("cannot pass map_type {} into func {name}#{id}", map.map_type.0));
+                    return Err(format!(
+                        "cannot pass map_type {} into func {name}#{id}",
+                        map.map_type.0
+                    ));
                 }
                 meta.map = Some(reg.aux);
                 Ok(())
@@ -1442,10 +1826,18 @@ impl<'a> Verifier<'a> {
                     return Ok(());
                 }
                 let map = &self.maps()[m as usize];
-                let size = if kind == ArgKind::MapKey { map.key_size } else { map.value_size };
+                let size = if kind == ArgKind::MapKey {
+                    map.key_size
+                } else {
+                    map.value_size
+                };
                 self.helper_mem(st, regno, &reg, size as u64, true, false)
             }
-            ArgKind::Mem { read, write, nullable } => {
+            ArgKind::Mem {
+                read,
+                write,
+                nullable,
+            } => {
                 if nullable && reg.is_null() {
                     meta.mem = Some((regno, true, read, write));
                     return Ok(());
@@ -1462,16 +1854,23 @@ impl<'a> Verifier<'a> {
                 }
                 let zero_ok = kind == ArgKind::ConstSizeOrZero;
                 if reg.smin < 0 {
-                    return Err(format!("R{regno} min value is negative, either use unsigned or 'var &= const'"));
+                    return Err(format!(
+                        "R{regno} min value is negative, either use unsigned or 'var &= const'"
+                    ));
                 }
                 if reg.umin == 0 && !zero_ok {
-                    return Err(format!("R{regno} invalid zero-sized read: u64=[{},{}]", reg.umin, reg.umax));
+                    return Err(format!(
+                        "R{regno} invalid zero-sized read: u64=[{},{}]",
+                        reg.umin, reg.umax
+                    ));
                 }
                 if reg.umax >= MAX_VAR_SIZ {
                     return Err(format!("R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'"));
                 }
                 let Some((mreg, null, read, write)) = meta.mem.take() else {
-                    return Err("kernel subsystem misconfigured verifier: size without memory".into());
+                    return Err(
+                        "kernel subsystem misconfigured verifier: size without memory".into(),
+                    );
                 };
                 if null {
                     if reg.umax != 0 {
@@ -1511,7 +1910,10 @@ impl<'a> Verifier<'a> {
                     return Err(type_err(regno, &reg, "ctx"));
                 }
                 if reg.off != 0 || !reg.var.equals_const(0) {
-                    return Err(format!("dereference of modified ctx ptr R{regno} off={} disallowed", reg.off));
+                    return Err(format!(
+                        "dereference of modified ctx ptr R{regno} off={} disallowed",
+                        reg.off
+                    ));
                 }
                 Ok(())
             }
@@ -1536,10 +1938,14 @@ impl<'a> Verifier<'a> {
                     return Err(type_err(regno, &reg, "ringbuf_mem"));
                 }
                 if reg.ref_id == 0 || !st.refs.iter().any(|r| r.id == reg.ref_id) {
-                    return Err(format!("R{regno} must be referenced when passed to release function"));
+                    return Err(format!(
+                        "R{regno} must be referenced when passed to release function"
+                    ));
                 }
                 if reg.off != 0 || !reg.var.equals_const(0) {
-                    return Err(format!("R{regno} must have zero fixed offset when passed to release func"));
+                    return Err(format!(
+                        "R{regno} must have zero fixed offset when passed to release func"
+                    ));
                 }
                 meta.release = Some(reg.ref_id);
                 Ok(())
@@ -1555,11 +1961,16 @@ impl<'a> Verifier<'a> {
                 }
                 let map = &self.maps()[reg.aux as usize];
                 let Some(lock_off) = map.spin_lock_off else {
-                    return Err(format!("map '{}' has to have BTF in order to use bpf_spin_lock", map.name));
+                    return Err(format!(
+                        "map '{}' has to have BTF in order to use bpf_spin_lock",
+                        map.name
+                    ));
                 };
                 let off = reg.off as i64 + reg.var.value as i64;
                 if off != lock_off as i64 {
-                    return Err(format!("off {off} doesn't point to 'struct bpf_spin_lock' that is at {lock_off}"));
+                    return Err(format!(
+                        "off {off} doesn't point to 'struct bpf_spin_lock' that is at {lock_off}"
+                    ));
                 }
                 match proto.lock {
                     LockOp::Lock => {
@@ -1579,18 +1990,28 @@ impl<'a> Verifier<'a> {
                 }
                 Ok(())
             }
-            ArgKind::BtfId { name: sname, nullable } => {
+            ArgKind::BtfId {
+                name: sname,
+                nullable,
+            } => {
                 if nullable && reg.is_null() {
                     return Ok(());
                 }
                 let ok = matches!(reg.ty, RegType::BtfId | RegType::BtfIdOrNull)
                     && (reg.ty == RegType::BtfId || nullable)
-                    && self.env.prog_type.structs.get(reg.aux as usize).is_some_and(|s| s.name == sname);
+                    && self
+                        .env
+                        .prog_type
+                        .structs
+                        .get(reg.aux as usize)
+                        .is_some_and(|s| s.name == sname);
                 if !ok {
                     return Err(type_err(regno, &reg, &format!("ptr_{sname}")));
                 }
                 if reg.off != 0 || !reg.var.equals_const(0) {
-                    return Err(format!("R{regno} must have zero offset when passed to helper"));
+                    return Err(format!(
+                        "R{regno} must have zero offset when passed to helper"
+                    ));
                 }
                 Ok(())
             }
@@ -1607,7 +2028,10 @@ impl<'a> Verifier<'a> {
                 }
                 let off = reg.off as i64 + reg.var.value as i64;
                 if off < 0 || off >= map.value_size as i64 {
-                    return Err(format!("invalid access to map value, value_size={} off={off} size=1", map.value_size));
+                    return Err(format!(
+                        "invalid access to map value, value_size={} off={off} size=1",
+                        map.value_size
+                    ));
                 }
                 Ok(())
             }
@@ -1615,16 +2039,28 @@ impl<'a> Verifier<'a> {
     }
 
     /// Memory passed to a helper: `size` bytes at the pointer in `regno`.
-    fn helper_mem(&mut self, st: &mut State, regno: u8, reg: &Reg, size: u64, read: bool, write: bool) -> VResult<()> {
+    fn helper_mem(
+        &mut self,
+        st: &mut State,
+        regno: u8,
+        reg: &Reg,
+        size: u64,
+        read: bool,
+        write: bool,
+    ) -> VResult<()> {
         let size_us = size as usize;
         match reg.ty {
             RegType::Stack => {
                 let Some((lo, hi, is_const)) = Self::access_range(reg, 0, size_us) else {
-                    return Err(format!("invalid unbounded variable-offset indirect access to stack R{regno}"));
+                    return Err(format!(
+                        "invalid unbounded variable-offset indirect access to stack R{regno}"
+                    ));
                 };
                 if lo < -MAX_BPF_STACK || hi > 0 {
                     if is_const {
-                        return Err(format!("invalid indirect access to stack R{regno} off={lo} size={size}"));
+                        return Err(format!(
+                            "invalid indirect access to stack R{regno} off={lo} size={size}"
+                        ));
                     }
                     return Err(format!(
                         "invalid variable-offset indirect access to stack R{regno} var_off={} off={} size={size}",
@@ -1641,7 +2077,9 @@ impl<'a> Verifier<'a> {
                     for o in lo..hi {
                         let bad = match frame.byte(o) {
                             SlotByte::Invalid => true,
-                            SlotByte::Spill => frame.slot(o).is_none_or(|s| s.spill.ty != RegType::Scalar),
+                            SlotByte::Spill => {
+                                frame.slot(o).is_none_or(|s| s.spill.ty != RegType::Scalar)
+                            }
                             _ => false,
                         };
                         if bad {
@@ -1662,10 +2100,16 @@ impl<'a> Verifier<'a> {
                 let (lo, hi) = self.bounded_range(regno, reg, 0, size_us, "map value")?;
                 if lo < 0 || hi > map.value_size as i64 {
                     let off = if lo < 0 { lo } else { hi - size as i64 };
-                    return Err(format!("invalid access to map value, value_size={} off={off} size={size}", map.value_size));
+                    return Err(format!(
+                        "invalid access to map value, value_size={} off={off} size={size}",
+                        map.value_size
+                    ));
                 }
                 if write && map.read_only() {
-                    return Err(format!("write into map forbidden, value_size={} off={lo} size={size}", map.value_size));
+                    return Err(format!(
+                        "write into map forbidden, value_size={} off={lo} size={size}",
+                        map.value_size
+                    ));
                 }
                 Ok(())
             }
@@ -1673,7 +2117,10 @@ impl<'a> Verifier<'a> {
                 let (lo, hi) = self.bounded_range(regno, reg, 0, size_us, "memory")?;
                 if lo < 0 || hi > reg.mem_size as i64 {
                     let off = if lo < 0 { lo } else { hi - size as i64 };
-                    return Err(format!("invalid access to memory, mem_size={} off={off} size={size}", reg.mem_size));
+                    return Err(format!(
+                        "invalid access to memory, mem_size={} off={off} size={size}",
+                        reg.mem_size
+                    ));
                 }
                 if write && reg.rdonly {
                     return Err(format!("R{regno} cannot write into rdonly mem"));

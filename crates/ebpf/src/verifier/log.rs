@@ -18,7 +18,12 @@ pub struct Log {
 
 impl Log {
     pub fn new(enabled: bool) -> Log {
-        Log { enabled, buf: String::new(), dropped: 0, cap: 16 << 20 }
+        Log {
+            enabled,
+            buf: String::new(),
+            dropped: 0,
+            cap: 16 << 20,
+        }
     }
 
     pub fn pos(&self) -> usize {
@@ -42,7 +47,9 @@ impl Log {
         self.buf.push('\n');
         if self.buf.len() > self.cap {
             let cut = self.buf.len() - self.cap / 2;
-            let cut = (cut..self.buf.len()).find(|&i| self.buf.is_char_boundary(i)).unwrap_or(cut);
+            let cut = (cut..self.buf.len())
+                .find(|&i| self.buf.is_char_boundary(i))
+                .unwrap_or(cut);
             self.buf.drain(..cut);
             self.dropped += cut;
         }
@@ -120,7 +127,9 @@ pub fn fmt_reg(r: &Reg, maps: &[MapInfo]) -> String {
                 parts.push(format!("ref_obj_id={}", r.ref_id));
             }
             match r.ty {
-                RegType::MapValue | RegType::MapValueOrNull | RegType::MapPtr => parts.push(map_desc(maps, r.aux)),
+                RegType::MapValue | RegType::MapValueOrNull | RegType::MapPtr => {
+                    parts.push(map_desc(maps, r.aux))
+                }
                 RegType::Mem | RegType::MemOrNull => parts.push(format!("sz={}", r.mem_size)),
                 RegType::Stack => parts.push(format!("frame={}", r.frame)),
                 RegType::Func => parts.push(format!("insn={}", r.aux)),

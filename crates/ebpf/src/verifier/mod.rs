@@ -39,7 +39,9 @@ pub mod reg;
 pub mod state;
 pub mod tnum;
 
-pub use progtype::{CtxAccess, CtxField, CtxLayout, FieldKind, HelperSet, ProgTypeSpec, StructSpec};
+pub use progtype::{
+    CtxAccess, CtxField, CtxLayout, FieldKind, HelperSet, ProgTypeSpec, StructSpec,
+};
 pub use protos::{ArgKind, HelperProto, HelperProtos, RetKind};
 
 use crate::insn::Insn;
@@ -109,7 +111,13 @@ pub struct MapInfo {
 }
 
 impl MapInfo {
-    pub fn new(fd: i32, map_type: MapType, key_size: u32, value_size: u32, max_entries: u32) -> MapInfo {
+    pub fn new(
+        fd: i32,
+        map_type: MapType,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    ) -> MapInfo {
         MapInfo {
             fd,
             name: format!("map{fd}"),
@@ -142,8 +150,19 @@ pub struct VerifierEnv<'a> {
 }
 
 impl<'a> VerifierEnv<'a> {
-    pub fn new(prog_type: &'a ProgTypeSpec, maps: &'a [MapInfo], helper_protos: &'a HelperProtos) -> Self {
-        VerifierEnv { prog_type, maps, helper_protos, max_insns: COMPLEXITY_LIMIT_INSNS, allow_loops: true, log: true }
+    pub fn new(
+        prog_type: &'a ProgTypeSpec,
+        maps: &'a [MapInfo],
+        helper_protos: &'a HelperProtos,
+    ) -> Self {
+        VerifierEnv {
+            prog_type,
+            maps,
+            helper_protos,
+            max_insns: COMPLEXITY_LIMIT_INSNS,
+            allow_loops: true,
+            log: true,
+        }
     }
 }
 
@@ -198,6 +217,10 @@ pub type LineInfo<'a> = &'a dyn Fn(usize) -> Option<String>;
 
 /// Verifies `insns` in `env`. `line_info` maps instruction indices to source lines for the
 /// log and the error.
-pub fn verify(insns: &[Insn], env: &VerifierEnv, line_info: Option<LineInfo<'_>>) -> Result<VerifiedInfo, VerifierError> {
+pub fn verify(
+    insns: &[Insn],
+    env: &VerifierEnv,
+    line_info: Option<LineInfo<'_>>,
+) -> Result<VerifiedInfo, VerifierError> {
     check::Verifier::run(insns, env, line_info)
 }

@@ -32,7 +32,15 @@ pub struct CtxField {
 
 impl CtxField {
     pub fn scalar(name: &str, off: u32, size: u32) -> CtxField {
-        CtxField { name: name.into(), off, size, read: true, write: false, narrow: true, kind: FieldKind::Scalar }
+        CtxField {
+            name: name.into(),
+            off,
+            size,
+            read: true,
+            write: false,
+            narrow: true,
+            kind: FieldKind::Scalar,
+        }
     }
 
     pub fn writable(mut self) -> CtxField {
@@ -48,12 +56,23 @@ impl CtxField {
             read: true,
             write: false,
             narrow: false,
-            kind: FieldKind::Ptr { target: target.into(), nullable },
+            kind: FieldKind::Ptr {
+                target: target.into(),
+                nullable,
+            },
         }
     }
 
     pub fn unsupported(name: &str, off: u32, size: u32, why: &'static str) -> CtxField {
-        CtxField { name: name.into(), off, size, read: true, write: false, narrow: false, kind: FieldKind::Unsupported(why) }
+        CtxField {
+            name: name.into(),
+            off,
+            size,
+            read: true,
+            write: false,
+            narrow: false,
+            kind: FieldKind::Unsupported(why),
+        }
     }
 }
 
@@ -108,7 +127,8 @@ pub struct CtxAccess {
 }
 
 /// Custom context-access check, replacing the table lookup.
-pub type CtxAccessFn = fn(&ProgTypeSpec, off: i64, size: u32, write: bool) -> Result<CtxAccess, String>;
+pub type CtxAccessFn =
+    fn(&ProgTypeSpec, off: i64, size: u32, write: bool) -> Result<CtxAccess, String>;
 
 /// A program type.
 #[derive(Clone, Debug)]
@@ -126,23 +146,47 @@ pub struct ProgTypeSpec {
 }
 
 /// Helpers every type gets (`bpf_base_func_proto` for a privileged loader).
-pub const BASE_HELPERS: &[u32] = &[1, 2, 3, 5, 6, 7, 8, 93, 94, 113, 125, 130, 131, 132, 133, 165, 181];
+pub const BASE_HELPERS: &[u32] = &[
+    1, 2, 3, 5, 6, 7, 8, 93, 94, 113, 125, 130, 131, 132, 133, 165, 181,
+];
 /// Helpers about the current task (tracing-like types).
 pub const TASK_HELPERS: &[u32] = &[14, 15, 16, 80, 112];
 
 pub const MAX_ERRNO: i64 = 4095;
 
 impl ProgTypeSpec {
-    fn with(name: &str, kernel_type: Option<u32>, ctx: CtxLayout, extra: &[u32], ret_range: Option<(i64, i64)>) -> Self {
+    fn with(
+        name: &str,
+        kernel_type: Option<u32>,
+        ctx: CtxLayout,
+        extra: &[u32],
+        ret_range: Option<(i64, i64)>,
+    ) -> Self {
         let mut helpers = HelperSet::only(BASE_HELPERS);
         helpers.add(extra);
-        ProgTypeSpec { name: name.into(), kernel_type, ctx, structs: Vec::new(), helpers, ret_range, ctx_access_fn: None }
+        ProgTypeSpec {
+            name: name.into(),
+            kernel_type,
+            ctx,
+            structs: Vec::new(),
+            helpers,
+            ret_range,
+            ctx_access_fn: None,
+        }
     }
 
     /// `BPF_PROG_TYPE_SYSCALL`: the context is the caller's buffer (up to 64 KiB, as
     /// `BPF_PROG_TEST_RUN` allows), read and write.
     pub fn syscall() -> Self {
-        Self::with("syscall", Some(31), CtxLayout::Buffer { max_size: u16::MAX as u32 }, TASK_HELPERS, None)
+        Self::with(
+            "syscall",
+            Some(31),
+            CtxLayout::Buffer {
+                max_size: u16::MAX as u32,
+            },
+            TASK_HELPERS,
+            None,
+        )
     }
 
     /// `BPF_PROG_TYPE_SOCKET_FILTER` with a minimal `struct __sk_buff`.
@@ -165,9 +209,28 @@ impl ProgTypeSpec {
             f.push(CtxField::scalar(&format!("cb[{i}]"), 48 + 4 * i, 4).writable());
         }
         f.push(CtxField::scalar("hash", 68, 4));
-        f.push(CtxField::unsupported("data", 76, 4, "packet pointers are not supported"));
-        f.push(CtxField::unsupported("data_end", 80, 4, "packet pointers are not supported"));
-        Self::with("socket_filter", Some(1), CtxLayout::Fields { size: 192, fields: f }, &[], None)
+        f.push(CtxField::unsupported(
+            "data",
+            76,
+            4,
+            "packet pointers are not supported",
+        ));
+        f.push(CtxField::unsupported(
+            "data_end",
+            80,
+            4,
+            "packet pointers are not supported",
+        ));
+        Self::with(
+            "socket_filter",
+            Some(1),
+            CtxLayout::Fields {
+                size: 192,
+                fields: f,
+            },
+            &[],
+            None,
+        )
     }
 
     /// `BPF_PROG_TYPE_XDP` with `struct xdp_md` (packet pointers not modelled).
@@ -180,7 +243,16 @@ impl ProgTypeSpec {
             CtxField::scalar("rx_queue_index", 16, 4),
             CtxField::scalar("egress_ifindex", 20, 4),
         ];
-        Self::with("xdp", Some(6), CtxLayout::Fields { size: 24, fields: f }, &[], None)
+        Self::with(
+            "xdp",
+            Some(6),
+            CtxLayout::Fields {
+                size: 24,
+                fields: f,
+            },
+            &[],
+            None,
+        )
     }
 
     /// `BPF_PROG_TYPE_LSM` placeholder: the context is an array of `nargs` u64 arguments,
@@ -200,7 +272,13 @@ impl ProgTypeSpec {
 
     /// `BPF_PROG_TYPE_TRACING` (fentry/fexit) placeholder: u64 argument array, return 0.
     pub fn tracing(args: &[Option<&str>], structs: Vec<StructSpec>) -> Self {
-        let mut s = Self::with("tracing", Some(26), Self::arg_ctx(args), &[14, 15, 16, 80, 112, 210, 211], Some((0, 0)));
+        let mut s = Self::with(
+            "tracing",
+            Some(26),
+            Self::arg_ctx(args),
+            &[14, 15, 16, 80, 112, 210, 211],
+            Some((0, 0)),
+        );
         s.structs = structs;
         s
     }
@@ -209,8 +287,18 @@ impl ProgTypeSpec {
     /// `seq_file` pointer; `seq_printf`/`seq_write` allowed; returns 0 or 1.
     pub fn view() -> Self {
         let f = vec![CtxField::ptr("seq", 0, "seq_file", false)];
-        let mut s = Self::with("view", None, CtxLayout::Fields { size: 8, fields: f }, &[14, 15, 16, 80, 126, 127], Some((0, 1)));
-        s.structs = vec![StructSpec { name: "seq_file".into(), size: 0, fields: vec![] }];
+        let mut s = Self::with(
+            "view",
+            None,
+            CtxLayout::Fields { size: 8, fields: f },
+            &[14, 15, 16, 80, 126, 127],
+            Some((0, 1)),
+        );
+        s.structs = vec![StructSpec {
+            name: "seq_file".into(),
+            size: 0,
+            fields: vec![],
+        }];
         s
     }
 
@@ -223,7 +311,10 @@ impl ProgTypeSpec {
                 Some(t) => CtxField::ptr(&format!("arg{i}"), 8 * i as u32, t, false),
             })
             .collect();
-        CtxLayout::Fields { size: 8 * args.len() as u32, fields }
+        CtxLayout::Fields {
+            size: 8 * args.len() as u32,
+            fields,
+        }
     }
 
     /// The built-in types by name (`syscall`, `socket_filter`/`socket`, `xdp`, `lsm`,
@@ -258,7 +349,9 @@ impl ProgTypeSpec {
                 if off < 0 || off + size as i64 > *max_size as i64 || off % size as i64 != 0 {
                     return Err(String::new());
                 }
-                Ok(CtxAccess { kind: FieldKind::Scalar })
+                Ok(CtxAccess {
+                    kind: FieldKind::Scalar,
+                })
             }
             CtxLayout::Fields { fields, .. } => field_access(fields, off, size, write),
         }
@@ -266,7 +359,12 @@ impl ProgTypeSpec {
 }
 
 /// Looks an access up in a field table.
-pub fn field_access(fields: &[CtxField], off: i64, size: u32, write: bool) -> Result<CtxAccess, String> {
+pub fn field_access(
+    fields: &[CtxField],
+    off: i64,
+    size: u32,
+    write: bool,
+) -> Result<CtxAccess, String> {
     let f = fields
         .iter()
         .find(|f| off >= f.off as i64 && off < (f.off + f.size) as i64)
@@ -285,7 +383,9 @@ pub fn field_access(fields: &[CtxField], off: i64, size: u32, write: bool) -> Re
     } else if !f.read || (size != f.size && (!f.narrow || !matches!(f.kind, FieldKind::Scalar))) {
         return Err(String::new());
     }
-    Ok(CtxAccess { kind: f.kind.clone() })
+    Ok(CtxAccess {
+        kind: f.kind.clone(),
+    })
 }
 
 /// A minimal `struct inode` for LSM placeholders.

@@ -23,7 +23,11 @@ pub enum ArgKind {
     /// `ARG_PTR_TO_MEM`: memory whose size is the next argument. `read`: the helper reads it
     /// (it must be initialized); `write`: the helper writes it (it must be writable; with
     /// `!read`, it need not be initialized and is initialized afterwards).
-    Mem { read: bool, write: bool, nullable: bool },
+    Mem {
+        read: bool,
+        write: bool,
+        nullable: bool,
+    },
     /// `ARG_CONST_SIZE`: size of the previous memory argument, bounded, not zero.
     ConstSize,
     /// `ARG_CONST_SIZE_OR_ZERO`.
@@ -82,7 +86,13 @@ impl HelperProto {
     pub fn new(name: &'static str, ret: RetKind, args: &[ArgKind]) -> HelperProto {
         let mut a = [ArgKind::DontCare; 5];
         a[..args.len()].copy_from_slice(args);
-        HelperProto { name, ret, args: a, map_types: None, lock: LockOp::None }
+        HelperProto {
+            name,
+            ret,
+            args: a,
+            map_types: None,
+            lock: LockOp::None,
+        }
     }
 
     pub fn maps(mut self, types: &'static [MapType]) -> HelperProto {
@@ -97,7 +107,10 @@ impl HelperProto {
 
     /// Number of leading arguments that are checked.
     pub fn nargs(&self) -> usize {
-        self.args.iter().rposition(|a| *a != ArgKind::DontCare).map_or(0, |i| i + 1)
+        self.args
+            .iter()
+            .rposition(|a| *a != ArgKind::DontCare)
+            .map_or(0, |i| i + 1)
     }
 }
 
@@ -122,59 +135,168 @@ impl HelperProtos {
         use RetKind::{AllocMemOrNull, Integer, Void};
         let int = Integer(None);
         let ret_map_value = RetKind::MapValueOrNull;
-        let rd = Mem { read: true, write: false, nullable: false };
-        let rd_null = Mem { read: true, write: false, nullable: true };
-        let wr = Mem { read: false, write: true, nullable: false };
-        let wr_null = Mem { read: false, write: true, nullable: true };
+        let rd = Mem {
+            read: true,
+            write: false,
+            nullable: false,
+        };
+        let rd_null = Mem {
+            read: true,
+            write: false,
+            nullable: true,
+        };
+        let wr = Mem {
+            read: false,
+            write: true,
+            nullable: false,
+        };
+        let wr_null = Mem {
+            read: false,
+            write: true,
+            nullable: true,
+        };
         let mut p = Self::empty();
-        p.register(1, HelperProto::new("bpf_map_lookup_elem", ret_map_value, &[ConstMapPtr, MapKey]));
-        p.register(2, HelperProto::new("bpf_map_update_elem", int, &[ConstMapPtr, MapKey, MapValue, Anything]));
-        p.register(3, HelperProto::new("bpf_map_delete_elem", int, &[ConstMapPtr, MapKey]));
+        p.register(
+            1,
+            HelperProto::new("bpf_map_lookup_elem", ret_map_value, &[ConstMapPtr, MapKey]),
+        );
+        p.register(
+            2,
+            HelperProto::new(
+                "bpf_map_update_elem",
+                int,
+                &[ConstMapPtr, MapKey, MapValue, Anything],
+            ),
+        );
+        p.register(
+            3,
+            HelperProto::new("bpf_map_delete_elem", int, &[ConstMapPtr, MapKey]),
+        );
         p.register(5, HelperProto::new("bpf_ktime_get_ns", int, &[]));
-        p.register(6, HelperProto::new("bpf_trace_printk", int, &[rd, ConstSize]));
+        p.register(
+            6,
+            HelperProto::new("bpf_trace_printk", int, &[rd, ConstSize]),
+        );
         p.register(7, HelperProto::new("bpf_get_prandom_u32", int, &[]));
         p.register(8, HelperProto::new("bpf_get_smp_processor_id", int, &[]));
         p.register(14, HelperProto::new("bpf_get_current_pid_tgid", int, &[]));
         p.register(15, HelperProto::new("bpf_get_current_uid_gid", int, &[]));
-        p.register(16, HelperProto::new("bpf_get_current_comm", int, &[wr, ConstSize]));
+        p.register(
+            16,
+            HelperProto::new("bpf_get_current_comm", int, &[wr, ConstSize]),
+        );
         p.register(80, HelperProto::new("bpf_get_current_cgroup_id", int, &[]));
-        p.register(93, HelperProto::new("bpf_spin_lock", Void, &[SpinLock]).lock(LockOp::Lock));
-        p.register(94, HelperProto::new("bpf_spin_unlock", Void, &[SpinLock]).lock(LockOp::Unlock));
-        p.register(112, HelperProto::new("bpf_probe_read_user", int, &[wr, ConstSizeOrZero, Anything]));
-        p.register(113, HelperProto::new("bpf_probe_read_kernel", int, &[wr, ConstSizeOrZero, Anything]));
+        p.register(
+            93,
+            HelperProto::new("bpf_spin_lock", Void, &[SpinLock]).lock(LockOp::Lock),
+        );
+        p.register(
+            94,
+            HelperProto::new("bpf_spin_unlock", Void, &[SpinLock]).lock(LockOp::Unlock),
+        );
+        p.register(
+            112,
+            HelperProto::new("bpf_probe_read_user", int, &[wr, ConstSizeOrZero, Anything]),
+        );
+        p.register(
+            113,
+            HelperProto::new(
+                "bpf_probe_read_kernel",
+                int,
+                &[wr, ConstSizeOrZero, Anything],
+            ),
+        );
         p.register(125, HelperProto::new("bpf_ktime_get_boot_ns", int, &[]));
-        let seq = BtfId { name: "seq_file", nullable: false };
-        p.register(126, HelperProto::new("bpf_seq_printf", int, &[seq, rd, ConstSize, rd_null, ConstSizeOrZero]));
-        p.register(127, HelperProto::new("bpf_seq_write", int, &[seq, rd, ConstSizeOrZero]));
+        let seq = BtfId {
+            name: "seq_file",
+            nullable: false,
+        };
+        p.register(
+            126,
+            HelperProto::new(
+                "bpf_seq_printf",
+                int,
+                &[seq, rd, ConstSize, rd_null, ConstSizeOrZero],
+            ),
+        );
+        p.register(
+            127,
+            HelperProto::new("bpf_seq_write", int, &[seq, rd, ConstSizeOrZero]),
+        );
         p.register(
             130,
-            HelperProto::new("bpf_ringbuf_output", int, &[ConstMapPtr, rd, ConstSizeOrZero, Anything]).maps(RINGBUF),
+            HelperProto::new(
+                "bpf_ringbuf_output",
+                int,
+                &[ConstMapPtr, rd, ConstSizeOrZero, Anything],
+            )
+            .maps(RINGBUF),
         );
         p.register(
             131,
-            HelperProto::new("bpf_ringbuf_reserve", AllocMemOrNull, &[ConstMapPtr, ConstAllocSize, Anything]).maps(RINGBUF),
+            HelperProto::new(
+                "bpf_ringbuf_reserve",
+                AllocMemOrNull,
+                &[ConstMapPtr, ConstAllocSize, Anything],
+            )
+            .maps(RINGBUF),
         );
-        p.register(132, HelperProto::new("bpf_ringbuf_submit", Void, &[ReleaseAllocMem, Anything]));
-        p.register(133, HelperProto::new("bpf_ringbuf_discard", Void, &[ReleaseAllocMem, Anything]));
-        let inode = BtfId { name: "inode", nullable: true };
+        p.register(
+            132,
+            HelperProto::new("bpf_ringbuf_submit", Void, &[ReleaseAllocMem, Anything]),
+        );
+        p.register(
+            133,
+            HelperProto::new("bpf_ringbuf_discard", Void, &[ReleaseAllocMem, Anything]),
+        );
+        let inode = BtfId {
+            name: "inode",
+            nullable: true,
+        };
         p.register(
             145,
-            HelperProto::new("bpf_inode_storage_get", ret_map_value, &[ConstMapPtr, inode, MapValueOrNull, Anything])
+            HelperProto::new(
+                "bpf_inode_storage_get",
+                ret_map_value,
+                &[ConstMapPtr, inode, MapValueOrNull, Anything],
+            )
+            .maps(INODE_STORAGE),
+        );
+        p.register(
+            146,
+            HelperProto::new("bpf_inode_storage_delete", int, &[ConstMapPtr, inode])
                 .maps(INODE_STORAGE),
         );
-        p.register(146, HelperProto::new("bpf_inode_storage_delete", int, &[ConstMapPtr, inode]).maps(INODE_STORAGE));
         p.register(
             165,
-            HelperProto::new("bpf_snprintf", int, &[wr_null, ConstSizeOrZero, ConstStr, rd_null, ConstSizeOrZero]),
+            HelperProto::new(
+                "bpf_snprintf",
+                int,
+                &[wr_null, ConstSizeOrZero, ConstStr, rd_null, ConstSizeOrZero],
+            ),
         );
-        p.register(181, HelperProto::new("bpf_loop", int, &[Anything, Func, StackOrNull, Anything]));
-        let cgrp = BtfId { name: "cgroup", nullable: true };
+        p.register(
+            181,
+            HelperProto::new("bpf_loop", int, &[Anything, Func, StackOrNull, Anything]),
+        );
+        let cgrp = BtfId {
+            name: "cgroup",
+            nullable: true,
+        };
         p.register(
             210,
-            HelperProto::new("bpf_cgrp_storage_get", ret_map_value, &[ConstMapPtr, cgrp, MapValueOrNull, Anything])
+            HelperProto::new(
+                "bpf_cgrp_storage_get",
+                ret_map_value,
+                &[ConstMapPtr, cgrp, MapValueOrNull, Anything],
+            )
+            .maps(CGRP_STORAGE),
+        );
+        p.register(
+            211,
+            HelperProto::new("bpf_cgrp_storage_delete", int, &[ConstMapPtr, cgrp])
                 .maps(CGRP_STORAGE),
         );
-        p.register(211, HelperProto::new("bpf_cgrp_storage_delete", int, &[ConstMapPtr, cgrp]).maps(CGRP_STORAGE));
         p
     }
 

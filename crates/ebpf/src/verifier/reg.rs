@@ -37,7 +37,10 @@ impl RegType {
     }
 
     pub fn maybe_null(self) -> bool {
-        matches!(self, RegType::MapValueOrNull | RegType::MemOrNull | RegType::BtfIdOrNull)
+        matches!(
+            self,
+            RegType::MapValueOrNull | RegType::MemOrNull | RegType::BtfIdOrNull
+        )
     }
 
     pub fn non_null(self) -> RegType {
@@ -120,7 +123,10 @@ impl Reg {
     }
 
     pub fn unknown() -> Reg {
-        Reg { ty: RegType::Scalar, ..Reg::not_init() }
+        Reg {
+            ty: RegType::Scalar,
+            ..Reg::not_init()
+        }
     }
 
     pub fn konst(v: u64) -> Reg {
@@ -246,11 +252,23 @@ impl Reg {
             smin = smin.max(self.smin);
             smax = smax.min(self.smax);
         }
-        View { umin, umax, smin, smax, var: sub }
+        View {
+            umin,
+            umax,
+            smin,
+            smax,
+            var: sub,
+        }
     }
 
     pub fn view64(&self) -> View {
-        View { umin: self.umin, umax: self.umax, smin: self.smin, smax: self.smax, var: self.var }
+        View {
+            umin: self.umin,
+            umax: self.umax,
+            smin: self.smin,
+            smax: self.smax,
+            var: self.var,
+        }
     }
 
     /// The zero-extended low 32 bits as a 64-bit scalar.
@@ -295,9 +313,21 @@ impl View {
     pub fn konst(v: u64, bits32: bool) -> View {
         if bits32 {
             let v = v & 0xffff_ffff;
-            View { umin: v, umax: v, smin: v as u32 as i32 as i64, smax: v as u32 as i32 as i64, var: Tnum::konst(v) }
+            View {
+                umin: v,
+                umax: v,
+                smin: v as u32 as i32 as i64,
+                smax: v as u32 as i32 as i64,
+                var: Tnum::konst(v),
+            }
         } else {
-            View { umin: v, umax: v, smin: v as i64, smax: v as i64, var: Tnum::konst(v) }
+            View {
+                umin: v,
+                umax: v,
+                smin: v as i64,
+                smax: v as i64,
+                var: Tnum::konst(v),
+            }
         }
     }
 }
@@ -489,7 +519,11 @@ fn checked_range_add(a: &Reg, b: &Reg) -> (u64, u64, i64, i64) {
 }
 
 fn checked_range_sub(a: &Reg, b: &Reg) -> (u64, u64, i64, i64) {
-    let (umin, umax) = if a.umin >= b.umax { (a.umin - b.umax, a.umax - b.umin) } else { (0, u64::MAX) };
+    let (umin, umax) = if a.umin >= b.umax {
+        (a.umin - b.umax, a.umax - b.umin)
+    } else {
+        (0, u64::MAX)
+    };
     let (smin, smax) = match (a.smin.checked_sub(b.smax), a.smax.checked_sub(b.smin)) {
         (Some(lo), Some(hi)) => (lo, hi),
         _ => (i64::MIN, i64::MAX),
@@ -524,12 +558,26 @@ pub fn fold(op: AluOp, a: u64, b: u64, w32: bool) -> u64 {
             AluOp::Sub => x.wrapping_sub(y),
             AluOp::Mul => x.wrapping_mul(y),
             AluOp::Div => x.checked_div(y).unwrap_or(0),
-            AluOp::Mod => if y == 0 { x } else { x % y },
+            AluOp::Mod => {
+                if y == 0 {
+                    x
+                } else {
+                    x % y
+                }
+            }
             AluOp::SDiv => {
-                if y == 0 { 0 } else { (x as i32).wrapping_div(y as i32) as u32 }
+                if y == 0 {
+                    0
+                } else {
+                    (x as i32).wrapping_div(y as i32) as u32
+                }
             }
             AluOp::SMod => {
-                if y == 0 { x } else { (x as i32).wrapping_rem(y as i32) as u32 }
+                if y == 0 {
+                    x
+                } else {
+                    (x as i32).wrapping_rem(y as i32) as u32
+                }
             }
             AluOp::Or => x | y,
             AluOp::And => x & y,
@@ -546,9 +594,27 @@ pub fn fold(op: AluOp, a: u64, b: u64, w32: bool) -> u64 {
             AluOp::Sub => a.wrapping_sub(b),
             AluOp::Mul => a.wrapping_mul(b),
             AluOp::Div => a.checked_div(b).unwrap_or(0),
-            AluOp::Mod => if b == 0 { a } else { a % b },
-            AluOp::SDiv => if b == 0 { 0 } else { (a as i64).wrapping_div(b as i64) as u64 },
-            AluOp::SMod => if b == 0 { a } else { (a as i64).wrapping_rem(b as i64) as u64 },
+            AluOp::Mod => {
+                if b == 0 {
+                    a
+                } else {
+                    a % b
+                }
+            }
+            AluOp::SDiv => {
+                if b == 0 {
+                    0
+                } else {
+                    (a as i64).wrapping_div(b as i64) as u64
+                }
+            }
+            AluOp::SMod => {
+                if b == 0 {
+                    a
+                } else {
+                    (a as i64).wrapping_rem(b as i64) as u64
+                }
+            }
             AluOp::Or => a | b,
             AluOp::And => a & b,
             AluOp::Xor => a ^ b,
@@ -610,8 +676,16 @@ pub fn alu64(op: AluOp, a: &Reg, b: &Reg) -> Reg {
                 return Reg::unknown();
             }
             let (lo, hi) = (b.umin as u32, b.umax as u32);
-            let var = if lo == hi { a.var.lshift(lo) } else { Tnum::UNKNOWN };
-            let u = if a.umax.leading_zeros() >= hi { (a.umin << lo, a.umax << hi) } else { (0, u64::MAX) };
+            let var = if lo == hi {
+                a.var.lshift(lo)
+            } else {
+                Tnum::UNKNOWN
+            };
+            let u = if a.umax.leading_zeros() >= hi {
+                (a.umin << lo, a.umax << hi)
+            } else {
+                (0, u64::MAX)
+            };
             with_bounds(var, (u.0, u.1, i64::MIN, i64::MAX))
         }
         AluOp::Rsh => {
@@ -619,7 +693,11 @@ pub fn alu64(op: AluOp, a: &Reg, b: &Reg) -> Reg {
                 return Reg::unknown();
             }
             let (lo, hi) = (b.umin as u32, b.umax as u32);
-            let var = if lo == hi { a.var.rshift(lo) } else { Tnum::UNKNOWN };
+            let var = if lo == hi {
+                a.var.rshift(lo)
+            } else {
+                Tnum::UNKNOWN
+            };
             with_bounds(var, (a.umin >> hi, a.umax >> lo, i64::MIN, i64::MAX))
         }
         AluOp::Arsh => {
@@ -627,7 +705,10 @@ pub fn alu64(op: AluOp, a: &Reg, b: &Reg) -> Reg {
                 return Reg::unknown();
             }
             let s = b.umin as u32;
-            with_bounds(a.var.arshift(s, 64), (0, u64::MAX, a.smin >> s, a.smax >> s))
+            with_bounds(
+                a.var.arshift(s, 64),
+                (0, u64::MAX, a.smin >> s, a.smax >> s),
+            )
         }
     }
 }
@@ -681,7 +762,11 @@ pub fn movsx(a: &Reg, bits: u8, w32: bool) -> Reg {
 
 /// Byte-order operations: `to_le` truncates, the others swap.
 pub fn endian(a: &Reg, swap: bool, bits: u8) -> Reg {
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
     if let Some(v) = a.const_value() {
         let r = if !swap {
             v & mask
@@ -732,8 +817,14 @@ mod tests {
     #[test]
     fn branch_decisions() {
         let a = Reg::urange(0, 9).view64();
-        assert_eq!(branch_taken(JmpCond::Lt, &a, &View::konst(10, false)), Some(true));
-        assert_eq!(branch_taken(JmpCond::Gt, &a, &View::konst(9, false)), Some(false));
+        assert_eq!(
+            branch_taken(JmpCond::Lt, &a, &View::konst(10, false)),
+            Some(true)
+        );
+        assert_eq!(
+            branch_taken(JmpCond::Gt, &a, &View::konst(9, false)),
+            Some(false)
+        );
         assert_eq!(branch_taken(JmpCond::Eq, &a, &View::konst(3, false)), None);
         let mut s = Reg::unknown();
         let mut z = Reg::konst(0);

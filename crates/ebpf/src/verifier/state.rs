@@ -27,7 +27,10 @@ pub struct Slot {
 
 impl Slot {
     pub fn invalid() -> Slot {
-        Slot { bytes: [SlotByte::Invalid; 8], spill: Reg::not_init() }
+        Slot {
+            bytes: [SlotByte::Invalid; 8],
+            spill: Reg::not_init(),
+        }
     }
 
     pub fn is_spill(&self) -> bool {
@@ -71,7 +74,13 @@ impl Frame {
         let mut fp = Reg::ptr(RegType::Stack);
         fp.frame = frameno;
         regs[10] = fp;
-        Frame { regs, stack: Vec::new(), callsite, subprog, callback: None }
+        Frame {
+            regs,
+            stack: Vec::new(),
+            callsite,
+            subprog,
+            callback: None,
+        }
     }
 
     /// The slot covering byte offset `off` (negative), growing the stack as needed.
@@ -92,7 +101,9 @@ impl Frame {
     pub fn byte(&self, off: i64) -> SlotByte {
         let spi = ((-off - 1) / 8) as usize;
         let idx = off.rem_euclid(8);
-        self.stack.get(spi).map_or(SlotByte::Invalid, |s| s.bytes[idx as usize])
+        self.stack
+            .get(spi)
+            .map_or(SlotByte::Invalid, |s| s.bytes[idx as usize])
     }
 }
 
@@ -200,10 +211,14 @@ fn stack_safe(old: &Frame, cur: &Frame, ids: &mut IdMap) -> bool {
             }
             if !cs.is_spill() {
                 // A spilled scalar covers plain data only if it is a fully unknown scalar.
-                let unknown = os.spill.ty == RegType::Scalar && os.spill.range_within(&Reg::unknown()) && os.spill.id == 0;
+                let unknown = os.spill.ty == RegType::Scalar
+                    && os.spill.range_within(&Reg::unknown())
+                    && os.spill.id == 0;
                 let all_init = cs.bytes.iter().all(|b| *b != SlotByte::Invalid);
                 let all_zero = cs.bytes.iter().all(|b| *b == SlotByte::Zero);
-                if (unknown && all_init) || (all_zero && os.spill.range_within(&Reg::konst(0)) && os.spill.id == 0) {
+                if (unknown && all_init)
+                    || (all_zero && os.spill.range_within(&Reg::konst(0)) && os.spill.id == 0)
+                {
                     continue;
                 }
                 return false;
@@ -287,13 +302,20 @@ pub fn widen(old: &State, cur: &mut State) {
             }
         }
         for (spi, cs) in cf.stack.iter_mut().enumerate() {
-            let Some(os) = of.stack.get(spi) else { continue };
+            let Some(os) = of.stack.get(spi) else {
+                continue;
+            };
             if os.is_spill() && cs.is_spill() {
-                if os.spill.ty == RegType::Scalar && cs.spill.ty == RegType::Scalar && os.spill != cs.spill {
+                if os.spill.ty == RegType::Scalar
+                    && cs.spill.ty == RegType::Scalar
+                    && os.spill != cs.spill
+                {
                     cs.spill = Reg::unknown();
                 }
             } else if cs.is_spill() {
-                if cs.spill.ty == RegType::Scalar && os.bytes.iter().all(|b| *b != SlotByte::Invalid) {
+                if cs.spill.ty == RegType::Scalar
+                    && os.bytes.iter().all(|b| *b != SlotByte::Invalid)
+                {
                     cs.bytes = [SlotByte::Misc; 8];
                     cs.spill = Reg::not_init();
                 }

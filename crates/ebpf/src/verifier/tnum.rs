@@ -13,7 +13,10 @@ pub struct Tnum {
 
 #[allow(clippy::should_implement_trait)]
 impl Tnum {
-    pub const UNKNOWN: Tnum = Tnum { value: 0, mask: u64::MAX };
+    pub const UNKNOWN: Tnum = Tnum {
+        value: 0,
+        mask: u64::MAX,
+    };
 
     pub const fn konst(v: u64) -> Tnum {
         Tnum { value: v, mask: 0 }
@@ -27,7 +30,10 @@ impl Tnum {
             return Tnum::UNKNOWN;
         }
         let delta = (1u64 << bits) - 1;
-        Tnum { value: min & !delta, mask: delta }
+        Tnum {
+            value: min & !delta,
+            mask: delta,
+        }
     }
 
     pub fn is_const(self) -> bool {
@@ -69,7 +75,10 @@ impl Tnum {
         let sigma = sm.wrapping_add(sv);
         let chi = sigma ^ sv;
         let mu = chi | self.mask | b.mask;
-        Tnum { value: sv & !mu, mask: mu }
+        Tnum {
+            value: sv & !mu,
+            mask: mu,
+        }
     }
 
     pub fn sub(self, b: Tnum) -> Tnum {
@@ -78,26 +87,38 @@ impl Tnum {
         let beta = dv.wrapping_sub(b.mask);
         let chi = alpha ^ beta;
         let mu = chi | self.mask | b.mask;
-        Tnum { value: dv & !mu, mask: mu }
+        Tnum {
+            value: dv & !mu,
+            mask: mu,
+        }
     }
 
     pub fn and(self, b: Tnum) -> Tnum {
         let alpha = self.value | self.mask;
         let beta = b.value | b.mask;
         let v = self.value & b.value;
-        Tnum { value: v, mask: alpha & beta & !v }
+        Tnum {
+            value: v,
+            mask: alpha & beta & !v,
+        }
     }
 
     pub fn or(self, b: Tnum) -> Tnum {
         let v = self.value | b.value;
         let mu = self.mask | b.mask;
-        Tnum { value: v, mask: mu & !v }
+        Tnum {
+            value: v,
+            mask: mu & !v,
+        }
     }
 
     pub fn xor(self, b: Tnum) -> Tnum {
         let v = self.value ^ b.value;
         let mu = self.mask | b.mask;
-        Tnum { value: v & !mu, mask: mu }
+        Tnum {
+            value: v & !mu,
+            mask: mu,
+        }
     }
 
     /// Multiplication by shift-and-add over the bits of `self`.
@@ -108,9 +129,15 @@ impl Tnum {
         let mut acc_m = Tnum::konst(0);
         while a.value != 0 || a.mask != 0 {
             if a.value & 1 != 0 {
-                acc_m = acc_m.add(Tnum { value: 0, mask: b.mask });
+                acc_m = acc_m.add(Tnum {
+                    value: 0,
+                    mask: b.mask,
+                });
             } else if a.mask & 1 != 0 {
-                acc_m = acc_m.add(Tnum { value: 0, mask: b.value | b.mask });
+                acc_m = acc_m.add(Tnum {
+                    value: 0,
+                    mask: b.value | b.mask,
+                });
             }
             a = a.rshift(1);
             b = b.lshift(1);
@@ -122,14 +149,20 @@ impl Tnum {
         if s >= 64 {
             return Tnum::konst(0);
         }
-        Tnum { value: self.value << s, mask: self.mask << s }
+        Tnum {
+            value: self.value << s,
+            mask: self.mask << s,
+        }
     }
 
     pub fn rshift(self, s: u32) -> Tnum {
         if s >= 64 {
             return Tnum::konst(0);
         }
-        Tnum { value: self.value >> s, mask: self.mask >> s }
+        Tnum {
+            value: self.value >> s,
+            mask: self.mask >> s,
+        }
     }
 
     /// Arithmetic right shift of the low `bits` (32 or 64) bits.
@@ -139,14 +172,20 @@ impl Tnum {
             let m = ((self.mask as u32 as i32) >> s) as u32 as u64;
             Tnum { value: v, mask: m }
         } else {
-            Tnum { value: ((self.value as i64) >> s) as u64, mask: ((self.mask as i64) >> s) as u64 }
+            Tnum {
+                value: ((self.value as i64) >> s) as u64,
+                mask: ((self.mask as i64) >> s) as u64,
+            }
         }
     }
 
     pub fn intersect(self, b: Tnum) -> Tnum {
         let v = self.value | b.value;
         let mu = self.mask & b.mask;
-        Tnum { value: v & !mu, mask: mu }
+        Tnum {
+            value: v & !mu,
+            mask: mu,
+        }
     }
 
     /// Keeps the low `size` bytes.
@@ -155,7 +194,10 @@ impl Tnum {
             return self;
         }
         let m = (1u64 << (size * 8)) - 1;
-        Tnum { value: self.value & m, mask: self.mask & m }
+        Tnum {
+            value: self.value & m,
+            mask: self.mask & m,
+        }
     }
 
     /// The low 32 bits.
@@ -197,7 +239,16 @@ mod tests {
         assert_eq!(Tnum::konst(6).mul(Tnum::konst(7)), Tnum::konst(42));
         let m = Tnum::range(0, 3).mul(Tnum::konst(4));
         assert!(m.contains(Tnum::konst(12)) && m.umax() <= 15);
-        assert_eq!(Tnum::UNKNOWN.and(Tnum::konst(0xff)), Tnum { value: 0, mask: 0xff });
-        assert_eq!(Tnum::konst(-8i64 as u64).arshift(1, 64), Tnum::konst(-4i64 as u64));
+        assert_eq!(
+            Tnum::UNKNOWN.and(Tnum::konst(0xff)),
+            Tnum {
+                value: 0,
+                mask: 0xff
+            }
+        );
+        assert_eq!(
+            Tnum::konst(-8i64 as u64).arshift(1, 64),
+            Tnum::konst(-4i64 as u64)
+        );
     }
 }

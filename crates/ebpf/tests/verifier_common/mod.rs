@@ -17,7 +17,7 @@
 #![allow(dead_code)]
 
 use bpfvfs_ebpf::asm::assemble;
-use bpfvfs_ebpf::insn::{Insn, Instruction, CallTarget, decode};
+use bpfvfs_ebpf::insn::{decode, CallTarget, Insn, Instruction};
 use bpfvfs_ebpf::verifier::{MapInfo, MapType};
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,13 @@ impl CorpusProgram {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let mut info = MapInfo::new(i as i32, m.map_type, m.key_size, m.value_size, m.max_entries);
+                let mut info = MapInfo::new(
+                    i as i32,
+                    m.map_type,
+                    m.key_size,
+                    m.value_size,
+                    m.max_entries,
+                );
                 info.flags = m.flags;
                 info.spin_lock_off = m.spin_lock_off;
                 info
@@ -74,8 +80,12 @@ fn num(s: &str) -> Result<i64, String> {
         Some(r) => (true, r),
         None => (false, t),
     };
-    let v = if let Some(h) = b.strip_prefix("0x") { i64::from_str_radix(h, 16) } else { b.parse::<i64>() }
-        .map_err(|_| format!("bad number `{s}`"))?;
+    let v = if let Some(h) = b.strip_prefix("0x") {
+        i64::from_str_radix(h, 16)
+    } else {
+        b.parse::<i64>()
+    }
+    .map_err(|_| format!("bad number `{s}`"))?;
     Ok(if neg { -v } else { v })
 }
 
@@ -111,9 +121,18 @@ pub fn parse_program(name: &str, text: &str) -> Result<CorpusProgram, String> {
             } else if let Some(v) = d.strip_prefix("map:") {
                 let mut it = v.split_whitespace();
                 let ty = map_type(it.next().ok_or("empty map directive")?)?;
-                let mut m = MapDef { map_type: ty, key_size: 0, value_size: 0, max_entries: 1, flags: 0, spin_lock_off: None };
+                let mut m = MapDef {
+                    map_type: ty,
+                    key_size: 0,
+                    value_size: 0,
+                    max_entries: 1,
+                    flags: 0,
+                    spin_lock_off: None,
+                };
                 for kv in it {
-                    let (k, v) = kv.split_once('=').ok_or_else(|| format!("bad map field {kv}"))?;
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| format!("bad map field {kv}"))?;
                     let v = num(v)? as u32;
                     match k {
                         "key" => m.key_size = v,
@@ -145,7 +164,9 @@ pub fn parse_program(name: &str, text: &str) -> Result<CorpusProgram, String> {
         }
         // Pseudo-instructions.
         let (label, body) = match t.find(':') {
-            Some(i) if !t[..i].contains(char::is_whitespace) && !t[..i].is_empty() => (&t[..=i], t[i + 1..].trim()),
+            Some(i) if !t[..i].contains(char::is_whitespace) && !t[..i].is_empty() => {
+                (&t[..=i], t[i + 1..].trim())
+            }
             _ => ("", t),
         };
         let mut words = body.splitn(2, char::is_whitespace);
@@ -154,14 +175,25 @@ pub fn parse_program(name: &str, text: &str) -> Result<CorpusProgram, String> {
         let ops: Vec<&str> = rest.split(',').map(str::trim).collect();
         match m {
             "ldmap" => {
-                asm.push_str(&format!("{label} lddw {}, {}\n", ops[0], ((MARK_MAP as i64) << 32) | num(ops[1])?));
+                asm.push_str(&format!(
+                    "{label} lddw {}, {}\n",
+                    ops[0],
+                    ((MARK_MAP as i64) << 32) | num(ops[1])?
+                ));
             }
             "ldmapval" => {
                 mapval_offs.push(num(ops[2])? as i32);
-                asm.push_str(&format!("{label} lddw {}, {}\n", ops[0], ((MARK_MAPVAL as i64) << 32) | num(ops[1])?));
+                asm.push_str(&format!(
+                    "{label} lddw {}, {}\n",
+                    ops[0],
+                    ((MARK_MAPVAL as i64) << 32) | num(ops[1])?
+                ));
             }
             "ldfunc" => {
-                asm.push_str(&format!("{label} call local {}\n mov {}, {}\n", ops[1], ops[0], MARK_FUNC));
+                asm.push_str(&format!(
+                    "{label} call local {}\n mov {}, {}\n",
+                    ops[1], ops[0], MARK_FUNC
+                ));
             }
             _ => {
                 asm.push_str(line);
@@ -187,7 +219,12 @@ pub fn parse_program(name: &str, text: &str) -> Result<CorpusProgram, String> {
             i += 2;
             continue;
         }
-        if ins.code == 0x85 && ins.src == 1 && i + 1 < insns.len() && insns[i + 1].code == 0xb7 && insns[i + 1].imm as i64 == MARK_FUNC {
+        if ins.code == 0x85
+            && ins.src == 1
+            && i + 1 < insns.len()
+            && insns[i + 1].code == 0xb7
+            && insns[i + 1].imm as i64 == MARK_FUNC
+        {
             let dst = insns[i + 1].dst;
             insns[i] = Insn::new(0x18, dst, 4, 0, ins.imm);
             insns[i + 1] = Insn::new(0, 0, 0, 0, 0);
@@ -196,7 +233,10 @@ pub fn parse_program(name: &str, text: &str) -> Result<CorpusProgram, String> {
         }
         i += 1;
     }
-    let _ = decode(&insns).map(|d| d.iter().any(|(_, i)| matches!(i, Instruction::Call(CallTarget::Local(_)))));
+    let _ = decode(&insns).map(|d| {
+        d.iter()
+            .any(|(_, i)| matches!(i, Instruction::Call(CallTarget::Local(_))))
+    });
     Ok(CorpusProgram {
         name: name.to_string(),
         prog_type: prog_type.ok_or_else(|| format!("{name}: no `# type:`"))?,
@@ -242,7 +282,11 @@ pub mod kernel {
 
     fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> (i64, i32) {
         let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) };
-        let e = if r < 0 { std::io::Error::last_os_error().raw_os_error().unwrap_or(0) } else { 0 };
+        let e = if r < 0 {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        } else {
+            0
+        };
         (r, e)
     }
 
@@ -271,7 +315,10 @@ pub mod kernel {
         put32(&mut a, 16, m.flags);
         let (r, e) = bpf(BPF_MAP_CREATE, &mut a);
         if r < 0 {
-            return Err(format!("BPF_MAP_CREATE failed: {}", std::io::Error::from_raw_os_error(e)));
+            return Err(format!(
+                "BPF_MAP_CREATE failed: {}",
+                std::io::Error::from_raw_os_error(e)
+            ));
         }
         Ok(Fd(r as i32))
     }
@@ -301,7 +348,10 @@ pub mod kernel {
             return Verdict::Accepted;
         }
         let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-        Verdict::Rejected { errno: e, log: String::from_utf8_lossy(&log[..end]).into_owned() }
+        Verdict::Rejected {
+            errno: e,
+            log: String::from_utf8_lossy(&log[..end]).into_owned(),
+        }
     }
 
     /// Whether BPF_PROG_LOAD works here at all; `Err(reason)` otherwise.
@@ -312,9 +362,10 @@ pub mod kernel {
         let prog = [Insn::new(0xb7, 0, 0, 0, 0), Insn::new(0x95, 0, 0, 0, 0)];
         match load(1, &prog, 0) {
             Verdict::Accepted => Ok(()),
-            Verdict::Rejected { errno, log } => {
-                Err(format!("bpf(BPF_PROG_LOAD) refused: {} {log}", std::io::Error::from_raw_os_error(errno)))
-            }
+            Verdict::Rejected { errno, log } => Err(format!(
+                "bpf(BPF_PROG_LOAD) refused: {} {log}",
+                std::io::Error::from_raw_os_error(errno)
+            )),
         }
     }
 
