@@ -172,7 +172,7 @@ impl Dentry {
                 Err(now) => c = now,
             }
         }
-        // SAFETY: every Dentry is allocated by `Arc::new` in `Dentry::new` (the only
+        // SAFETY: every Dentry is allocated by `Arc::new` in `Dentry::alloc` (the only
         // constructor), and `self` is alive (the caller borrows it under a guard or a
         // reference), so its Arc strong count is non-zero: adding one and rebuilding an Arc
         // from the pointer is sound.
