@@ -73,3 +73,121 @@ fn bpffs_rules() {
         .collect();
     assert_eq!(names, [".", "..", "maps.debug", "progs.debug"]);
 }
+
+fn prog_info(name: &str) -> ProgInfo {
+    ProgInfo {
+        prog_type: ProgType::Syscall.as_u32(),
+        name: name.to_string(),
+        tag: [0; 8],
+        insn_count: 2,
+        license: "GPL".into(),
+        map_ids: vec![],
+        loaded_at: 0,
+        uid: 0,
+        attach_to: String::new(),
+    }
+}
+
+/// Every order in which the three kinds of holder — handle, pin, link — can let go of a
+/// program: it is freed exactly when the last one goes, never before, and the link's detach
+/// callback runs exactly once.
+#[test]
+fn prog_freed_when_last_of_handle_pin_link_goes_in_every_order() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    // 0 = drop the handle, 1 = unlink the prog pin, 2 = drop the link (handle + its pin).
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for order in orders {
+        let (bpf, root) = setup();
+        let base = bpf.registry().stats();
+        let detached = Arc::new(AtomicU32::new(0));
+        let mut prog = Some(bpf.prog_add(prog_info("p"), None).unwrap());
+        let id = prog.as_ref().unwrap().obj.id();
+        bpf.obj_pin(&root, prog.as_ref().unwrap(), None, b"/sys/fs/bpf/p", 0)
+            .unwrap();
+        let d = detached.clone();
+        let link = bpf
+            .link_create(
+                prog.as_ref().unwrap(),
+                "test",
+                "t",
+                Some(Box::new(move || {
+                    d.fetch_add(1, Ordering::SeqCst);
+                })),
+            )
+            .unwrap();
+        bpf.obj_pin(&root, &link, None, b"/sys/fs/bpf/l", 0)
+            .unwrap();
+        let mut link = Some(link);
+        for (step, what) in order.iter().enumerate() {
+            assert!(
+                bpf.registry().prog_by_id(id).is_ok(),
+                "{order:?}: freed before step {step}"
+            );
+            match what {
+                0 => drop(prog.take()),
+                1 => bpf.vfs().unlink(&root, None, b"/sys/fs/bpf/p").unwrap(),
+                _ => {
+                    drop(link.take());
+                    bpf.vfs().unlink(&root, None, b"/sys/fs/bpf/l").unwrap();
+                }
+            }
+        }
+        assert_eq!(
+            bpf.registry().prog_by_id(id).err(),
+            Some(Errno::ENOENT),
+            "{order:?}"
+        );
+        assert_eq!(
+            detached.load(Ordering::SeqCst),
+            1,
+            "{order:?}: detach ran once"
+        );
+        let s = bpf.registry().stats();
+        assert_eq!(
+            (s.progs_live, s.links_live),
+            (base.progs_live, base.links_live),
+            "{order:?}"
+        );
+        assert_eq!(s.progs_freed_total, base.progs_freed_total + 1, "{order:?}");
+        assert_eq!(s.links_freed_total, base.links_freed_total + 1, "{order:?}");
+    }
+}
+
+/// A map held by a handle and two hard-linked pins: freed only after all three go.
+#[test]
+fn map_with_hard_linked_pins_freed_after_last_name_and_handle() {
+    let (bpf, root) = setup();
+    let h = bpf
+        .map_create(MapDef::new(MapType::Hash, 4, 4, 8).with_name("h"))
+        .unwrap();
+    let id = h.obj.id();
+    bpf.obj_pin(&root, &h, None, b"/sys/fs/bpf/a", 0).unwrap();
+    bpf.vfs()
+        .link(&root, b"/sys/fs/bpf/a", b"/sys/fs/bpf/b", false)
+        .unwrap();
+    let st = bpf.vfs().stat(&root, None, b"/sys/fs/bpf/b", true).unwrap();
+    assert_eq!(st.nlink, 2);
+    bpf.vfs().unlink(&root, None, b"/sys/fs/bpf/a").unwrap();
+    drop(h);
+    assert!(
+        bpf.registry().map_by_id(id).is_ok(),
+        "one name still pins it"
+    );
+    let again = bpf.obj_get(&root, None, b"/sys/fs/bpf/b", 0).unwrap();
+    assert_eq!(again.obj.id(), id);
+    bpf.vfs().unlink(&root, None, b"/sys/fs/bpf/b").unwrap();
+    assert!(
+        bpf.registry().map_by_id(id).is_ok(),
+        "the handle from obj_get still holds it"
+    );
+    drop(again);
+    assert_eq!(bpf.registry().map_by_id(id).err(), Some(Errno::ENOENT));
+}
