@@ -4,35 +4,17 @@
 use bpfvfs_bpf::maps::hash::HashMap;
 use bpfvfs_bpf::uapi::*;
 use bpfvfs_bpf::{Bpf, Handle, MapDef, MapType};
-use bpfvfs_vfs::{Errno, Vfs};
+use bpfvfs_vfs::Errno;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
-fn bpf() -> Arc<Bpf> {
-    Bpf::new(Vfs::new_memfs()).unwrap()
-}
-
-fn k(i: u32) -> [u8; 4] {
-    i.to_ne_bytes()
-}
-fn v(i: u64) -> [u8; 8] {
-    i.to_ne_bytes()
-}
+mod common;
+use common::{bpf, k, keys, v};
 
 fn hash(bpf: &Bpf, max: u32, flags: u32) -> Handle {
     bpf.map_create(MapDef::new(MapType::Hash, 4, 8, max).with_flags(flags))
         .unwrap()
-}
-
-fn keys(bpf: &Bpf, h: &Handle) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut cur: Option<Vec<u8>> = None;
-    while let Ok(n) = bpf.map_get_next_key(h, cur.as_deref()) {
-        out.push(u32::from_ne_bytes(n[..4].try_into().unwrap()));
-        cur = Some(n);
-    }
-    out
 }
 
 #[test]

@@ -5,31 +5,19 @@ use bpfvfs_bpf::maps::lru_hash::LruHash;
 use bpfvfs_bpf::maps::{nr_cpus, set_current_cpu, ENOTSUPP};
 use bpfvfs_bpf::uapi::*;
 use bpfvfs_bpf::{Bpf, Handle, MapDef, MapType};
-use bpfvfs_vfs::{Errno, Vfs};
+use bpfvfs_vfs::Errno;
 use std::collections::HashSet;
-use std::sync::Arc;
 
-fn bpf() -> Arc<Bpf> {
-    Bpf::new(Vfs::new_memfs()).unwrap()
+mod common;
+use common::{bpf, k, v};
+
+fn keys(bpf: &Bpf, h: &Handle) -> HashSet<u32> {
+    common::keys(bpf, h).into_iter().collect()
 }
-fn k(i: u32) -> [u8; 4] {
-    i.to_ne_bytes()
-}
-fn v(i: u64) -> [u8; 8] {
-    i.to_ne_bytes()
-}
+
 fn lru(bpf: &Bpf, max: u32, flags: u32) -> Handle {
     bpf.map_create(MapDef::new(MapType::LruHash, 4, 8, max).with_flags(flags))
         .unwrap()
-}
-fn keys(bpf: &Bpf, h: &Handle) -> HashSet<u32> {
-    let mut out = HashSet::new();
-    let mut cur: Option<Vec<u8>> = None;
-    while let Ok(n) = bpf.map_get_next_key(h, cur.as_deref()) {
-        out.insert(u32::from_ne_bytes(n[..4].try_into().unwrap()));
-        cur = Some(n);
-    }
-    out
 }
 
 #[test]

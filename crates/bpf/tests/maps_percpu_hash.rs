@@ -5,16 +5,12 @@ use bpfvfs_bpf::maps::percpu_hash::PercpuHash;
 use bpfvfs_bpf::maps::{current_cpu, nr_cpus, set_current_cpu};
 use bpfvfs_bpf::uapi::*;
 use bpfvfs_bpf::{Bpf, Handle, MapDef, MapType};
-use bpfvfs_vfs::{Errno, Vfs};
+use bpfvfs_vfs::Errno;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
-fn bpf() -> Arc<Bpf> {
-    Bpf::new(Vfs::new_memfs()).unwrap()
-}
-fn k(i: u32) -> [u8; 4] {
-    i.to_ne_bytes()
-}
+mod common;
+use common::{bpf, k};
+
 fn pcpu(bpf: &Bpf, vs: u32, max: u32) -> Handle {
     bpf.map_create(MapDef::new(MapType::PercpuHash, 4, vs, max))
         .unwrap()

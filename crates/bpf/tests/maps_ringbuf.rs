@@ -6,15 +6,15 @@ use bpfvfs_bpf::maps::ringbuf::*;
 use bpfvfs_bpf::maps::ENOTSUPP;
 use bpfvfs_bpf::uapi::*;
 use bpfvfs_bpf::{Bpf, Handle, Map, MapDef, MapType};
-use bpfvfs_vfs::{Errno, Vfs};
+use bpfvfs_vfs::Errno;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn bpf() -> Arc<Bpf> {
-    Bpf::new(Vfs::new_memfs()).unwrap()
-}
+mod common;
+use common::bpf;
+
 fn ring(bpf: &Bpf, size: u32) -> Handle {
     bpf.map_create(MapDef::new(MapType::Ringbuf, 0, 0, size))
         .unwrap()

@@ -14,6 +14,14 @@ fn json_of(out: &str) -> Value {
 }
 
 /// The id at the start of `N: hash ...`.
+/// The 20-byte value written to the array map in `per_cpu_and_array_maps`.
+const A_VALUE: &str = "hex 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13";
+
+/// A command line written as one string: its words.
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 fn id_of_show(s: &str) -> u64 {
     s.split(':').next().unwrap().trim().parse().unwrap()
 }
@@ -61,21 +69,9 @@ fn map_commands_and_pins_through_the_mount() {
     assert_eq!(md.uid(), 0);
 
     // Same path again: EEXIST from the pin, exit 239.
-    let (o, e, st) = parts(&d.cli(&[
-        "map",
-        "create",
-        "/sys/fs/bpf/m",
-        "type",
-        "hash",
-        "key",
-        "4",
-        "value",
-        "8",
-        "entries",
-        "16",
-        "name",
-        "tst",
-    ]));
+    let (o, e, st) = parts(&d.cli(&words(
+        "map create /sys/fs/bpf/m type hash key 4 value 8 entries 16 name tst",
+    )));
     assert_eq!((o.as_str(), st), ("", 239));
     assert_eq!(
         e,
@@ -213,32 +209,12 @@ fn map_commands_and_pins_through_the_mount() {
         ]),
         "null\n"
     );
-    let (o, e, st) = parts(&d.cli(&[
-        "map",
-        "delete",
-        "pinned",
-        "/sys/fs/bpf/m",
-        "key",
-        "10",
-        "0",
-        "0",
-        "0",
-    ]));
+    let (o, e, st) = parts(&d.cli(&words("map delete pinned /sys/fs/bpf/m key 10 0 0 0")));
     assert_eq!(
         (o.as_str(), e.as_str(), st),
         ("", "Error: delete failed: No such file or directory\n", 254)
     );
-    let (o, e, st) = parts(&d.cli(&[
-        "map",
-        "getnext",
-        "pinned",
-        "/sys/fs/bpf/m",
-        "key",
-        "1",
-        "0",
-        "0",
-        "0",
-    ]));
+    let (o, e, st) = parts(&d.cli(&words("map getnext pinned /sys/fs/bpf/m key 1 0 0 0")));
     assert_eq!(
         (o.as_str(), e.as_str(), st),
         (
@@ -286,13 +262,7 @@ fn map_commands_and_pins_through_the_mount() {
 
     // A pin in a subdirectory made through the mount.
     std::fs::create_dir(bpffs.join("dir")).unwrap();
-    d.cli_ok(&[
-        "map",
-        "pin",
-        "pinned",
-        "/sys/fs/bpf/m",
-        "/sys/fs/bpf/dir/m3",
-    ]);
+    d.cli_ok(&words("map pin pinned /sys/fs/bpf/m /sys/fs/bpf/dir/m3"));
     assert!(bpffs.join("dir/m3").is_file());
 
     // show (all) includes it; -j parses.
@@ -345,48 +315,13 @@ fn per_cpu_and_array_maps() {
     let Some(d) = Daemon::start("clipercpu", &[]) else {
         return;
     };
-    d.cli_ok(&[
-        "map",
-        "create",
-        "/sys/fs/bpf/pc",
-        "type",
-        "percpu_array",
-        "key",
-        "4",
-        "value",
-        "4",
-        "entries",
-        "2",
-        "name",
-        "pc",
-    ]);
-    d.cli_ok(&[
-        "map",
-        "update",
-        "pinned",
-        "/sys/fs/bpf/pc",
-        "key",
-        "1",
-        "0",
-        "0",
-        "0",
-        "value",
-        "1",
-        "2",
-        "3",
-        "4",
-    ]);
-    let out = d.cli_ok(&[
-        "map",
-        "lookup",
-        "pinned",
-        "/sys/fs/bpf/pc",
-        "key",
-        "1",
-        "0",
-        "0",
-        "0",
-    ]);
+    d.cli_ok(&words(
+        "map create /sys/fs/bpf/pc type percpu_array key 4 value 4 entries 2 name pc",
+    ));
+    d.cli_ok(&words(
+        "map update pinned /sys/fs/bpf/pc key 1 0 0 0 value 1 2 3 4",
+    ));
+    let out = d.cli_ok(&words("map lookup pinned /sys/fs/bpf/pc key 1 0 0 0"));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "key:");
     assert_eq!(lines[1], "01 00 00 00");
@@ -394,18 +329,7 @@ fn per_cpu_and_array_maps() {
     for (i, l) in lines[2..].iter().enumerate() {
         assert_eq!(*l, format!("value (CPU {i:02}): 01 02 03 04"));
     }
-    let j = json_of(&d.cli_ok(&[
-        "-j",
-        "map",
-        "lookup",
-        "pinned",
-        "/sys/fs/bpf/pc",
-        "key",
-        "1",
-        "0",
-        "0",
-        "0",
-    ]));
+    let j = json_of(&d.cli_ok(&words("-j map lookup pinned /sys/fs/bpf/pc key 1 0 0 0")));
     let values = j["values"].as_array().unwrap();
     assert_eq!(values.len(), lines.len() - 2);
     assert_eq!(values[0]["cpu"], 0);
@@ -414,54 +338,12 @@ fn per_cpu_and_array_maps() {
         serde_json::json!(["0x01", "0x02", "0x03", "0x04"])
     );
 
-    d.cli_ok(&[
-        "map",
-        "create",
-        "/sys/fs/bpf/a",
-        "type",
-        "array",
-        "key",
-        "4",
-        "value",
-        "20",
-        "entries",
-        "2",
-        "name",
-        "a",
-    ]);
-    d.cli_ok(&[
-        "map",
-        "update",
-        "pinned",
-        "/sys/fs/bpf/a",
-        "key",
-        "1",
-        "0",
-        "0",
-        "0",
-        "value",
-        "hex",
-        "00",
-        "01",
-        "02",
-        "03",
-        "04",
-        "05",
-        "06",
-        "07",
-        "08",
-        "09",
-        "0a",
-        "0b",
-        "0c",
-        "0d",
-        "0e",
-        "0f",
-        "10",
-        "11",
-        "12",
-        "13",
-    ]);
+    d.cli_ok(&words(
+        "map create /sys/fs/bpf/a type array key 4 value 20 entries 2 name a",
+    ));
+    d.cli_ok(&words(&format!(
+        "map update pinned /sys/fs/bpf/a key 1 0 0 0 value {A_VALUE}"
+    )));
     assert_eq!(
         d.cli_ok(&["map", "dump", "pinned", "/sys/fs/bpf/a"]),
         "key:\n00 00 00 00\nvalue:\n00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00\n00 00 00 00\n\
@@ -469,17 +351,7 @@ fn per_cpu_and_array_maps() {
          Found 2 elements\n"
     );
     // An array cannot delete: EINVAL, exit 234.
-    let (_, e, st) = parts(&d.cli(&[
-        "map",
-        "delete",
-        "pinned",
-        "/sys/fs/bpf/a",
-        "key",
-        "0",
-        "0",
-        "0",
-        "0",
-    ]));
+    let (_, e, st) = parts(&d.cli(&words("map delete pinned /sys/fs/bpf/a key 0 0 0 0")));
     assert_eq!(
         (e.as_str(), st),
         ("Error: delete failed: Invalid argument\n", 234)
@@ -488,39 +360,9 @@ fn per_cpu_and_array_maps() {
     assert_eq!(d.cli_ok(&["map", "freeze", "pinned", "/sys/fs/bpf/a"]), "");
     let show = d.cli_ok(&["map", "show", "pinned", "/sys/fs/bpf/a"]);
     assert!(show.ends_with("\n\tfrozen\n"), "{show}");
-    let (_, e, st) = parts(&d.cli(&[
-        "map",
-        "update",
-        "pinned",
-        "/sys/fs/bpf/a",
-        "key",
-        "0",
-        "0",
-        "0",
-        "0",
-        "value",
-        "hex",
-        "00",
-        "01",
-        "02",
-        "03",
-        "04",
-        "05",
-        "06",
-        "07",
-        "08",
-        "09",
-        "0a",
-        "0b",
-        "0c",
-        "0d",
-        "0e",
-        "0f",
-        "10",
-        "11",
-        "12",
-        "13",
-    ]));
+    let (_, e, st) = parts(&d.cli(&words(&format!(
+        "map update pinned /sys/fs/bpf/a key 0 0 0 0 value {A_VALUE}"
+    ))));
     assert_eq!(
         (e.as_str(), st),
         ("Error: update failed: Operation not permitted\n", 255)
@@ -694,21 +536,9 @@ fn caller_credentials_come_from_the_socket() {
     let Some(d) = Daemon::start("clicred", &[]) else {
         return;
     };
-    d.cli_ok(&[
-        "map",
-        "create",
-        "/sys/fs/bpf/rootmap",
-        "type",
-        "array",
-        "key",
-        "4",
-        "value",
-        "4",
-        "entries",
-        "1",
-        "name",
-        "rootmap",
-    ]);
+    d.cli_ok(&words(
+        "map create /sys/fs/bpf/rootmap type array key 4 value 4 entries 1 name rootmap",
+    ));
     // Let uid 65534 reach the socket (it is 0600), and its directory.
     std::fs::set_permissions(&d.sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     std::fs::set_permissions(d.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -758,40 +588,15 @@ fn caller_credentials_come_from_the_socket() {
         )
     );
     // Creating and pinning its own map works; the pin is owned by the caller.
-    let (o, e, st) = as_nobody(&[
-        "map",
-        "create",
-        "/sys/fs/bpf/mine",
-        "type",
-        "hash",
-        "key",
-        "4",
-        "value",
-        "4",
-        "entries",
-        "4",
-        "name",
-        "mine",
-    ]);
+    let (o, e, st) = as_nobody(&words(
+        "map create /sys/fs/bpf/mine type hash key 4 value 4 entries 4 name mine",
+    ));
     assert_eq!((o.as_str(), e.as_str(), st), ("", "", 0));
     let md = std::fs::metadata(d.mnt.join("sys/fs/bpf/mine")).unwrap();
     assert_eq!((md.uid(), md.gid()), (65534, 65534));
     assert_eq!(md.permissions().mode() & 0o7777, 0o600);
-    let (_, e, st) = as_nobody(&[
-        "map",
-        "update",
-        "pinned",
-        "/sys/fs/bpf/mine",
-        "key",
-        "1",
-        "0",
-        "0",
-        "0",
-        "value",
-        "1",
-        "0",
-        "0",
-        "0",
-    ]);
+    let (_, e, st) = as_nobody(&words(
+        "map update pinned /sys/fs/bpf/mine key 1 0 0 0 value 1 0 0 0",
+    ));
     assert_eq!((e.as_str(), st), ("", 0));
 }

@@ -68,6 +68,14 @@ pub(crate) struct FuseFs {
     pub(crate) entry_ttl: Duration,
 }
 
+/// Reply to an operation with no result but success or an errno.
+fn reply_empty(r: R<()>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(to_fuser(e)),
+    }
+}
+
 fn to_fuser(e: Errno) -> fuser::Errno {
     fuser::Errno::from_i32(e.0)
 }
@@ -198,6 +206,24 @@ impl FuseFs {
             }
             Err(e) => reply.error(to_fuser(e)),
         }
+    }
+
+    /// mknod / mkdir / symlink: create `name` in `parent` and reply with its entry.
+    fn create_entry(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &[u8],
+        kind: NewKind<'_>,
+        mode: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self.node(parent).and_then(|dir| {
+            self.shared
+                .vfs
+                .create_at(&cred_of(req), &dir, name, kind, mode)
+        });
+        self.reply_entry(r, reply)
     }
 
     fn do_create(
@@ -460,17 +486,14 @@ impl Filesystem for FuseFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let r = (|| {
-            let dir = self.node(parent)?;
-            self.shared.vfs.create_at(
-                &cred_of(req),
-                &dir,
-                name.as_bytes(),
-                NewKind::Node { rdev },
-                mode,
-            )
-        })();
-        self.reply_entry(r, reply)
+        self.create_entry(
+            req,
+            parent,
+            name.as_bytes(),
+            NewKind::Node { rdev },
+            mode,
+            reply,
+        )
     }
 
     fn mkdir(
@@ -482,17 +505,14 @@ impl Filesystem for FuseFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = (|| {
-            let dir = self.node(parent)?;
-            self.shared.vfs.create_at(
-                &cred_of(req),
-                &dir,
-                name.as_bytes(),
-                NewKind::Dir,
-                mode & 0o7777,
-            )
-        })();
-        self.reply_entry(r, reply)
+        self.create_entry(
+            req,
+            parent,
+            name.as_bytes(),
+            NewKind::Dir,
+            mode & 0o7777,
+            reply,
+        )
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -501,10 +521,7 @@ impl Filesystem for FuseFs {
                 .vfs
                 .unlink_at(&cred_of(req), &dir, name.as_bytes())
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_fuser(e)),
-        }
+        reply_empty(r, reply)
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -513,10 +530,7 @@ impl Filesystem for FuseFs {
                 .vfs
                 .rmdir_at(&cred_of(req), &dir, name.as_bytes())
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_fuser(e)),
-        }
+        reply_empty(r, reply)
     }
 
     fn symlink(
@@ -527,17 +541,14 @@ impl Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = (|| {
-            let dir = self.node(parent)?;
-            self.shared.vfs.create_at(
-                &cred_of(req),
-                &dir,
-                link_name.as_bytes(),
-                NewKind::Symlink(target.as_os_str().as_bytes()),
-                0o777,
-            )
-        })();
-        self.reply_entry(r, reply)
+        self.create_entry(
+            req,
+            parent,
+            link_name.as_bytes(),
+            NewKind::Symlink(target.as_os_str().as_bytes()),
+            0o777,
+            reply,
+        )
     }
 
     fn rename(
@@ -562,10 +573,7 @@ impl Filesystem for FuseFs {
                 flags.bits(),
             )
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_fuser(e)),
-        }
+        reply_empty(r, reply)
     }
 
     fn link(
@@ -693,13 +701,11 @@ impl Filesystem for FuseFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self
-            .file(fh)
-            .and_then(|f| self.shared.vfs.fsync(&f, datasync))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_fuser(e)),
-        }
+        reply_empty(
+            self.file(fh)
+                .and_then(|f| self.shared.vfs.fsync(&f, datasync)),
+            reply,
+        )
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -792,10 +798,7 @@ impl Filesystem for FuseFs {
             let inode = at.inode();
             inode.sb().fs().setxattr(inode, name, value, flags)
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_fuser(e)),
-        }
+        reply_empty(r, reply)
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -843,10 +846,7 @@ impl Filesystem for FuseFs {
             let inode = at.inode();
             inode.sb().fs().removexattr(inode, name)
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_fuser(e)),
-        }
+        reply_empty(r, reply)
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
@@ -854,10 +854,7 @@ impl Filesystem for FuseFs {
             let mask = (mask.bits() & 7) as u32;
             self.shared.vfs.access_at(&cred_of(req), &at, mask)
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_fuser(e)),
-        }
+        reply_empty(r, reply)
     }
 
     fn create(
@@ -911,10 +908,7 @@ impl Filesystem for FuseFs {
             }
             inode.sb().fs().fallocate(inode, mode, offset, length)
         })();
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(to_fuser(e)),
-        }
+        reply_empty(r, reply)
     }
 
     /// SEEK_DATA / SEEK_HOLE (the kernel handles the other whences itself). The whole

@@ -14,23 +14,32 @@ pub const ENTRY: MapTypeEntry = MapTypeEntry {
     alloc,
 };
 
-/// array_map_alloc_check.
-fn check(def: &MapDef) -> Result<()> {
-    const ALLOWED: u32 = BPF_F_NUMA_NODE
-        | BPF_F_RDONLY
-        | BPF_F_WRONLY
-        | BPF_F_RDONLY_PROG
-        | BPF_F_WRONLY_PROG
-        | BPF_F_MMAPABLE
-        | BPF_F_PRESERVE_ELEMS
-        | BPF_F_INNER_MAP;
+/// ARRAY_CREATE_FLAG_MASK.
+const ARRAY_CREATE_FLAG_MASK: u32 = BPF_F_NUMA_NODE
+    | BPF_F_RDONLY
+    | BPF_F_WRONLY
+    | BPF_F_RDONLY_PROG
+    | BPF_F_WRONLY_PROG
+    | BPF_F_MMAPABLE
+    | BPF_F_PRESERVE_ELEMS
+    | BPF_F_INNER_MAP;
+
+/// The start of array_map_alloc_check shared by every array type: a u32 key, a non-empty
+/// value, at least one entry, and only ARRAY_CREATE_FLAG_MASK flags, else EINVAL.
+pub(super) fn check_layout_and_flags(def: &MapDef) -> Result<()> {
     if def.max_entries == 0
         || def.key_size != 4
         || def.value_size == 0
-        || def.map_flags & !ALLOWED != 0
+        || def.map_flags & !ARRAY_CREATE_FLAG_MASK != 0
     {
         return Err(Errno::EINVAL);
     }
+    Ok(())
+}
+
+/// array_map_alloc_check.
+fn check(def: &MapDef) -> Result<()> {
+    check_layout_and_flags(def)?;
     if def.map_flags & BPF_F_PRESERVE_ELEMS != 0 {
         return Err(Errno::EINVAL); // only for perf event arrays
     }

@@ -528,6 +528,17 @@ impl Table {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// htab_map_delete_elem: unlink `key`'s element under its bucket lock, else ENOENT.
+    pub(crate) fn delete(&self, key: &[u8]) -> Result<()> {
+        let hash = self.hash(key);
+        let guard = crossbeam_epoch::pin();
+        let b = self.lock(hash);
+        let e = b.find(key, hash, &guard).ok_or(Errno::ENOENT)?.as_ptr();
+        b.remove(e, &guard);
+        self.dec_count();
+        Ok(())
+    }
+
     /// htab_map_get_next_key: the next element in `key`'s bucket, else the first element of
     /// the following non-empty bucket; a missing (or no) key restarts from bucket 0.
     pub(crate) fn get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<()> {
@@ -752,13 +763,7 @@ impl MapOps for HashMap {
     }
 
     fn delete(&self, key: &[u8]) -> Result<()> {
-        let hash = self.t.hash(key);
-        let guard = crossbeam_epoch::pin();
-        let b = self.t.lock(hash);
-        let e = b.find(key, hash, &guard).ok_or(Errno::ENOENT)?.as_ptr();
-        b.remove(e, &guard);
-        self.t.dec_count();
-        Ok(())
+        self.t.delete(key)
     }
 
     fn get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<()> {

@@ -24,25 +24,12 @@ pub const ENTRY: MapTypeEntry = MapTypeEntry {
 
 /// array_map_alloc_check for BPF_MAP_TYPE_PERCPU_ARRAY, then array_map_alloc's failure.
 fn check(def: &MapDef) -> Result<()> {
-    // ARRAY_CREATE_FLAG_MASK; mmapable / inner-map / preserve-elems / NUMA are then refused
+    // ARRAY_CREATE_FLAG_MASK; NUMA / mmapable / inner-map / preserve-elems are then refused
     // for per-CPU arrays.
-    const ALLOWED: u32 = BPF_F_NUMA_NODE
-        | BPF_F_MMAPABLE
-        | BPF_F_RDONLY
-        | BPF_F_WRONLY
-        | BPF_F_RDONLY_PROG
-        | BPF_F_WRONLY_PROG
-        | BPF_F_PRESERVE_ELEMS
-        | BPF_F_INNER_MAP;
-    if def.max_entries == 0
-        || def.key_size != 4
-        || def.value_size == 0
-        || def.map_flags & !ALLOWED != 0
-        || def.map_flags & BPF_F_NUMA_NODE != 0
+    super::array::check_layout_and_flags(def)?;
+    if def.map_flags & (BPF_F_NUMA_NODE | BPF_F_MMAPABLE | BPF_F_INNER_MAP | BPF_F_PRESERVE_ELEMS)
+        != 0
     {
-        return Err(Errno::EINVAL);
-    }
-    if def.map_flags & (BPF_F_MMAPABLE | BPF_F_INNER_MAP | BPF_F_PRESERVE_ELEMS) != 0 {
         return Err(Errno::EINVAL);
     }
     if def.value_size > i32::MAX as u32 {

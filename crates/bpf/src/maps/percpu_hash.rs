@@ -121,13 +121,7 @@ impl MapOps for PercpuHash {
     }
 
     fn delete(&self, key: &[u8]) -> Result<()> {
-        let hash = self.t.hash(key);
-        let guard = crossbeam_epoch::pin();
-        let b = self.t.lock(hash);
-        let e = b.find(key, hash, &guard).ok_or(Errno::ENOENT)?.as_ptr();
-        b.remove(e, &guard);
-        self.t.dec_count();
-        Ok(())
+        self.t.delete(key)
     }
 
     fn get_next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> Result<()> {

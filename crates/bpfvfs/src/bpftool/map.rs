@@ -274,26 +274,9 @@ impl Tool {
         let mut id = 0;
         let last_errno;
         loop {
-            id = match self.get_next_id("map", id)? {
-                Ok(n) => n,
-                Err(e) => {
-                    if e != libc::ENOENT {
-                        let hint = if e == libc::EINVAL {
-                            " -- kernel too old?"
-                        } else {
-                            ""
-                        };
-                        self.p_err(format!("can't get next map: {}{hint}", strerror(e)));
-                    }
-                    last_errno = e;
-                    break;
-                }
-            };
-            let o = match self.get_by_id("map", id)? {
+            let o = match self.next_by_id("map", "map", &mut id)? {
                 Ok(o) => o,
-                Err(libc::ENOENT) => continue,
                 Err(e) => {
-                    self.p_err(format!("can't get map by id ({id}): {}", strerror(e)));
                     last_errno = e;
                     break;
                 }
@@ -556,6 +539,24 @@ impl Tool {
         true
     }
 
+    /// The start of `map update|lookup|getnext|delete MAP ...`: usage without a MAP, else
+    /// the map, its info and a zeroed key buffer; None (exit -1) when MAP is not found.
+    fn map_elem_start(&mut self, argv: &mut Argv) -> R<Option<(Obj, MapInfo, Vec<u8>)>> {
+        if argv.argc() < 2 {
+            return Err(self.usage());
+        }
+        let Some((o, info)) = self.map_parse_fd_and_info(argv)? else {
+            return Ok(None);
+        };
+        let key = vec![0u8; info.key_size as usize];
+        Ok(Some((o, info, key)))
+    }
+
+    /// `key DATA` alone (lookup, getnext, delete).
+    fn parse_key(&mut self, argv: &mut Argv, info: &MapInfo, key: Option<&mut Vec<u8>>) -> bool {
+        self.parse_elem(argv, info, key, None, info.key_size, 0, None)
+    }
+
     /// parse_elem: `key DATA`, `value VALUE` and a flag word, in any order, each at most
     /// once; `key`/`value`/`flags` are None where the command takes none.
     #[allow(clippy::too_many_arguments)]
@@ -630,13 +631,9 @@ impl Tool {
     // ---- update / lookup / getnext / delete ----
 
     fn map_update(&mut self, mut argv: Argv) -> R<i32> {
-        if argv.argc() < 2 {
-            return Err(self.usage());
-        }
-        let Some((o, info)) = self.map_parse_fd_and_info(&mut argv)? else {
+        let Some((o, info, mut key)) = self.map_elem_start(&mut argv)? else {
             return Ok(-1);
         };
-        let mut key = vec![0u8; info.key_size as usize];
         let mut value = vec![0u8; info.value_buf_len()];
         let mut flags = BPF_ANY;
         let ok = self.parse_elem(
@@ -671,22 +668,10 @@ impl Tool {
     }
 
     fn map_lookup(&mut self, mut argv: Argv) -> R<i32> {
-        if argv.argc() < 2 {
-            return Err(self.usage());
-        }
-        let Some((o, info)) = self.map_parse_fd_and_info(&mut argv)? else {
+        let Some((o, info, mut key)) = self.map_elem_start(&mut argv)? else {
             return Ok(-1);
         };
-        let mut key = vec![0u8; info.key_size as usize];
-        let ok = self.parse_elem(
-            &mut argv,
-            &info,
-            (info.key_size != 0).then_some(&mut key),
-            None,
-            info.key_size,
-            0,
-            None,
-        );
+        let ok = self.parse_key(&mut argv, &info, (info.key_size != 0).then_some(&mut key));
         let err = if !ok {
             -1
         } else {
@@ -716,25 +701,11 @@ impl Tool {
     }
 
     fn map_getnext(&mut self, mut argv: Argv) -> R<i32> {
-        if argv.argc() < 2 {
-            return Err(self.usage());
-        }
-        let Some((o, info)) = self.map_parse_fd_and_info(&mut argv)? else {
+        let Some((o, info, mut key)) = self.map_elem_start(&mut argv)? else {
             return Ok(-1);
         };
-        let mut key = vec![0u8; info.key_size as usize];
         let have_key = argv.argc() > 0;
-        if have_key
-            && !self.parse_elem(
-                &mut argv,
-                &info,
-                Some(&mut key),
-                None,
-                info.key_size,
-                0,
-                None,
-            )
-        {
+        if have_key && !self.parse_key(&mut argv, &info, Some(&mut key)) {
             self.close(&o)?;
             return Ok(-1);
         }
@@ -777,22 +748,10 @@ impl Tool {
     }
 
     fn map_delete(&mut self, mut argv: Argv) -> R<i32> {
-        if argv.argc() < 2 {
-            return Err(self.usage());
-        }
-        let Some((o, info)) = self.map_parse_fd_and_info(&mut argv)? else {
+        let Some((o, info, mut key)) = self.map_elem_start(&mut argv)? else {
             return Ok(-1);
         };
-        let mut key = vec![0u8; info.key_size as usize];
-        let ok = self.parse_elem(
-            &mut argv,
-            &info,
-            Some(&mut key),
-            None,
-            info.key_size,
-            0,
-            None,
-        );
+        let ok = self.parse_key(&mut argv, &info, Some(&mut key));
         let err = if !ok {
             -1
         } else {

@@ -391,6 +391,37 @@ impl Tool {
             .map(|v| v["id"].as_u64().unwrap_or(0) as u32))
     }
 
+    /// One step of a `show` walk over every object of `kind` (`noun` names it in the
+    /// "can't get next" message): the next object after `*id`, skipping ids that vanish in
+    /// between. Err(errno) ends the walk, ENOENT being its normal end; other errors have been
+    /// reported as bpftool does.
+    pub fn next_by_id(&mut self, kind: &str, noun: &str, id: &mut u32) -> R<Sys<Obj>> {
+        loop {
+            *id = match self.get_next_id(kind, *id)? {
+                Ok(n) => n,
+                Err(e) => {
+                    if e != libc::ENOENT {
+                        let hint = if e == libc::EINVAL {
+                            " -- kernel too old?"
+                        } else {
+                            ""
+                        };
+                        self.p_err(format!("can't get next {noun}: {}{hint}", strerror(e)));
+                    }
+                    return Ok(Err(e));
+                }
+            };
+            match self.get_by_id(kind, *id)? {
+                Ok(o) => return Ok(Ok(o)),
+                Err(libc::ENOENT) => continue,
+                Err(e) => {
+                    self.p_err(format!("can't get {kind} by id ({id}): {}", strerror(e)));
+                    return Ok(Err(e));
+                }
+            }
+        }
+    }
+
     pub fn info(&mut self, o: &Obj) -> R<Sys<Value>> {
         // Pins come from list_pins (-f), once per command.
         self.sys(

@@ -353,29 +353,10 @@ impl Tool {
         let mut id = 0;
         let err;
         loop {
-            id = match self.get_next_id("prog", id)? {
-                Ok(n) => n,
-                Err(libc::ENOENT) => {
-                    err = 0;
-                    break;
-                }
-                Err(e) => {
-                    let hint = if e == libc::EINVAL {
-                        " -- kernel too old?"
-                    } else {
-                        ""
-                    };
-                    self.p_err(format!("can't get next program: {}{hint}", strerror(e)));
-                    err = -1;
-                    break;
-                }
-            };
-            let o = match self.get_by_id("prog", id)? {
+            let o = match self.next_by_id("prog", "program", &mut id)? {
                 Ok(o) => o,
-                Err(libc::ENOENT) => continue,
                 Err(e) => {
-                    self.p_err(format!("can't get prog by id ({id}): {}", strerror(e)));
-                    err = -1;
+                    err = if e == libc::ENOENT { 0 } else { -1 };
                     break;
                 }
             };
@@ -546,26 +527,9 @@ impl Tool {
         let mut id = 0;
         let last_errno;
         loop {
-            id = match self.get_next_id("link", id)? {
-                Ok(n) => n,
-                Err(e) => {
-                    if e != libc::ENOENT {
-                        let hint = if e == libc::EINVAL {
-                            " -- kernel too old?"
-                        } else {
-                            ""
-                        };
-                        self.p_err(format!("can't get next link: {}{hint}", strerror(e)));
-                    }
-                    last_errno = e;
-                    break;
-                }
-            };
-            let o = match self.get_by_id("link", id)? {
+            let o = match self.next_by_id("link", "link", &mut id)? {
                 Ok(o) => o,
-                Err(libc::ENOENT) => continue,
                 Err(e) => {
-                    self.p_err(format!("can't get link by id ({id}): {}", strerror(e)));
                     last_errno = e;
                     break;
                 }
