@@ -122,7 +122,18 @@ pub(crate) fn compile(
     };
     g.labels = (0..g.ops.len()).map(|_| g.a.new_dynamic_label()).collect();
     let entry = g.routines();
-    for pc in 0..g.ops.len() {
+    // Loop heads (targets of backward jumps) start on 16 bytes, as compilers align them: the
+    // padding runs once per loop entry, the loop body then decodes from one fetch block.
+    let mut loop_head = vec![false; g.ops.len()];
+    for op in g.ops {
+        if op.flags & FLAG_BACKWARD != 0 && op.code != Code::CallLocal {
+            loop_head[op.off as usize] = true;
+        }
+    }
+    for (pc, &head) in loop_head.iter().enumerate() {
+        if head {
+            g.a.align(16, 0x90);
+        }
         let l = g.labels[pc];
         asm!(g.a; =>l);
         g.op(pc);
