@@ -11,7 +11,7 @@
 //! It is a path-sensitive abstract interpreter over the instruction stream, in the manner of
 //! `kernel/bpf/verifier.c` (written from its documented behaviour; no code copied):
 //!
-//! - [`cfg`]: structural checks first — subprogram boundaries from call targets, jumps in
+//! - [`cfg`](mod@cfg): structural checks first — subprogram boundaries from call targets, jumps in
 //!   range and inside their subprogram, no unreachable instruction, each subprogram ending
 //!   in `exit` or `ja`, optionally no back-edge — then prune points and register liveness.
 //! - [`reg`] / [`tnum`]: the abstract value of a register: a type (scalar, context, stack,
