@@ -59,6 +59,32 @@ pub enum Command {
     Prog(ToolArgs),
     /// BPF links, as bpftool: show, pin (`bpfvfs link help`)
     Link(ToolArgs),
+    /// Run eBPF conformance-suite files through the engine: one line per file, then
+    /// `N passed, M failed` (no daemon needed)
+    Conformance(ConformanceArgs),
+    /// The conformance suite's plugin protocol: program as base16 text on stdin, MEM as
+    /// base16 text, r0 in hex on stdout
+    ConformancePlugin(PluginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConformanceArgs {
+    /// Execution engine
+    #[arg(long, default_value = "interp", value_parser = ["interp", "jit"])]
+    pub engine: String,
+    /// Test files (the suite's `.data` format)
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    /// Execution engine
+    #[arg(long, default_value = "interp", value_parser = ["interp", "jit"])]
+    pub engine: String,
+    /// The memory the program gets, as base16 text (bytes separated by spaces)
+    #[arg(value_name = "MEM")]
+    pub mem: Vec<String>,
 }
 
 /// The words of a bpftool-style command.
@@ -207,6 +233,41 @@ pub fn main() -> i32 {
                 }
                 Err(e) => client_error(&socket, e),
             }
+        }
+        Command::Conformance(a) => {
+            use bpfvfs_ebpf::conformance::{cli_files, engine_by_name};
+            let engine = match engine_by_name(&a.engine) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("bpfvfs: {e}");
+                    return 2;
+                }
+            };
+            match cli_files(engine.as_ref(), &a.files, &mut std::io::stdout().lock()) {
+                Ok(s) if s.failed == 0 => 0,
+                Ok(_) => 1,
+                Err(e) => {
+                    eprintln!("bpfvfs: conformance: {e}");
+                    2
+                }
+            }
+        }
+        Command::ConformancePlugin(a) => {
+            use bpfvfs_ebpf::conformance::{cli_plugin, engine_by_name};
+            let engine = match engine_by_name(&a.engine) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("bpfvfs: {e}");
+                    return 2;
+                }
+            };
+            cli_plugin(
+                engine.as_ref(),
+                &a.mem,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )
         }
         Command::Stats => {
             let r =
