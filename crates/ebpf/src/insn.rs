@@ -249,6 +249,16 @@ impl MemSize {
         }
     }
 
+    /// The size field of a load/store opcode.
+    fn code(self) -> u8 {
+        match self {
+            MemSize::B => size::B,
+            MemSize::H => size::H,
+            MemSize::W => size::W,
+            MemSize::DW => size::DW,
+        }
+    }
+
     fn from_code(code: u8) -> MemSize {
         match code & 0x18 {
             size::W => MemSize::W,
@@ -540,12 +550,7 @@ impl Instruction {
                 class::JMP
             }
         };
-        let sz = |s: MemSize| match s {
-            MemSize::B => size::B,
-            MemSize::H => size::H,
-            MemSize::W => size::W,
-            MemSize::DW => size::DW,
-        };
+        let sz = MemSize::code;
         match *self {
             Instruction::Alu {
                 width,
@@ -804,6 +809,20 @@ pub fn decode_one(pc: usize, insn: Insn, next: Option<Insn>) -> Result<Instructi
     let err = |kind| DecodeError { pc, kind };
     let reserved = |what| Err(err(K::ReservedFields(what)));
     let code = insn.code;
+    // The second operand of ALU and conditional jump instructions; the unused field must be 0.
+    let operand = |x_what, k_what| {
+        if code & src::X != 0 {
+            if insn.imm != 0 {
+                return Err(err(K::ReservedFields(x_what)));
+            }
+            Ok(Operand::Reg(reg(pc, insn.src)?))
+        } else {
+            if insn.src != 0 {
+                return Err(err(K::ReservedFields(k_what)));
+            }
+            Ok(Operand::Imm(insn.imm))
+        }
+    };
     let cls = code & 0x07;
     match cls {
         class::ALU | class::ALU64 => {
@@ -884,17 +903,7 @@ pub fn decode_one(pc: usize, insn: Insn, next: Option<Insn>) -> Result<Instructi
                             });
                         }
                     };
-                    let src = if is_x {
-                        if insn.imm != 0 {
-                            return reserved("BPF_ALU | BPF_X");
-                        }
-                        Operand::Reg(reg(pc, insn.src)?)
-                    } else {
-                        if insn.src != 0 {
-                            return reserved("BPF_ALU | BPF_K");
-                        }
-                        Operand::Imm(insn.imm)
-                    };
+                    let src = operand("BPF_ALU | BPF_X", "BPF_ALU | BPF_K")?;
                     Ok(Instruction::Alu {
                         width,
                         op: aop,
@@ -993,17 +1002,7 @@ pub fn decode_one(pc: usize, insn: Insn, next: Option<Insn>) -> Result<Instructi
                         _ => JmpCond::Sle,
                     };
                     let dst = reg(pc, insn.dst)?;
-                    let src = if is_x {
-                        if insn.imm != 0 {
-                            return reserved("BPF_JMP | BPF_X");
-                        }
-                        Operand::Reg(reg(pc, insn.src)?)
-                    } else {
-                        if insn.src != 0 {
-                            return reserved("BPF_JMP | BPF_K");
-                        }
-                        Operand::Imm(insn.imm)
-                    };
+                    let src = operand("BPF_JMP | BPF_X", "BPF_JMP | BPF_K")?;
                     Ok(Instruction::Jmp {
                         width,
                         cond,

@@ -1131,6 +1131,20 @@ fn exec<const CHECKED: bool>(
     }
 }
 
+/// Calls `run` with the conformance suite's convention for `mem`: r1 = its address, r2 = its
+/// length (both 0 if empty), `mem` the one writable region (no region if empty).
+pub(crate) fn with_mem_args<R>(
+    mem: &mut [u8],
+    run: impl FnOnce([u64; 5], &[Region<'_>]) -> R,
+) -> R {
+    if mem.is_empty() {
+        return run([0; 5], &[]);
+    }
+    let len = mem.len() as u64;
+    let region = Region::writable(RegionKind::Mem, mem);
+    run([region.addr(), len, 0, 0, 0], &[region])
+}
+
 /// Runs a prepared [`Program`] with a [`Helpers`] table. Owns the stack (8 frames × 512 bytes,
 /// zeroed once at creation; like the kernel's, it is not cleared between runs) and the
 /// region set, so a run allocates nothing. One interpreter per thread.
@@ -1202,12 +1216,7 @@ impl<'p> Interpreter<'p> {
     /// Checked run in the conformance suite's convention: r1 = address of `mem`, r2 = its
     /// length (both 0 if empty), `mem` writable.
     pub fn run_mem(&mut self, mem: &mut [u8], env: &mut Env<'_>) -> Result<u64, ExecError> {
-        if mem.is_empty() {
-            return self.run([0; 5], &[], env);
-        }
-        let len = mem.len() as u64;
-        let region = Region::writable(RegionKind::Mem, mem);
-        self.run([region.addr(), len, 0, 0, 0], &[region], env)
+        with_mem_args(mem, |args, regions| self.run(args, regions, env))
     }
 
     fn run_mode(

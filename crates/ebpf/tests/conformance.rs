@@ -2,29 +2,21 @@
 //! interpreter and checks that exactly the files listed in `EXPECTED_FAILURES` fail.
 
 use bpfvfs_ebpf::conformance::{run_file, InterpEngine};
-use std::path::PathBuf;
+
+mod common;
+use common::{conformance_dir, conformance_files};
 
 /// Files that cannot pass, with the reason. Empty: the whole suite passes.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[];
 
 const EXPECTED_FILES: usize = 313;
 
-fn suite_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/tests")
-}
-
 #[test]
 fn conformance_suite_interp() {
-    let dir = suite_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        println!("SKIPPED: conformance suite not found at {}", dir.display());
+    let dir = conformance_dir();
+    let Some(files) = conformance_files() else {
         return;
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "data"))
-        .collect();
-    files.sort();
     assert_eq!(
         files.len(),
         EXPECTED_FILES,

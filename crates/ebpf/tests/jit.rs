@@ -4,29 +4,18 @@
 //! interpreter and the JIT (checked and unchecked) agree on r0, memory and stack.
 #![cfg(target_arch = "x86_64")]
 
-use bpfvfs_ebpf::asm::assemble;
+mod common;
+
 use bpfvfs_ebpf::conformance::{engine_by_name, run_file, InterpEngine};
-use bpfvfs_ebpf::helpers::{ids, HelperCtx, HelperError, MemRef};
-use bpfvfs_ebpf::insn::{AluOp, CallTarget, Insn, Instruction, LdImmKind, MemSize, Operand, Width};
-use bpfvfs_ebpf::interp::LoadOptions;
+use bpfvfs_ebpf::helpers::{ids, HelperCtx, HelperError};
+use bpfvfs_ebpf::insn::{AluOp, CallTarget, Instruction, LdImmKind, MemSize, Operand, Width};
 use bpfvfs_ebpf::jit::equiv::{compare, Case};
 use bpfvfs_ebpf::jit::{Jit, JitError, JitProgram, Mode};
-use bpfvfs_ebpf::{
-    Env, ExecError, Helpers, Interpreter, LoadError, MapAccess, Program, Region, RegionKind,
-};
+use bpfvfs_ebpf::{Env, ExecError, Helpers, Interpreter, LoadError, Program, Region, RegionKind};
 use std::cell::UnsafeCell;
-use std::path::PathBuf;
-use std::ptr::NonNull;
 use std::sync::Arc;
 
-fn load(src: &str) -> Program {
-    Program::load(&assemble(src).unwrap(), LoadOptions::default()).unwrap()
-}
-
-fn load_insns(insns: &[Instruction]) -> Program {
-    let slots: Vec<Insn> = insns.iter().flat_map(|i| i.encode()).collect();
-    Program::load(&slots, LoadOptions::default()).unwrap()
-}
+use common::{bpf_loop_program, conformance_files, func_ptr, load, load_insns, mov, TestMaps};
 
 /// Runs `src` with `mem` through both engines in both modes (asserting they agree) and
 /// returns the JIT's checked result.
@@ -76,16 +65,9 @@ fn interp_err(src: &str, mem: &mut [u8]) -> ExecError {
 
 #[test]
 fn conformance_suite_jit() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/tests");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        println!("SKIPPED: conformance suite not found at {}", dir.display());
+    let Some(files) = conformance_files() else {
         return;
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "data"))
-        .collect();
-    files.sort();
     assert_eq!(files.len(), 313);
     let jit = engine_by_name("jit").unwrap();
     let interp = InterpEngine::default();
@@ -537,24 +519,6 @@ fn frames_and_local_calls() {
     assert_eq!(run(src), 1010);
 }
 
-fn func_ptr(dst: u8, target_rel: i32) -> Instruction {
-    Instruction::LdImm64 {
-        dst,
-        kind: LdImmKind::Func,
-        imm: target_rel,
-        next_imm: 0,
-    }
-}
-
-fn mov(dst: u8, imm: i32) -> Instruction {
-    Instruction::Alu {
-        width: Width::W64,
-        op: AluOp::Mov,
-        dst,
-        src: Operand::Imm(imm),
-    }
-}
-
 #[test]
 fn callx() {
     use Instruction as I;
@@ -694,47 +658,6 @@ fn helper_errors_and_panics() {
     assert_eq!(vm2.run([0; 5], &[], &mut Env::new()), Ok(3));
 }
 
-/// Handle 1: an array of 4 u64 values with u32 keys.
-struct TestMaps {
-    values: UnsafeCell<[u64; 4]>,
-}
-
-// SAFETY: values live as long as `self`, which outlives the runs in these tests.
-unsafe impl MapAccess for TestMaps {
-    fn key_size(&self, map: u64) -> Option<usize> {
-        (map == 1).then_some(4)
-    }
-    fn value_size(&self, map: u64) -> Option<usize> {
-        (map == 1).then_some(8)
-    }
-    fn lookup(&self, map: u64, key: &[u8]) -> Option<MemRef> {
-        let k = u32::from_ne_bytes(key.try_into().ok()?) as usize;
-        if map != 1 || k >= 4 {
-            return None;
-        }
-        // SAFETY: k < 4.
-        let p = unsafe { (self.values.get() as *mut u64).add(k) };
-        Some(MemRef {
-            ptr: NonNull::new(p.cast()).unwrap(),
-            len: 8,
-            writable: true,
-        })
-    }
-    fn update(&self, map: u64, key: &[u8], value: &[u8], _flags: u64) -> i64 {
-        match self.lookup(map, key) {
-            Some(m) => {
-                // SAFETY: 8 bytes at a value of ours.
-                unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), m.ptr.as_ptr(), 8) };
-                0
-            }
-            None => -7,
-        }
-    }
-    fn delete(&self, _map: u64, _key: &[u8]) -> i64 {
-        -22
-    }
-}
-
 #[test]
 fn map_helpers_and_region_caches() {
     let maps = TestMaps {
@@ -783,96 +706,6 @@ fn map_helpers_and_region_caches() {
             ..
         })
     ));
-}
-
-/// `bpf_loop(10, cb, &counter, 0)`, cb adds i to counter and stops at i == 6; returns
-/// `n << 8 | counter`.
-fn bpf_loop_program() -> Vec<Instruction> {
-    use bpfvfs_ebpf::insn::JmpCond;
-    use Instruction as I;
-    vec![
-        /* 0 */
-        I::St {
-            size: MemSize::DW,
-            dst: 10,
-            off: -8,
-            imm: 0,
-        },
-        /* 1 */ mov(1, 10),
-        /* 2 */ func_ptr(2, 9), // -> 12
-        /* 4 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Mov,
-            dst: 3,
-            src: Operand::Reg(10),
-        },
-        /* 5 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Add,
-            dst: 3,
-            src: Operand::Imm(-8),
-        },
-        /* 6 */ mov(4, 0),
-        /* 7 */ I::Call(CallTarget::Helper(ids::LOOP as i32)),
-        /* 8 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Lsh,
-            dst: 0,
-            src: Operand::Imm(8),
-        },
-        /* 9 */
-        I::Ldx {
-            size: MemSize::DW,
-            signed: false,
-            dst: 1,
-            src: 10,
-            off: -8,
-        },
-        /* 10 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Or,
-            dst: 0,
-            src: Operand::Reg(1),
-        },
-        /* 11 */ I::Exit,
-        /* 12 */
-        I::Ldx {
-            size: MemSize::DW,
-            signed: false,
-            dst: 3,
-            src: 2,
-            off: 0,
-        },
-        /* 13 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Add,
-            dst: 3,
-            src: Operand::Reg(1),
-        },
-        /* 14 */
-        I::Stx {
-            size: MemSize::DW,
-            dst: 2,
-            src: 3,
-            off: 0,
-        },
-        /* 15 */ mov(0, 0),
-        /* 16 */
-        I::Jmp {
-            width: Width::W64,
-            cond: JmpCond::Ne,
-            dst: 1,
-            src: Operand::Imm(6),
-            off: 1,
-        },
-        /* 17 */ mov(0, 1),
-        /* 18 */ I::Exit,
-    ]
 }
 
 #[test]

@@ -1,19 +1,14 @@
 //! Semantics that are easy to get wrong, checked against Linux's definitions, in both the
 //! checked and the unchecked mode.
 
-use bpfvfs_ebpf::asm::assemble;
-use bpfvfs_ebpf::helpers::{ids, Clock, HelperCtx, HelperError, MemRef};
+use bpfvfs_ebpf::helpers::{Clock, HelperCtx, HelperError};
 use bpfvfs_ebpf::insn::{Insn, Instruction, LdImmKind};
 use bpfvfs_ebpf::interp::{LoadOptions, PseudoLoad};
-use bpfvfs_ebpf::{
-    Env, ExecError, Helpers, Interpreter, LoadError, MapAccess, Program, Region, RegionKind,
-};
+use bpfvfs_ebpf::{Env, ExecError, Helpers, Interpreter, LoadError, Program, Region, RegionKind};
 use std::cell::UnsafeCell;
-use std::ptr::NonNull;
 
-fn load(src: &str) -> Program {
-    Program::load(&assemble(src).unwrap(), LoadOptions::default()).unwrap()
-}
+mod common;
+use common::{bpf_loop_program, load, load_insns, TestMaps};
 
 /// Runs in both modes and checks they agree.
 fn run_mem(src: &str, mem: &mut [u8]) -> u64 {
@@ -447,45 +442,6 @@ fn task_and_time_helpers() {
     assert_ne!(vm.run([0; 5], &[], &mut env).unwrap(), 0);
 }
 
-/// A map for tests: handle 1 is an array of 4 u64 values with u32 keys.
-struct TestMaps {
-    values: UnsafeCell<[u64; 4]>,
-}
-
-// SAFETY: values live as long as `self`, which outlives the runs in these tests.
-unsafe impl MapAccess for TestMaps {
-    fn key_size(&self, map: u64) -> Option<usize> {
-        (map == 1).then_some(4)
-    }
-    fn value_size(&self, map: u64) -> Option<usize> {
-        (map == 1).then_some(8)
-    }
-    fn lookup(&self, map: u64, key: &[u8]) -> Option<MemRef> {
-        let k = u32::from_ne_bytes(key.try_into().ok()?) as usize;
-        if map != 1 || k >= 4 {
-            return None;
-        }
-        let p = unsafe { (self.values.get() as *mut u64).add(k) };
-        Some(MemRef {
-            ptr: NonNull::new(p.cast()).unwrap(),
-            len: 8,
-            writable: true,
-        })
-    }
-    fn update(&self, map: u64, key: &[u8], value: &[u8], _flags: u64) -> i64 {
-        match self.lookup(map, key) {
-            Some(m) => {
-                unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), m.ptr.as_ptr(), 8) };
-                0
-            }
-            None => -7,
-        }
-    }
-    fn delete(&self, _map: u64, _key: &[u8]) -> i64 {
-        -22
-    }
-}
-
 #[test]
 fn map_helpers_through_map_access() {
     let maps = TestMaps {
@@ -582,105 +538,7 @@ fn pseudo_map_lddw_goes_through_the_resolver() {
 fn bpf_loop_calls_back_into_the_interpreter() {
     // counter = 0; n = bpf_loop(10, cb, &counter, 0); return n << 8 | counter
     // cb(i, ctx): *ctx += i; return i == 6
-    use bpfvfs_ebpf::insn::{AluOp, CallTarget, JmpCond, MemSize, Operand, Width};
-    use Instruction as I;
-    let mov = |d, i| I::Alu {
-        width: Width::W64,
-        op: AluOp::Mov,
-        dst: d,
-        src: Operand::Imm(i),
-    };
-    let prog = [
-        /* 0 */
-        I::St {
-            size: MemSize::DW,
-            dst: 10,
-            off: -8,
-            imm: 0,
-        },
-        /* 1 */ mov(1, 10),
-        /* 2 */
-        I::LdImm64 {
-            dst: 2,
-            kind: LdImmKind::Func,
-            imm: 9,
-            next_imm: 0,
-        }, // -> 12
-        /* 4 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Mov,
-            dst: 3,
-            src: Operand::Reg(10),
-        },
-        /* 5 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Add,
-            dst: 3,
-            src: Operand::Imm(-8),
-        },
-        /* 6 */ mov(4, 0),
-        /* 7 */ I::Call(CallTarget::Helper(ids::LOOP as i32)),
-        /* 8 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Lsh,
-            dst: 0,
-            src: Operand::Imm(8),
-        },
-        /* 9 */
-        I::Ldx {
-            size: MemSize::DW,
-            signed: false,
-            dst: 1,
-            src: 10,
-            off: -8,
-        },
-        /* 10 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Or,
-            dst: 0,
-            src: Operand::Reg(1),
-        },
-        /* 11 */ I::Exit,
-        /* 12 */
-        I::Ldx {
-            size: MemSize::DW,
-            signed: false,
-            dst: 3,
-            src: 2,
-            off: 0,
-        },
-        /* 13 */
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Add,
-            dst: 3,
-            src: Operand::Reg(1),
-        },
-        /* 14 */
-        I::Stx {
-            size: MemSize::DW,
-            dst: 2,
-            src: 3,
-            off: 0,
-        },
-        /* 15 */ mov(0, 0),
-        /* 16 */
-        I::Jmp {
-            width: Width::W64,
-            cond: JmpCond::Ne,
-            dst: 1,
-            src: Operand::Imm(6),
-            off: 1,
-        },
-        /* 17 */ mov(0, 1),
-        /* 18 */ I::Exit,
-    ];
-    let slots: Vec<Insn> = prog.iter().flat_map(|i| i.encode()).collect();
-    let p = Program::load(&slots, LoadOptions::default()).unwrap();
+    let p = load_insns(&bpf_loop_program());
     assert!(p.is_function_entry(12));
     let h = Helpers::standard();
     let mut vm = Interpreter::new(&p, &h).unwrap();

@@ -86,8 +86,10 @@ mod runtime;
 
 use crate::conformance::Engine;
 use crate::helpers::{Env, Helpers};
-use crate::interp::{ExecError, Frame, LoadError, Program, RunState, MAX_CALL_FRAMES, STACK_SIZE};
-use crate::memory::{Memory, Region, RegionKind};
+use crate::interp::{
+    with_mem_args, ExecError, Frame, LoadError, Program, RunState, MAX_CALL_FRAMES, STACK_SIZE,
+};
+use crate::memory::{Memory, Region};
 use dynasmrt::{AssemblyOffset, ExecutableBuffer};
 use runtime::JitCtx;
 use std::sync::{Arc, OnceLock};
@@ -365,12 +367,7 @@ impl<'p> Jit<'p> {
     /// Checked run in the conformance suite's convention: r1 = address of `mem`, r2 = its
     /// length (both 0 if empty), `mem` writable.
     pub fn run_mem(&mut self, mem: &mut [u8], env: &mut Env<'_>) -> Result<u64, ExecError> {
-        if mem.is_empty() {
-            return self.run([0; 5], &[], env);
-        }
-        let len = mem.len() as u64;
-        let region = Region::writable(RegionKind::Mem, mem);
-        self.run([region.addr(), len, 0, 0, 0], &[region], env)
+        with_mem_args(mem, |args, regions| self.run(args, regions, env))
     }
 
     fn run_code(

@@ -1591,12 +1591,7 @@ impl<'a> Verifier<'a> {
         if st.lock.is_some() {
             return Err("function calls are not allowed while holding a lock".into());
         }
-        if st.frames.len() >= MAX_CALL_FRAMES {
-            return Err(format!(
-                "the call stack of {} frames is too deep",
-                st.frames.len() + 1
-            ));
-        }
+        check_call_depth(st)?;
         let frameno = st.frames.len() as u8;
         let mut f = Frame::new(frameno, pc, self.cfg.subprog_of[target]);
         for r in 1..=5 {
@@ -1720,12 +1715,7 @@ impl<'a> Verifier<'a> {
         // The callback path, from the state before the call clobbers anything.
         let mut cb_state = None;
         if let Some(func) = meta.func {
-            if st.frames.len() >= MAX_CALL_FRAMES {
-                return Err(format!(
-                    "the call stack of {} frames is too deep",
-                    st.frames.len() + 1
-                ));
-            }
+            check_call_depth(st)?;
             let mut s = st.clone();
             let frameno = s.frames.len() as u8;
             let mut f = Frame::new(frameno, pc, self.cfg.subprog_of[func as usize]);
@@ -2184,4 +2174,15 @@ fn describe(r: &Reg, maps: &[MapInfo]) -> String {
 #[allow(dead_code)]
 fn view_of(r: &Reg) -> View {
     r.view64()
+}
+
+/// A call from `st` would need one frame more: rejected past [`MAX_CALL_FRAMES`].
+fn check_call_depth(st: &State) -> VResult<()> {
+    if st.frames.len() >= MAX_CALL_FRAMES {
+        return Err(format!(
+            "the call stack of {} frames is too deep",
+            st.frames.len() + 1
+        ));
+    }
+    Ok(())
 }
