@@ -461,38 +461,8 @@ fn budget_and_call_depth() {
 
 #[test]
 fn frames_and_local_calls() {
-    let src = "
-        mov %r6, 6
-        stdw [%r10-8], 111
-        mov %r1, 1
-        call local f
-        ldxdw %r2, [%r10-8]
-        jne %r2, 111, bad
-        jne %r6, 6, bad
-        exit
-    bad:
-        mov %r0, -1
-        exit
-    f:
-        stdw [%r10-8], 222
-        mov %r6, 0
-        mov %r0, %r1
-        add %r0, 41
-        exit";
-    assert_eq!(run(src), 42);
-    let src = "
-        stdw [%r10-8], 5
-        mov %r1, %r10
-        add %r1, -8
-        call local f
-        ldxdw %r0, [%r10-8]
-        exit
-    f:
-        ldxdw %r2, [%r1]
-        mul %r2, 3
-        stxdw [%r1], %r2
-        exit";
-    assert_eq!(run(src), 15);
+    assert_eq!(run(common::OWN_FRAME_PROGRAM), 42);
+    assert_eq!(run(common::CALLER_STACK_PROGRAM), 15);
     // r6-r9 are the caller's values in the callee, and restored afterwards.
     let src = "
         mov %r6, 1

@@ -231,12 +231,7 @@ impl Tool {
             jw.int_field(out, "bytes_memlock", info.memlock as i64);
             jw.int_field(out, "frozen", info.frozen as i64);
             if table_nonempty {
-                jw.name(out, "pinned");
-                jw.start_array(out);
-                for p in &pins {
-                    jw.string(out, p);
-                }
-                jw.end_array(out);
+                super::json_pinned(jw, out, &pins);
             }
             jw.end_object(out);
         } else {
@@ -247,9 +242,7 @@ impl Tool {
             ));
             s.push_str(&format!("  memlock {}B", info.memlock));
             if table_nonempty {
-                for p in &pins {
-                    s.push_str(&format!("\n\tpinned {p}"));
-                }
+                super::plain_pinned(&mut s, &pins);
             }
             if info.frozen {
                 s.push_str("\n\tfrozen");

@@ -25,6 +25,23 @@ pub mod json;
 mod map;
 mod prog;
 
+/// The `pinned` member of a JSON show record (printed only when the pin table is in use, `-f`).
+fn json_pinned(jw: &mut JsonWriter, out: &mut String, pins: &[String]) {
+    jw.name(out, "pinned");
+    jw.start_array(out);
+    for p in pins {
+        jw.string(out, p);
+    }
+    jw.end_array(out);
+}
+
+/// The `pinned PATH` lines of a plain show record.
+fn plain_pinned(s: &mut String, pins: &[String]) {
+    for p in pins {
+        s.push_str(&format!("\n\tpinned {p}"));
+    }
+}
+
 use crate::control::{Client, ClientError};
 use cstr::{dirname, is_prefix, strerror, strtoul};
 use json::JsonWriter;

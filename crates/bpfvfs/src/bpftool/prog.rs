@@ -272,12 +272,7 @@ impl Tool {
                 jw.end_array(out);
             }
             if table_nonempty {
-                jw.name(out, "pinned");
-                jw.start_array(out);
-                for p in &pins {
-                    jw.string(out, p);
-                }
-                jw.end_array(out);
+                super::json_pinned(jw, out, &pins);
             }
             jw.end_object(out);
         } else {
@@ -310,9 +305,7 @@ impl Tool {
                 s.push_str(&format!("  map_ids {}", ids.join(",")));
             }
             if table_nonempty {
-                for p in &pins {
-                    s.push_str(&format!("\n\tpinned {p}"));
-                }
+                super::plain_pinned(&mut s, &pins);
             }
             s.push('\n');
             self.print(s);
@@ -472,12 +465,7 @@ impl Tool {
                 _ => {}
             }
             if table_nonempty {
-                jw.name(out, "pinned");
-                jw.start_array(out);
-                for p in &pins {
-                    jw.string(out, p);
-                }
-                jw.end_array(out);
+                super::json_pinned(jw, out, &pins);
             }
             jw.end_object(out);
         } else {
@@ -497,9 +485,7 @@ impl Tool {
                 _ => {}
             }
             if table_nonempty {
-                for p in &pins {
-                    s.push_str(&format!("\n\tpinned {p}"));
-                }
+                super::plain_pinned(&mut s, &pins);
             }
             s.push('\n');
             self.print(s);

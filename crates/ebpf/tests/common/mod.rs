@@ -189,3 +189,38 @@ pub fn bpf_loop_program() -> Vec<Instruction> {
         /* 18 */ I::Exit,
     ]
 }
+
+/// Each frame has its own stack; r6 survives the call; returns 42 (-1 if the callee's stack
+/// write or r6 leaked into the caller).
+pub const OWN_FRAME_PROGRAM: &str = "
+    mov %r6, 6
+    stdw [%r10-8], 111
+    mov %r1, 1
+    call local f
+    ldxdw %r2, [%r10-8]
+    jne %r2, 111, bad
+    jne %r6, 6, bad
+    exit
+bad:
+    mov %r0, -1
+    exit
+f:
+    stdw [%r10-8], 222
+    mov %r6, 0
+    mov %r0, %r1
+    add %r0, 41
+    exit";
+
+/// A callee works on the caller's stack through a pointer; returns 15.
+pub const CALLER_STACK_PROGRAM: &str = "
+    stdw [%r10-8], 5
+    mov %r1, %r10
+    add %r1, -8
+    call local f
+    ldxdw %r0, [%r10-8]
+    exit
+f:
+    ldxdw %r2, [%r1]
+    mul %r2, 3
+    stxdw [%r1], %r2
+    exit";
