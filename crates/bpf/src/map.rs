@@ -74,6 +74,12 @@ pub trait MapOps: Send + Sync + 'static {
         let _ = (key, guard);
         None
     }
+    /// Program side: `bpf_map_update_elem` from a program. Flags are already known to be a
+    /// valid combination. Per-CPU types write only the running CPU's slot (the kernel's
+    /// onallcpus=false path); the default is the user-space update.
+    fn prog_update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
+        self.update(key, value, flags)
+    }
     /// Bytes of one value as user space sees it (per-CPU maps: one slot per CPU).
     fn user_value_size(&self, def: &MapDef) -> usize {
         def.value_size as usize

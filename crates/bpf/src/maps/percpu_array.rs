@@ -92,6 +92,9 @@ impl PercpuArray {
 }
 
 impl MapOps for PercpuArray {
+    fn prog_update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
+        self.update_current_cpu(key, value, flags)
+    }
     /// bpf_percpu_array_copy.
     fn lookup(&self, key: &[u8], out: &mut [u8]) -> Result<()> {
         let i = self.index(key).ok_or(Errno::ENOENT)?;

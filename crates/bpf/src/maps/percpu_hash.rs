@@ -107,6 +107,9 @@ impl PercpuHash {
 }
 
 impl MapOps for PercpuHash {
+    fn prog_update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
+        self.update_current_cpu(key, value, flags)
+    }
     /// bpf_percpu_hash_copy: every slot, `round_up(value_size, 8)` bytes each.
     fn lookup(&self, key: &[u8], out: &mut [u8]) -> Result<()> {
         let guard = crossbeam_epoch::pin();

@@ -1,0 +1,112 @@
+//! # bpfvfs-runtime
+//!
+//! Where the eBPF engine meets the BPF objects. The engine (`bpfvfs-ebpf`) knows programs as
+//! bytes and maps as opaque handles; the object layer (`bpfvfs-bpf`) knows maps, programs and
+//! links as refcounted objects with ids and pins but nothing of instructions. This crate joins
+//! them, the way the kernel's `bpf_prog_load` joins the verifier to the map fds:
+//!
+//! - [`load`]: an ELF object built by `clang -O2 -g -target bpf` goes in; its maps are created
+//!   in the [`Bpf`] instance (global data sections as single-element arrays with their initial
+//!   contents, `.rodata` frozen), its map references are patched, each program is verified
+//!   against its type's rules ([`progtypes`]), prepared for the interpreter and compiled by the
+//!   JIT, and registered as a [`bpfvfs_bpf::Prog`] whose opaque executable is a
+//!   [`exec::LoadedProg`].
+//! - [`exec`]: running a loaded program — the [`bpfvfs_ebpf::MapAccess`] implementation that
+//!   gives map helpers the objects' memory under an epoch guard, and a reusable runner.
+//! - [`test_run`]: `BPF_PROG_TEST_RUN` with the kernel's argument rules per program type.
+//! - [`trace`]: where `bpf_trace_printk` output goes (the trace_pipe of this instance).
+//!
+//! Dependencies point one way: this crate uses vfs, bpf, ebpf and ebpf-obj; none of them
+//! knows it exists.
+
+pub mod error;
+pub mod exec;
+pub mod load;
+pub mod progtypes;
+mod sha1;
+pub mod test_run;
+pub mod trace;
+
+pub use error::RuntimeError;
+pub use exec::{EngineKind, LoadedProg};
+pub use load::{LoadOpts, LoadedObj};
+pub use test_run::{TestRunInput, TestRunOutput};
+pub use trace::TraceLog;
+
+use bpfvfs_bpf::Bpf;
+use bpfvfs_ebpf::verifier::HelperProtos;
+use bpfvfs_ebpf::Helpers;
+use std::sync::Arc;
+
+/// How programs are executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// JIT (the default on x86-64) or interpreter.
+    pub engine: EngineKind,
+    /// Run with every memory access checked even though the verifier accepted the program:
+    /// slower, and a guard against verifier bugs while developing programs.
+    pub checked: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            engine: if cfg!(target_arch = "x86_64") {
+                EngineKind::Jit
+            } else {
+                EngineKind::Interp
+            },
+            checked: false,
+        }
+    }
+}
+
+/// One instance's program side: the helper table and prototypes every program of this
+/// instance is verified and run against, and its trace log.
+pub struct Runtime {
+    bpf: Arc<Bpf>,
+    helpers: Arc<Helpers>,
+    protos: Arc<HelperProtos>,
+    trace: Arc<TraceLog>,
+    config: RuntimeConfig,
+}
+
+impl Runtime {
+    pub fn new(bpf: Arc<Bpf>) -> Arc<Runtime> {
+        Self::with_config(bpf, RuntimeConfig::default())
+    }
+
+    pub fn with_config(bpf: Arc<Bpf>, config: RuntimeConfig) -> Arc<Runtime> {
+        let config = RuntimeConfig {
+            engine: if cfg!(target_arch = "x86_64") {
+                config.engine
+            } else {
+                EngineKind::Interp
+            },
+            ..config
+        };
+        Arc::new(Runtime {
+            bpf,
+            helpers: Arc::new(Helpers::standard()),
+            protos: Arc::new(HelperProtos::standard()),
+            trace: Arc::new(TraceLog::new(trace::DEFAULT_CAPACITY)),
+            config,
+        })
+    }
+
+    pub fn bpf(&self) -> &Arc<Bpf> {
+        &self.bpf
+    }
+    pub fn helpers(&self) -> &Arc<Helpers> {
+        &self.helpers
+    }
+    pub fn protos(&self) -> &Arc<HelperProtos> {
+        &self.protos
+    }
+    pub fn trace(&self) -> &Arc<TraceLog> {
+        &self.trace
+    }
+    pub fn config(&self) -> RuntimeConfig {
+        self.config
+    }
+}
