@@ -15,12 +15,12 @@
 //! the dcache is after an epoch grace period: a lockless walker that raced the unlink still
 //! reads valid memory (seed 003: i_link must be RCU-freed with the inode).
 
-use crate::addons::{AddonsCell, InodeAddons};
+use crate::addons::{AddonsCell, InodeAddons, InodeBlob};
 use crate::errno::{Errno, Result};
 use crate::sb::SuperBlock;
 use crate::types::*;
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// atime/mtime/ctime, changed together under one small lock.
@@ -96,6 +96,13 @@ pub struct Inode {
     freeing: AtomicBool,
     link: Option<SymlinkBody>,
     addons: AddonsCell,
+    /// One opaque pointer word for the layer that claimed it
+    /// ([`crate::addons::InodeExtensions::claim_inode_word`]): the generic form of a
+    /// dedicated per-feature field such as the proposed i_bpf_storage. 8 bytes in every inode.
+    ext_word: AtomicPtr<()>,
+    /// Words reserved by layers at the time this inode was allocated (an LSM-style blob):
+    /// 8 bytes here, plus the allocation when anything is reserved.
+    blob: InodeBlob,
     /// The filesystem's own per-inode data (i_private).
     private: Box<dyn Any + Send + Sync>,
 }
@@ -107,6 +114,7 @@ impl Inode {
         attrs: &NewInode,
         link: Option<&[u8]>,
         private: Box<dyn Any + Send + Sync>,
+        blob_words: usize,
     ) -> Inode {
         let now = Timespec::now();
         sb.counters.inodes_live.fetch_add(1, Ordering::Relaxed);
@@ -130,6 +138,8 @@ impl Inode {
             freeing: AtomicBool::new(false),
             link: link.map(SymlinkBody::new),
             addons: AddonsCell::default(),
+            ext_word: AtomicPtr::new(std::ptr::null_mut()),
+            blob: InodeBlob::new(blob_words),
             private,
             sb,
         }
@@ -200,6 +210,26 @@ impl Inode {
                 .addons_allocated
                 .fetch_add(1, Ordering::Relaxed);
         })
+    }
+
+    /// The per-inode pointer word (see the field). The VFS never reads it: the layer that
+    /// claimed it stores and clears it, and must clear it (releasing what it points to) no
+    /// later than eviction, since the word's memory goes with the inode's.
+    #[inline]
+    pub fn ext_word(&self) -> &AtomicPtr<()> {
+        &self.ext_word
+    }
+
+    /// Word `i` of this inode's blob, if the blob has it (inodes allocated before word `i`
+    /// was reserved do not). Same rule as [`Inode::ext_word`]: cleared by eviction.
+    #[inline]
+    pub fn blob_word(&self, i: usize) -> Option<&AtomicPtr<()>> {
+        self.blob.word(i)
+    }
+
+    /// Bytes of this inode's blob allocation (0 if none), for memory accounting.
+    pub fn blob_bytes(&self) -> usize {
+        self.blob.allocated_bytes()
     }
 
     // ---- attribute setters, for filesystems (inode_operations implementations) ----

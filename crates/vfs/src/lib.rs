@@ -5,7 +5,9 @@
 //! plug in through [`FileSystem`]; [`memfs`] is the in-memory default (tmpfs-like).
 //!
 //! This crate knows nothing of BPF. It offers the extension points BPF layers use: eviction
-//! hooks ([`Vfs::register_evict_hook`]) and the per-inode addons slot ([`InodeAddons`]).
+//! hooks ([`Vfs::register_evict_hook`]), the per-inode addons slot ([`InodeAddons`]), and
+//! [`InodeExtensions`] (a claimable pointer word in every inode, an LSM-style blob reserved
+//! by layers, per-VFS client state) — generic places a layer may keep per-inode pointers.
 //!
 //! ## Lock order (outermost first)
 //! 1. `Vfs::mount_lock` (mount/umount only)
@@ -39,7 +41,7 @@ pub mod sb;
 pub mod stats;
 pub mod types;
 
-pub use addons::{AddonSlot, InodeAddons};
+pub use addons::{AddonSlot, InodeAddons, InodeExtensions};
 pub use dcache::rcu_barrier;
 pub use dentry::{Dentry, DentryRef};
 pub use errno::{Errno, Result};
@@ -81,6 +83,7 @@ impl Default for VfsOptions {
 pub struct Vfs {
     pub(crate) counters: Arc<Counters>,
     hooks: Arc<RwLock<Vec<EvictHook>>>,
+    ext: Arc<InodeExtensions>,
     pub(crate) dcache: dcache::DentryHash,
     pub(crate) mounts: Atomic<MountTable>,
     mount_lock: Mutex<Vec<Arc<Mount>>>,
@@ -95,7 +98,13 @@ impl Vfs {
     pub fn new(root_fs: Arc<dyn FileSystem>, opts: VfsOptions) -> Result<Arc<Vfs>> {
         let counters = Arc::new(Counters::default());
         let hooks: Arc<RwLock<Vec<EvictHook>>> = Arc::default();
-        let sb = SuperBlock::new(root_fs.clone(), counters.clone(), hooks.clone());
+        let ext: Arc<InodeExtensions> = Arc::default();
+        let sb = SuperBlock::new(
+            root_fs.clone(),
+            counters.clone(),
+            hooks.clone(),
+            ext.clone(),
+        );
         let root_inode = root_fs.fill_super(&sb)?;
         let root_dentry = D::alloc(&root_inode, None, b"/");
         sb.set_root(root_dentry.clone());
@@ -103,6 +112,7 @@ impl Vfs {
         let vfs = Vfs {
             counters,
             hooks,
+            ext,
             dcache: dcache::DentryHash::new(opts.dcache_bits),
             mounts: Atomic::new(MountTable::default()),
             mount_lock: Mutex::new(vec![mnt.clone()]),
@@ -147,6 +157,12 @@ impl Vfs {
             .push(hook);
     }
 
+    /// The generic inode extension points of this tree (inode word, blob reservations,
+    /// client layers' per-VFS state); see [`InodeExtensions`].
+    pub fn inode_ext(&self) -> &Arc<InodeExtensions> {
+        &self.ext
+    }
+
     /// Make a filesystem type mountable by name.
     pub fn register_fs_type(&self, name: &str, factory: FsFactory) {
         self.fs_types
@@ -188,7 +204,12 @@ impl Vfs {
             return Err(Errno::EPERM);
         }
         let at = self.resolve(cred, None, target, LOOKUP_FOLLOW | LOOKUP_DIRECTORY)?;
-        let sb = SuperBlock::new(fs.clone(), self.counters.clone(), self.hooks.clone());
+        let sb = SuperBlock::new(
+            fs.clone(),
+            self.counters.clone(),
+            self.hooks.clone(),
+            self.ext.clone(),
+        );
         let root_inode = fs.fill_super(&sb)?;
         let root_dentry = D::alloc(&root_inode, None, b"/");
         sb.set_root(root_dentry.clone());

@@ -6,6 +6,7 @@
 //! "simple_*" helpers: a filesystem whose directories live entirely in the dcache (tmpfs,
 //! bpffs) only writes what differs.
 
+use crate::addons::InodeExtensions;
 use crate::errno::{Errno, Result};
 use crate::file::File;
 use crate::inode::{Inode, NewInode};
@@ -28,6 +29,8 @@ pub struct SuperBlock {
     fs: Arc<dyn FileSystem>,
     pub(crate) counters: Arc<Counters>,
     hooks: Arc<RwLock<Vec<EvictHook>>>,
+    /// The VFS-wide inode extension points (blob size, client layers' state).
+    ext: Arc<InodeExtensions>,
     dying: AtomicBool,
     /// The root dentry, set once by the mount; dropped at unmount (`kill_sb`). It must be
     /// dropped explicitly: the root dentry holds the root inode, which holds this
@@ -45,12 +48,14 @@ impl SuperBlock {
         fs: Arc<dyn FileSystem>,
         counters: Arc<Counters>,
         hooks: Arc<RwLock<Vec<EvictHook>>>,
+        ext: Arc<InodeExtensions>,
     ) -> Arc<SuperBlock> {
         Arc::new(SuperBlock {
             dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
             fs,
             counters,
             hooks,
+            ext,
             dying: AtomicBool::new(false),
             root: Mutex::new(None),
             rename_mutex: std::sync::Mutex::new(()),
@@ -59,6 +64,11 @@ impl SuperBlock {
 
     pub fn fs(&self) -> &Arc<dyn FileSystem> {
         &self.fs
+    }
+    /// The extension points of the VFS this superblock belongs to.
+    #[inline]
+    pub fn inode_ext(&self) -> &InodeExtensions {
+        &self.ext
     }
     pub fn dev(&self) -> u64 {
         self.dev
@@ -100,6 +110,7 @@ impl SuperBlock {
             attrs,
             symlink_target,
             private,
+            self.ext.blob_words(),
         ))
     }
 }
