@@ -62,6 +62,8 @@ impl File {
 
 impl Drop for File {
     fn drop(&mut self) {
+        // IN_CLOSE_* before the release and before `path` (and maybe the inode) goes.
+        crate::fsnotify::file_closed(self);
         let sb = self.path.inode().sb().clone();
         sb.fs().release(self);
         sb.counters.files_open.fetch_sub(1, Ordering::Relaxed);

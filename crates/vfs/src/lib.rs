@@ -17,6 +17,11 @@
 //! 4. `Dentry::links` (parent/name), inode attribute/time locks, filesystem data locks
 //! 5. dentry-hash stripe locks (leaf: nothing is taken while held)
 //!
+//! Watch marks (`fsnotify`) come after 1-4 and are never held while a VFS lock is taken:
+//! `GroupInner::marks` → `Connector::writer` → `GroupInner::queue`. Directory events are
+//! queued under the directory lock; destruction callbacks run with no lock held (from
+//! eviction). Details at the top of `fsnotify.rs`.
+//!
 //! Eviction (hooks and `evict_inode`) never runs with a directory lock held: operations that
 //! remove entries drop the removed references after unlocking.
 //!
@@ -31,6 +36,7 @@ mod dcache;
 pub mod dentry;
 pub mod errno;
 pub mod file;
+pub mod fsnotify;
 pub mod inode;
 pub mod memfs;
 mod mkobj;
@@ -46,6 +52,10 @@ pub use dcache::rcu_barrier;
 pub use dentry::{Dentry, DentryRef};
 pub use errno::{Errno, Result};
 pub use file::File;
+pub use fsnotify::{
+    watch_destruction, DestroyState, DestroyWatch, Event, Group, GroupOptions, GroupStats,
+    ReadError,
+};
 pub use inode::{Inode, InodeRef, NewInode, SymlinkBody};
 pub use mount::{Mount, PathRef};
 pub use namei::{LOOKUP_DIRECTORY, LOOKUP_FOLLOW};
@@ -123,6 +133,9 @@ impl Vfs {
             rename_seq: AtomicU64::new(0),
             fs_types: RwLock::new(HashMap::new()),
         };
+        // Watch marks leave an inode when it is evicted (IN_DELETE_SELF / IN_UNMOUNT, then
+        // IN_IGNORED; destruction callbacks run).
+        vfs.register_evict_hook(Arc::new(fsnotify::inode_evicted));
         vfs.register_fs_type(
             "tmpfs",
             Arc::new(|opts: &str| {

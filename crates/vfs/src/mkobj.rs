@@ -32,7 +32,7 @@ impl Vfs {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let children = parent.dentry.lock_children()?;
+        let mut children = parent.dentry.lock_children()?;
         if parent.dentry.is_dead() || dir.nlink() == 0 {
             return Err(Errno::ENOENT);
         }
@@ -52,7 +52,10 @@ impl Vfs {
         };
         let sb = dir.sb().clone();
         let inode = sb.fs().mkobj(&sb, dir, name, &attrs, payload)?;
-        let d = self.d_add(children, &parent.dentry, name, &inode);
+        let d = self.d_add_locked(&mut children, &parent.dentry, name, &inode);
+        // vfs_mkobj reports IN_CREATE like any create (a pin appearing in a watched dir).
+        crate::fsnotify::notify_name(dir, crate::fsnotify::IN_CREATE, false, name, 0);
+        drop(children);
         Ok(PathRef {
             mnt: parent.mnt.clone(),
             dentry: d,

@@ -450,6 +450,18 @@ impl Vfs {
         name: &[u8],
         inode: &Arc<crate::inode::Inode>,
     ) -> DentryRef {
+        self.d_add_locked(&mut children, parent, name, inode)
+    }
+
+    /// d_add with the directory lock kept by the caller (who may still report the new entry
+    /// under it).
+    pub(crate) fn d_add_locked(
+        &self,
+        children: &mut crate::dentry::Children,
+        parent: &DentryRef,
+        name: &[u8],
+        inode: &Arc<crate::inode::Inode>,
+    ) -> DentryRef {
         let d = Dentry::alloc(inode, Some(parent.arc().clone()), name);
         d.set_flag(crate::dentry::D_HASHED);
         self.dcache.insert(parent.id(), name, d.arc().clone());

@@ -7,6 +7,7 @@
 use crate::dentry::DentryRef;
 use crate::errno::{Errno, Result};
 use crate::file::File;
+use crate::fsnotify::{self, IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY};
 use crate::inode::{Inode, NewInode};
 use crate::mount::PathRef;
 use crate::namei::{LOOKUP_DIRECTORY, LOOKUP_FOLLOW};
@@ -91,6 +92,18 @@ fn check_sticky(cred: &Cred, dir: &Inode, victim: &Inode) -> Result<()> {
     Err(Errno::EPERM)
 }
 
+/// xattr_permission, reduced: the security, system and trusted namespaces are left to the
+/// filesystem; anything else needs the access asked for.
+fn xattr_permission(cred: &Cred, inode: &Inode, name: &[u8], mask: u32) -> Result<()> {
+    if name.starts_with(b"security.")
+        || name.starts_with(b"system.")
+        || name.starts_with(b"trusted.")
+    {
+        return Ok(());
+    }
+    inode.permission(cred, mask)
+}
+
 fn may_modify_dir(cred: &Cred, dir: &PathRef) -> Result<()> {
     let inode = dir.inode();
     if !inode.is_dir() {
@@ -159,7 +172,7 @@ impl Vfs {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let children = parent.dentry.lock_children()?;
+        let mut children = parent.dentry.lock_children()?;
         if children.get(name).is_some() {
             return Err(Errno::EEXIST);
         }
@@ -203,7 +216,11 @@ impl Vfs {
                 }
             }
         };
-        let d = self.d_add(children, &parent.dentry, name, &inode);
+        let d = self.d_add_locked(&mut children, &parent.dentry, name, &inode);
+        // Under the directory lock: one directory's events are queued in the order its
+        // entries changed.
+        fsnotify::notify_name(dir, IN_CREATE, inode.is_dir(), name, 0);
+        drop(children);
         Ok(PathRef {
             mnt: parent.mnt.clone(),
             dentry: d,
@@ -245,8 +262,10 @@ impl Vfs {
                 return Err(Errno::EBUSY);
             }
             parent.inode().sb().fs().unlink(parent.inode(), name, vi)?;
+            fsnotify::notify_inode(vi, IN_ATTRIB); // the link count changed
             self.unhash(&parent.dentry, name, &victim);
             removed = children.remove(name);
+            self.notify_deleted(parent, name, &victim);
         }
         // Dropped with no directory lock held: this may evict the inode.
         drop(removed);
@@ -284,6 +303,7 @@ impl Vfs {
             drop(vchildren);
             self.unhash(&parent.dentry, name, &victim);
             removed = children.remove(name);
+            self.notify_deleted(parent, name, &victim);
         }
         drop(removed);
         Ok(())
@@ -305,7 +325,7 @@ impl Vfs {
         // Linux's order (do_linkat, vfs_link): the new name must be free (EEXIST), on the
         // same mount (EXDEV), in a live directory we may write (ENOENT, EACCES); only then
         // is a directory source refused (EPERM), or an unlinked one (ENOENT).
-        let children = new_parent.dentry.lock_children()?;
+        let mut children = new_parent.dentry.lock_children()?;
         if children.get(new_name).is_some() {
             return Err(Errno::EEXIST);
         }
@@ -323,7 +343,10 @@ impl Vfs {
             return Err(Errno::ENOENT);
         }
         inode.sb().fs().link(&inode, new_parent.inode(), new_name)?;
-        let d = self.d_add(children, &new_parent.dentry, new_name, &inode);
+        fsnotify::notify_inode(&inode, IN_ATTRIB); // the link count changed
+        let d = self.d_add_locked(&mut children, &new_parent.dentry, new_name, &inode);
+        fsnotify::notify_name(new_parent.inode(), IN_CREATE, false, new_name, 0);
+        drop(children);
         Ok(PathRef {
             mnt: new_parent.mnt.clone(),
             dentry: d,
@@ -557,12 +580,71 @@ impl Vfs {
             }
         }
         self.rename_seq.fetch_add(1, Ordering::AcqRel);
+        if fsnotify::active() {
+            // Still under the directory locks, as the dcache change itself.
+            self.notify_rename(
+                old_parent, old_name, new_parent, new_name, &vi, &target, exchange,
+            );
+        }
         drop(g_new);
         drop(g_old);
         drop(_rename_guard);
         drop(target);
         drop(dropped);
         Ok(())
+    }
+
+    /// fsnotify_move, once per moved entry (twice for an exchange): MOVED_FROM / MOVED_TO
+    /// with one cookie, the replaced target's link count (ATTRIB), MOVE_SELF; then, as
+    /// d_delete would, DELETE_SELF for a replaced target whose last link went.
+    #[allow(clippy::too_many_arguments)]
+    fn notify_rename(
+        &self,
+        old_parent: &PathRef,
+        old_name: &[u8],
+        new_parent: &PathRef,
+        new_name: &[u8],
+        moved: &Arc<Inode>,
+        target: &Option<DentryRef>,
+        exchange: bool,
+    ) {
+        use fsnotify::{IN_MOVED_FROM, IN_MOVED_TO, IN_MOVE_SELF};
+        let (od, nd) = (old_parent.inode(), new_parent.inode());
+        let c = fsnotify::next_cookie();
+        fsnotify::notify_name(od, IN_MOVED_FROM, moved.is_dir(), old_name, c);
+        fsnotify::notify_name(nd, IN_MOVED_TO, moved.is_dir(), new_name, c);
+        if let (Some(t), false) = (target, exchange) {
+            fsnotify::notify_inode(t.inode(), IN_ATTRIB);
+        }
+        fsnotify::notify_inode(moved, IN_MOVE_SELF);
+        match target {
+            Some(t) if exchange => {
+                let ti = t.inode();
+                let c = fsnotify::next_cookie();
+                fsnotify::notify_name(nd, IN_MOVED_FROM, ti.is_dir(), new_name, c);
+                fsnotify::notify_name(od, IN_MOVED_TO, ti.is_dir(), old_name, c);
+                fsnotify::notify_inode(ti, IN_MOVE_SELF);
+            }
+            // `t` and the reference taken out of the index (dropped after unlocking).
+            Some(t) if t.inode().nlink() == 0 && t.ref_count() == 2 => {
+                fsnotify::inode_removed(t.inode());
+            }
+            _ => {}
+        }
+    }
+
+    /// After an unlink or rmdir, under the directory lock (`victim` is our reference, the
+    /// index's was just taken out): DELETE_SELF if the last link went and nothing else uses
+    /// the dentry (d_delete; otherwise it comes at eviction), then the directory's DELETE.
+    fn notify_deleted(&self, parent: &PathRef, name: &[u8], victim: &DentryRef) {
+        if !fsnotify::active() {
+            return;
+        }
+        let vi = victim.inode();
+        if vi.nlink() == 0 && victim.ref_count() == 2 {
+            fsnotify::inode_removed(vi);
+        }
+        fsnotify::notify_name(parent.inode(), IN_DELETE, vi.is_dir(), name, 0);
     }
 
     fn rehash(&self, parent: &DentryRef, name: &[u8], d: &DentryRef) {
@@ -692,6 +774,10 @@ impl Vfs {
             return Ok(inode.sb().fs().getattr(inode));
         }
         inode.sb().fs().setattr(inode, &attr)?;
+        let mask = fsnotify::setattr_mask(&attr);
+        if mask != 0 {
+            fsnotify::notify_dentry(&at.dentry, mask);
+        }
         Ok(inode.sb().fs().getattr(inode))
     }
 
@@ -727,6 +813,10 @@ impl Vfs {
             inode.permission(cred, mask)?;
         }
         let private = inode.sb().fs().open(inode, flags)?;
+        // The file exists from here on: IN_OPEN now (before the truncation's IN_MODIFY, as
+        // vfs_open does), and a failed truncation closes it again (IN_CLOSE_*, release).
+        let file = Arc::new(File::new(at.clone(), flags, private));
+        fsnotify::file_opened(&file);
         if flags & oflags::O_TRUNC != 0 && inode.file_type() == FileType::Regular {
             let attr = SetAttr {
                 size: Some(0),
@@ -734,8 +824,9 @@ impl Vfs {
                 ..Default::default()
             };
             inode.sb().fs().setattr(inode, &attr)?;
+            fsnotify::notify_dentry(&at.dentry, IN_MODIFY);
         }
-        Ok(Arc::new(File::new(at.clone(), flags, private)))
+        Ok(file)
     }
 
     /// open(2) / openat(2), creating with O_CREAT.
@@ -778,7 +869,9 @@ impl Vfs {
                     // A file just created is opened with the mode it was asked for, whatever
                     // its permission bits say (open(2)).
                     let private = at.inode().sb().fs().open(at.inode(), flags)?;
-                    return Ok(Arc::new(File::new(at, flags, private)));
+                    let file = Arc::new(File::new(at, flags, private));
+                    fsnotify::file_opened(&file);
+                    return Ok(file);
                 }
                 Err(Errno::EEXIST) if flags & oflags::O_EXCL == 0 => {
                     match self.resolve(cred, Some(&parent), &last, follow) {
@@ -820,7 +913,11 @@ impl Vfs {
         if file.inode().is_dir() {
             return Err(Errno::EISDIR);
         }
-        file.inode().sb().fs().read(file, buf, offset)
+        let n = file.inode().sb().fs().read(file, buf, offset)?;
+        if n > 0 {
+            fsnotify::notify_dentry(&file.path().dentry, IN_ACCESS);
+        }
+        Ok(n)
     }
 
     /// pwrite: write at `offset` (at the end with O_APPEND). Returns bytes written.
@@ -829,7 +926,57 @@ impl Vfs {
             return Err(Errno::EBADF);
         }
         check_rw_range(offset, data.len())?;
-        file.inode().sb().fs().write(file, data, offset)
+        let n = file.inode().sb().fs().write(file, data, offset)?;
+        if n > 0 {
+            fsnotify::notify_dentry(&file.path().dentry, IN_MODIFY);
+        }
+        Ok(n)
+    }
+
+    /// fallocate(2) on an open file: the checks of vfs_fallocate, then the filesystem's;
+    /// IN_MODIFY on success.
+    pub fn fallocate(&self, file: &File, mode: i32, offset: u64, len: u64) -> Result<()> {
+        if !file.writable() {
+            return Err(Errno::EBADF);
+        }
+        let inode = file.inode();
+        if inode.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        if inode.file_type() != FileType::Regular {
+            return Err(Errno::ENODEV);
+        }
+        inode.sb().fs().fallocate(inode, mode, offset, len)?;
+        fsnotify::notify_dentry(&file.path().dentry, IN_MODIFY);
+        Ok(())
+    }
+
+    /// setxattr(2) on a resolved location; IN_ATTRIB on success. Permission as
+    /// xattr_permission: write access, except in the security/system/trusted namespaces,
+    /// whose rules are the filesystem's.
+    pub fn setxattr_at(
+        &self,
+        cred: &Cred,
+        at: &PathRef,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        xattr_permission(cred, at.inode(), name, may::WRITE)?;
+        at.inode()
+            .sb()
+            .fs()
+            .setxattr(at.inode(), name, value, flags)?;
+        fsnotify::notify_dentry(&at.dentry, IN_ATTRIB);
+        Ok(())
+    }
+
+    /// removexattr(2) on a resolved location; IN_ATTRIB on success.
+    pub fn removexattr_at(&self, cred: &Cred, at: &PathRef, name: &[u8]) -> Result<()> {
+        xattr_permission(cred, at.inode(), name, may::WRITE)?;
+        at.inode().sb().fs().removexattr(at.inode(), name)?;
+        fsnotify::notify_dentry(&at.dentry, IN_ATTRIB);
+        Ok(())
     }
 
     pub fn fsync(&self, file: &File, datasync: bool) -> Result<()> {
@@ -881,6 +1028,9 @@ impl Vfs {
                 });
             }
         }
+        drop(children);
+        // iterate_dir reports IN_ACCESS for every getdents call.
+        fsnotify::notify_dentry(&dir.dentry, IN_ACCESS);
         Ok(out)
     }
 

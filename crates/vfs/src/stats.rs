@@ -43,6 +43,12 @@ pub struct Counters {
     pub(crate) dentries_hashed: AtomicI64,
     pub(crate) addons_allocated: AtomicU64,
     pub(crate) files_open: AtomicI64,
+    /// Watch (event) marks attached to inodes.
+    pub(crate) watch_marks_attached: AtomicI64,
+    /// Destruction watches attached and not yet fired or cancelled.
+    pub(crate) destroy_watches_armed: AtomicI64,
+    /// Marks of either kind whose memory is not yet freed.
+    pub(crate) watch_marks_allocated: AtomicI64,
     pub(crate) walks_lockless: StripedCounter,
     pub(crate) walks_locked: StripedCounter,
 }
@@ -58,6 +64,12 @@ pub struct VfsStats {
     pub dentries_hashed: i64,
     pub addons_allocated_total: u64,
     pub files_open: i64,
+    #[serde(default)]
+    pub watch_marks: i64,
+    #[serde(default)]
+    pub destroy_watches: i64,
+    #[serde(default)]
+    pub watch_marks_live: i64,
     pub walks_lockless: u64,
     pub walks_locked: u64,
 }
@@ -73,6 +85,9 @@ impl Counters {
             dentries_hashed: self.dentries_hashed.load(Relaxed),
             addons_allocated_total: self.addons_allocated.load(Relaxed),
             files_open: self.files_open.load(Relaxed),
+            watch_marks: self.watch_marks_attached.load(Relaxed),
+            destroy_watches: self.destroy_watches_armed.load(Relaxed),
+            watch_marks_live: self.watch_marks_allocated.load(Relaxed),
             walks_lockless: self.walks_lockless.sum(),
             walks_locked: self.walks_locked.sum(),
         }
