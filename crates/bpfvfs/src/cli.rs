@@ -55,7 +55,7 @@ pub enum Command {
     /// BPF maps, as bpftool: show, create, dump, update, lookup, getnext, delete, pin,
     /// freeze (`bpfvfs map help`)
     Map(ToolArgs),
-    /// BPF programs, as bpftool: show, pin (`bpfvfs prog help`)
+    /// BPF programs, as bpftool: show, pin, load, loadall, run, tracelog (`bpfvfs prog help`)
     Prog(ToolArgs),
     /// BPF links, as bpftool: show, pin (`bpfvfs link help`)
     Link(ToolArgs),
@@ -174,6 +174,68 @@ fn client_error(socket: &std::path::Path, e: ClientError) -> i32 {
     1
 }
 
+/// bpftool's is_prefix: `w` is a non-empty prefix of `word`.
+fn is_prefix_word(w: &str, word: &str) -> bool {
+    !w.is_empty() && word.starts_with(w)
+}
+
+/// `bpfvfs prog tracelog`: print the daemon's trace pipe as lines arrive, until SIGINT or
+/// SIGTERM (bpftool reads the kernel's trace_pipe the same way). With -j: a JSON array of the
+/// lines, closed when interrupted.
+fn tracelog(socket: &std::path::Path, json: bool) -> i32 {
+    use std::io::Write;
+    let mut client = match crate::control::Client::connect(socket) {
+        Ok(c) => c,
+        Err(e) => return client_error(socket, e),
+    };
+    let stop = match crate::daemon::block_termination_signals() {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("bpfvfs: {e}");
+            return 1;
+        }
+    };
+    let mut out = std::io::stdout();
+    let mut first = true;
+    if json {
+        let _ = write!(out, "[");
+        let _ = out.flush();
+    }
+    loop {
+        if crate::daemon::poll_signal(&stop) {
+            break;
+        }
+        let r = client.call(
+            "trace_read",
+            serde_json::json!({"max": 256, "wait_ms": 200}),
+        );
+        let v = match r {
+            Ok(v) => v,
+            Err(e) => {
+                if json {
+                    let _ = writeln!(out, "]");
+                }
+                return client_error(socket, e);
+            }
+        };
+        for l in v["lines"].as_array().into_iter().flatten() {
+            let l = l.as_str().unwrap_or("");
+            if json {
+                let sep = if first { "" } else { "," };
+                let _ = write!(out, "{sep}{}", serde_json::Value::String(l.to_string()));
+            } else {
+                let _ = writeln!(out, "{l}");
+            }
+            first = false;
+        }
+        let _ = out.flush();
+    }
+    if json {
+        let _ = writeln!(out, "]");
+    }
+    0
+}
+
 /// Run the command line; returns the exit status.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -210,6 +272,13 @@ pub fn main() -> i32 {
                     1
                 }
             }
+        }
+        Command::Prog(a)
+            if a.args
+                .first()
+                .is_some_and(|w| is_prefix_word(w, "tracelog")) =>
+        {
+            tracelog(&socket, cli.json || cli.pretty)
         }
         Command::Map(a) | Command::Prog(a) | Command::Link(a) => {
             let object = match &cli.command {

@@ -73,6 +73,9 @@ pub struct ControlError {
     pub errno: i32,
     pub name: String,
     pub message: String,
+    /// A verifier log, for a program the verifier rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 impl ControlError {
@@ -81,6 +84,7 @@ impl ControlError {
             errno,
             name: errno_name(errno).to_string(),
             message: message.into(),
+            log: None,
         }
     }
     /// A VFS error, with what was being done.

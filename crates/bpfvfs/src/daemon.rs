@@ -56,6 +56,7 @@ pub enum DaemonError {
 pub struct DaemonHandler {
     vfs: Arc<Vfs>,
     bpf: Arc<Bpf>,
+    runtime: Arc<bpfvfs_runtime::Runtime>,
     fuse: FuseMonitor,
     /// The directory the tree is mounted on (absolute, as the daemon resolved it).
     mount_point: PathBuf,
@@ -66,6 +67,7 @@ impl DaemonHandler {
     pub fn new(bpf: Arc<Bpf>, fuse: FuseMonitor, mount_point: PathBuf) -> DaemonHandler {
         DaemonHandler {
             vfs: bpf.vfs().clone(),
+            runtime: bpfvfs_runtime::Runtime::new(bpf.clone()),
             bpf,
             fuse,
             mount_point,
@@ -119,7 +121,8 @@ impl Handler for Arc<DaemonHandler> {
         let cred = bpfvfs_fuse::cred::for_request(peer.uid, peer.gid, pid);
         tracing::debug!(?peer, "control connection");
         Box::new(DaemonSession {
-            bpf: BpfSession::new(self.bpf.clone(), cred, self.counters.clone()),
+            bpf: BpfSession::new(self.bpf.clone(), cred, self.counters.clone())
+                .with_runtime(self.runtime.clone()),
             shared: self.clone(),
         })
     }
@@ -167,6 +170,28 @@ impl Session for DaemonSession {
                     .map_err(|e| ControlError::vfs(e, op))?;
                 Ok(json!({}))
             }
+            // What libbpf does with plain syscalls around pinning: make the pin directory,
+            // remove a pin again.
+            "mkdir" => {
+                let path = path_arg(op, args)?;
+                let mode = match args.get("mode") {
+                    None | Some(Value::Null) => 0o755,
+                    Some(v) => v.as_u64().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                        ControlError::invalid("mkdir: \"mode\" must be 0..=0o7777")
+                    })? as u32,
+                };
+                d.vfs
+                    .mkdir(self.bpf.cred(), None, path.as_bytes(), mode)
+                    .map_err(|e| ControlError::vfs(e, op))?;
+                Ok(json!({}))
+            }
+            "unlink" => {
+                let path = path_arg(op, args)?;
+                d.vfs
+                    .unlink(self.bpf.cred(), None, path.as_bytes())
+                    .map_err(|e| ControlError::vfs(e, op))?;
+                Ok(json!({}))
+            }
             _ => match self.bpf.dispatch(op, args) {
                 Some(r) => r,
                 None => Err(unknown_op(op)),
@@ -205,6 +230,11 @@ pub fn block_termination_signals() -> std::io::Result<libc::sigset_t> {
         return Err(std::io::Error::from_raw_os_error(r));
     }
     Ok(set)
+}
+
+/// Whether one of `set` (blocked in this thread) is pending; consumes it.
+pub fn poll_signal(set: &libc::sigset_t) -> bool {
+    wait_signal(set, Duration::ZERO).is_some()
 }
 
 /// Wait up to `timeout` for one of `set`; the signal number, or None on timeout.

@@ -25,6 +25,9 @@ use std::sync::Arc;
 
 use crate::control::ControlError;
 
+#[path = "session_prog.rs"]
+mod prog_ops;
+
 /// Handles one connection may hold open at once.
 pub const MAX_HANDLES: usize = 4096;
 
@@ -39,6 +42,8 @@ pub struct SessionCounters {
 /// One connection's handle table.
 pub struct BpfSession {
     bpf: Arc<Bpf>,
+    /// Loads and runs programs (absent in sessions that only manage objects).
+    pub(crate) runtime: Option<Arc<bpfvfs_runtime::Runtime>>,
     cred: Cred,
     handles: BTreeMap<u32, Handle>,
     next: u32,
@@ -217,11 +222,18 @@ impl BpfSession {
         counters.sessions_total.fetch_add(1, Ordering::Relaxed);
         BpfSession {
             bpf,
+            runtime: None,
             cred,
             handles: BTreeMap::new(),
             next: 1,
             counters,
         }
+    }
+
+    /// Let this session load and run programs with `rt`.
+    pub fn with_runtime(mut self, rt: Arc<bpfvfs_runtime::Runtime>) -> BpfSession {
+        self.runtime = Some(rt);
+        self
     }
 
     pub fn cred(&self) -> &Cred {
@@ -287,6 +299,9 @@ impl BpfSession {
             "close" => self.close(&a),
             "list_pins" => self.list_pins(&a),
             "handles" => Ok(self.list_handles()),
+            "prog_load" => self.prog_load(&a),
+            "prog_test_run" => self.prog_test_run(&a),
+            "trace_read" => self.trace_read(&a),
             _ => return None,
         };
         Some(r)

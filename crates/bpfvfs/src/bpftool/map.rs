@@ -173,7 +173,7 @@ impl Tool {
     }
 
     /// map_parse_fd: exactly one map (Err(-1) otherwise).
-    fn map_parse_fd(&mut self, argv: &mut Argv) -> R<Result<Obj, i32>> {
+    pub(super) fn map_parse_fd(&mut self, argv: &mut Argv) -> R<Result<Obj, i32>> {
         let objs = match self.map_parse_fds(argv)? {
             Ok(v) => v,
             Err(()) => return Ok(Err(-1)),

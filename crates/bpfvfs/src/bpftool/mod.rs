@@ -24,6 +24,7 @@ mod cstr;
 pub mod json;
 mod map;
 mod prog;
+mod prog_load;
 
 /// The `pinned` member of a JSON show record (printed only when the pin table is in use, `-f`).
 fn json_pinned(jw: &mut JsonWriter, out: &mut String, pins: &[String]) {
@@ -164,6 +165,23 @@ impl Conn {
         match c.call(op, args) {
             Ok(v) => Ok(Ok(v)),
             Err(ClientError::Remote(e)) => Ok(Err(e.errno)),
+            Err(e) => Err(Fatal::Client(e)),
+        }
+    }
+
+    /// One request, the remote error kept whole (message, verifier log).
+    pub fn call_full(
+        &mut self,
+        op: &str,
+        args: Value,
+    ) -> R<Result<Value, crate::control::ControlError>> {
+        if self.client.is_none() {
+            self.client = Some(Client::connect(&self.socket)?);
+        }
+        let c = self.client.as_mut().expect("just connected");
+        match c.call(op, args) {
+            Ok(v) => Ok(Ok(v)),
+            Err(ClientError::Remote(e)) => Ok(Err(e)),
             Err(e) => Err(Fatal::Client(e)),
         }
     }
@@ -528,7 +546,7 @@ impl Tool {
 
     /// mount_bpffs_for_pin: bpftool mounts bpffs on the pin's directory when it is not on
     /// one already (unless -n); so does this, in the bpfvfs tree.
-    fn mount_bpffs_for_pin(&mut self, name: &str) -> R<i32> {
+    pub(super) fn mount_bpffs_for_pin(&mut self, name: &str) -> R<i32> {
         let (_, dir) = dirname(name);
         if self.is_bpffs(&dir)? {
             return Ok(0);

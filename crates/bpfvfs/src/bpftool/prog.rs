@@ -13,9 +13,19 @@ pub fn prog_help_text() -> String {
     format!(
         "Usage: {b} {o} {{ show | list }} [PROG]\n\
          \x20      {b} {o} pin   PROG FILE\n\
+         \x20      {b} {o} {{ load | loadall }} OBJ  PATH \\\n\
+         \x20                        [type TYPE] [map {{ idx IDX | name NAME }} MAP]\\\n\
+         \x20                        [pinmaps MAP_DIR]\n\
+         \x20      {b} {o} run PROG \\\n\
+         \x20                        [data_in FILE [data_out FILE [data_size_out L]]] \\\n\
+         \x20                        [ctx_in FILE [ctx_out FILE [ctx_size_out M]]] \\\n\
+         \x20                        [repeat N]\n\
+         \x20      {b} {o} tracelog\n\
          \x20      {b} {o} help\n\
          \n\
+         \x20      MAP := {{ id MAP_ID | pinned FILE | name MAP_NAME }}\n\
          \x20      PROG := {{ id PROG_ID | pinned FILE | tag PROG_TAG | name PROG_NAME }}\n\
+         \x20      TYPE := {{ socket | xdp | syscall }}\n\
          \x20      FILE := a path in the bpfvfs tree (/sys/fs/bpf/...), or the same path under\n\
          \x20              the daemon's mount point\n\
          \x20      OPTIONS := {{ {{-j|--json}} [{{-p|--pretty}}] | {{-f|--bpffs}} | {{-n|--nomount}} }}\n"
@@ -126,12 +136,12 @@ impl Tool {
             ("help", Some(|t: &mut Tool, _| Ok(t.help()))),
             ("dump", None),
             ("pin", Some(Tool::prog_pin)),
-            ("load", None),
-            ("loadall", None),
+            ("load", Some(Tool::prog_load)),
+            ("loadall", Some(Tool::prog_loadall)),
             ("attach", None),
             ("detach", None),
             ("tracelog", None),
-            ("run", None),
+            ("run", Some(Tool::prog_run)),
             ("profile", None),
         ];
         self.cmd_select(args, cmds)
@@ -195,7 +205,7 @@ impl Tool {
         Ok(Err(()))
     }
 
-    fn prog_parse_fd(&mut self, argv: &mut Argv) -> R<Result<Obj, i32>> {
+    pub(super) fn prog_parse_fd(&mut self, argv: &mut Argv) -> R<Result<Obj, i32>> {
         let objs = match self.prog_parse_fds(argv)? {
             Ok(v) => v,
             Err(()) => return Ok(Err(-1)),

@@ -1,0 +1,323 @@
+//! `bpfvfs prog load|loadall|run|tracelog` against a live daemon, with the C programs of
+//! examples/ compiled by clang: load and pin, maps pinned with pinmaps and visible through the
+//! FUSE mount, test runs with ctx files (text and JSON output), a verifier rejection printing
+//! the log and exiting non-zero, bad objects and bad arguments, the trace pipe.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn compile(src: &Path, out_dir: &Path) -> Option<PathBuf> {
+    let out = out_dir.join(
+        src.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".c", ".o"),
+    );
+    let r = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", "-c"])
+        .arg(format!(
+            "-I/usr/include/{}-linux-gnu",
+            std::env::consts::ARCH
+        ))
+        .arg(src)
+        .arg("-o")
+        .arg(&out)
+        .output();
+    match r {
+        Err(e) => {
+            skip(&format!("clang not available: {e}"));
+            None
+        }
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "clang: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            Some(out)
+        }
+    }
+}
+
+fn example(name: &str, out_dir: &Path) -> Option<PathBuf> {
+    let src =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}.bpf.c"));
+    compile(&src, out_dir)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn load_pin_and_run_examples() {
+    let Some(d) = Daemon::start("cliprog", &[]) else {
+        return;
+    };
+    let tmp = d.tmp.path().to_path_buf();
+    let Some(maps_o) = example("maps", &tmp) else {
+        return;
+    };
+
+    // loadall: every program pinned under the directory, maps under pinmaps.
+    assert_eq!(
+        d.cli_ok(&[
+            "prog",
+            "loadall",
+            s(&maps_o),
+            "/sys/fs/bpf/ex",
+            "pinmaps",
+            "/sys/fs/bpf/exmaps"
+        ]),
+        ""
+    );
+    let bpffs = d.mnt.join("sys/fs/bpf");
+    assert!(bpffs.join("ex/count").exists());
+    assert!(bpffs.join("ex/forget").exists());
+    assert!(bpffs.join("exmaps/counters").exists());
+    assert!(bpffs.join("exmaps/last").exists());
+
+    // prog show lists them as syscall programs with their maps.
+    let show = d.cli_ok(&["prog", "show", "pinned", "/sys/fs/bpf/ex/count"]);
+    assert!(show.contains("syscall  name count  tag "), "{show}");
+    assert!(show.contains("map_ids "), "{show}");
+
+    // run with a ctx file; the updated context goes to ctx_out.
+    let ctx = tmp.join("ctx.bin");
+    let mut bytes = 7u32.to_ne_bytes().to_vec();
+    bytes.extend(5u32.to_ne_bytes());
+    bytes.extend([0u8; 8]);
+    std::fs::write(&ctx, &bytes).unwrap();
+    let ctx_out = tmp.join("ctx.out");
+    let out = d.cli_ok(&[
+        "prog",
+        "run",
+        "pinned",
+        "/sys/fs/bpf/ex/count",
+        "ctx_in",
+        s(&ctx),
+        "ctx_out",
+        s(&ctx_out),
+    ]);
+    assert!(out.starts_with("Return value: 0, duration: "), "{out}");
+    let after = std::fs::read(&ctx_out).unwrap();
+    assert_eq!(u64::from_ne_bytes(after[8..16].try_into().unwrap()), 5);
+
+    // The issue's short form `ctx FILE` and repeat N (average).
+    let out = d.cli_ok(&[
+        "prog",
+        "run",
+        "pinned",
+        "/sys/fs/bpf/ex/count",
+        "ctx",
+        s(&ctx),
+        "repeat",
+        "10",
+    ]);
+    assert!(
+        out.starts_with("Return value: 0, duration (average): "),
+        "{out}"
+    );
+    // 1 + 10 runs added 5 each.
+    let dump = d.cli_ok(&[
+        "-j",
+        "map",
+        "lookup",
+        "pinned",
+        "/sys/fs/bpf/exmaps/counters",
+        "key",
+        "7",
+        "0",
+        "0",
+        "0",
+    ]);
+    let v: Value = serde_json::from_str(&dump).unwrap();
+    let val: Vec<u64> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| u64::from_str_radix(x.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    assert_eq!(val[0], 55, "{dump}");
+
+    let out = d.cli(&["prog", "run", "pinned", "/sys/fs/bpf/ex/count", "d", "x"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("ambiguous prefix: 'd' could be 'data_in' or 'data_out' or 'data_size_out'"));
+
+    // JSON output: retval and duration; ctx_out "-" as a byte array.
+    let out = d.cli_ok(&[
+        "-j",
+        "prog",
+        "run",
+        "pinned",
+        "/sys/fs/bpf/ex/count",
+        "ctx_in",
+        s(&ctx),
+        "ctx_out",
+        "-",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["retval"], 0);
+    assert!(v["duration"].is_u64());
+    assert_eq!(v["ctx_out"].as_array().unwrap().len(), 16);
+
+    // prog load pins the first program only; the pin can be removed through the mount.
+    let Some(glob_o) = example("globals", &tmp) else {
+        return;
+    };
+    assert_eq!(
+        d.cli_ok(&["prog", "load", s(&glob_o), "/sys/fs/bpf/glob"]),
+        ""
+    );
+    let mut gctx = 4u32.to_ne_bytes().to_vec();
+    gctx.extend([0u8; 28]);
+    let gctx_f = tmp.join("g.bin");
+    std::fs::write(&gctx_f, &gctx).unwrap();
+    let out = d.cli_ok(&[
+        "prog",
+        "run",
+        "pinned",
+        "/sys/fs/bpf/glob",
+        "ctx_in",
+        s(&gctx_f),
+    ]);
+    assert!(out.starts_with("Return value: 3, "), "{out}");
+    std::fs::remove_file(bpffs.join("glob")).unwrap();
+    // Nothing else holds the program: it is gone.
+    let gone = d.cli(&["prog", "show", "name", "accumulate"]);
+    assert!(!String::from_utf8_lossy(&gone.stdout).contains("accumulate"));
+
+    // -j load prints null.
+    assert_eq!(
+        d.cli_ok(&["-j", "prog", "load", s(&glob_o), "/sys/fs/bpf/glob2"])
+            .trim(),
+        "null"
+    );
+}
+
+#[test]
+fn load_errors() {
+    let Some(d) = Daemon::start("cliprogerr", &[]) else {
+        return;
+    };
+    let tmp = d.tmp.path().to_path_buf();
+    // A program the verifier rejects: log printed, exit 255, nothing pinned.
+    let bad = tmp.join("bad.bpf.c");
+    std::fs::write(
+        &bad,
+        r#"#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 4); __type(key, __u32); __type(value, __u64); } a SEC(".maps");
+SEC("syscall") int oops(void *ctx)
+{
+	__u32 k = 0;
+	__u64 *v = bpf_map_lookup_elem(&a, &k);
+	return *v; /* no null check */
+}
+char LICENSE[] SEC("license") = "GPL";
+"#,
+    )
+    .unwrap();
+    let Some(bad_o) = compile(&bad, &tmp) else {
+        return;
+    };
+    let out = d.cli(&["prog", "load", s(&bad_o), "/sys/fs/bpf/bad"]);
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("-- BEGIN PROG LOAD LOG --"), "{err}");
+    assert!(
+        err.contains("invalid mem access 'map_value_or_null'"),
+        "{err}"
+    );
+    assert!(err.contains("-- END PROG LOAD LOG --"), "{err}");
+    assert!(
+        err.ends_with("Error: failed to load object file\n"),
+        "{err}"
+    );
+    assert!(!d.mnt.join("sys/fs/bpf/bad").exists());
+    // The failed load left no map or program behind.
+    let st = d.stats();
+    assert_eq!(st["maps_live"], 0, "{st}");
+    assert_eq!(st["progs_live"].as_u64().unwrap_or(0) <= 2, true, "{st}");
+
+    // Not an ELF file.
+    let junk = tmp.join("junk.o");
+    std::fs::write(&junk, b"this is not an object").unwrap();
+    let out = d.cli(&["prog", "load", s(&junk), "/sys/fs/bpf/j"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).ends_with("Error: failed to open object file\n"));
+    // Missing file.
+    let out = d.cli(&["prog", "load", "/nonexistent.o", "/sys/fs/bpf/j"]);
+    assert_eq!(out.status.code(), Some(255));
+    // Bad words.
+    let out = d.cli(&["prog", "load", s(&junk), "/sys/fs/bpf/j", "bogus"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("expected no more arguments, 'type', 'map' or 'dev', got: 'bogus'?"));
+    let out = d.cli(&[
+        "prog",
+        "load",
+        s(&junk),
+        "/sys/fs/bpf/j",
+        "type",
+        "nosuchtype",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown program type 'nosuchtype'"));
+    let out = d.cli(&["prog", "run", "id", "99999", "ctx_in", "/dev/null"]);
+    assert_eq!(out.status.code(), Some(255));
+    let out = d.cli(&[
+        "prog",
+        "run",
+        "pinned",
+        "/sys/fs/bpf/nothing",
+        "repeat",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(255));
+}
+
+#[test]
+fn tracelog_streams_printk_lines() {
+    let Some(d) = Daemon::start("clitrace", &[]) else {
+        return;
+    };
+    let tmp = d.tmp.path().to_path_buf();
+    let Some(o) = example("printk", &tmp) else {
+        return;
+    };
+    d.cli_ok(&["prog", "load", s(&o), "/sys/fs/bpf/hello"]);
+    let child = Command::new(env!("CARGO_BIN_EXE_bpfvfs"))
+        .arg("--socket")
+        .arg(&d.sock)
+        .args(["prog", "tracelog"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ctx = tmp.join("x.bin");
+    std::fs::write(&ctx, 6u32.to_ne_bytes()).unwrap();
+    d.cli_ok(&[
+        "prog",
+        "run",
+        "pinned",
+        "/sys/fs/bpf/hello",
+        "ctx_in",
+        s(&ctx),
+    ]);
+    std::thread::sleep(Duration::from_millis(600));
+    // SAFETY: plain kill(2) of our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("bpf_trace_printk: hello from bpfvfs: x=6"),
+        "{text}"
+    );
+    assert!(text.contains("bpf_trace_printk: x squared is 36"), "{text}");
+}
