@@ -3,7 +3,7 @@
 # or run. Needs root (or sudo) for apt-get; skips what is already present.
 set -euo pipefail
 
-APT_PACKAGES=(fuse3 pkg-config util-linux python3 tar findutils coreutils clang llvm libbpf-dev bpftool)
+APT_PACKAGES=(fuse3 pkg-config util-linux python3 tar findutils coreutils clang llvm libbpf-dev bpftool gcc libc6-dev)
 
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
