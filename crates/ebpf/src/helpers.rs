@@ -25,6 +25,11 @@ pub mod ids {
     pub const GET_CURRENT_PID_TGID: u32 = 14;
     pub const GET_CURRENT_UID_GID: u32 = 15;
     pub const GET_CURRENT_COMM: u32 = 16;
+    pub const SKB_LOAD_BYTES: u32 = 26;
+    pub const XDP_ADJUST_HEAD: u32 = 44;
+    pub const XDP_ADJUST_META: u32 = 54;
+    pub const XDP_ADJUST_TAIL: u32 = 65;
+    pub const SKB_LOAD_BYTES_RELATIVE: u32 = 68;
     pub const SPIN_LOCK: u32 = 93;
     pub const SPIN_UNLOCK: u32 = 94;
     pub const PROBE_READ_USER: u32 = 112;
@@ -36,11 +41,13 @@ pub mod ids {
     pub const RINGBUF_DISCARD: u32 = 133;
     pub const SNPRINTF: u32 = 165;
     pub const LOOP: u32 = 181;
+    pub const XDP_GET_BUFF_LEN: u32 = 188;
 }
 
 const EINVAL: i64 = 22;
 const EFAULT: i64 = 14;
 const E2BIG: i64 = 7;
+const EACCES: i64 = 13;
 
 /// Maximum `nr_loops` of `bpf_loop` (`BPF_MAX_LOOPS`).
 pub const MAX_LOOPS: u64 = 1 << 23;
@@ -138,6 +145,20 @@ impl Helpers {
         h.register(ids::RINGBUF_DISCARD, "bpf_ringbuf_discard", ringbuf_discard);
         h.register(ids::SNPRINTF, "bpf_snprintf", snprintf);
         h.register(ids::LOOP, "bpf_loop", bpf_loop);
+        h.register(ids::SKB_LOAD_BYTES, "bpf_skb_load_bytes", skb_load_bytes);
+        h.register(
+            ids::SKB_LOAD_BYTES_RELATIVE,
+            "bpf_skb_load_bytes_relative",
+            skb_load_bytes_relative,
+        );
+        h.register(ids::XDP_ADJUST_HEAD, "bpf_xdp_adjust_head", xdp_adjust_head);
+        h.register(ids::XDP_ADJUST_META, "bpf_xdp_adjust_meta", xdp_adjust_meta);
+        h.register(ids::XDP_ADJUST_TAIL, "bpf_xdp_adjust_tail", xdp_adjust_tail);
+        h.register(
+            ids::XDP_GET_BUFF_LEN,
+            "bpf_xdp_get_buff_len",
+            xdp_get_buff_len,
+        );
         h
     }
 
@@ -498,6 +519,16 @@ unsafe fn copy_to(addr: u64, data: &[u8]) {
     );
 }
 
+/// # Safety
+/// `src..src+len` must be readable and `dst..dst+len` writable; they may overlap.
+unsafe fn move_within(dst: u64, src: u64, len: usize) {
+    std::ptr::copy(
+        std::ptr::with_exposed_provenance::<u8>(src as usize),
+        std::ptr::with_exposed_provenance_mut::<u8>(dst as usize),
+        len,
+    );
+}
+
 /// Copies `len` bytes of program memory at `addr` into a buffer (on the stack up to 64 bytes)
 /// and passes them to `f`.
 fn with_bytes<R>(
@@ -618,6 +649,184 @@ fn ringbuf_submit(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> 
 
 fn ringbuf_discard(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
     ringbuf_commit(ctx, a, true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packet helpers: the contexts of `crate::pktctx`
+// ---------------------------------------------------------------------------------------------
+//
+// In unchecked runs the verifier vouched that r1 is the unmodified context, and the program
+// cannot write it, so the pointers these helpers read from it are the ones `pktctx` (or an
+// earlier helper) put there. In checked runs nothing is vouched for: every read of the context
+// and every byte moved in the packet goes through the region checks.
+
+/// The run-time `xdp_buff` at `at`: data, data_end, data_meta, hard_start, hard_end.
+struct XdpBuff {
+    data: u64,
+    end: u64,
+    meta: u64,
+    hard_start: u64,
+    hard_end: u64,
+}
+
+fn xdp_buff_read(ctx: &HelperCtx, at: u64) -> Result<XdpBuff, HelperError> {
+    use crate::pktctx::xdp_buff as f;
+    // Helpers write it back: in checked runs it must be writable memory of the run.
+    ctx.check(at, f::SIZE as u64, true)?;
+    let b = XdpBuff {
+        data: ctx.read_u64(at + f::DATA)?,
+        end: ctx.read_u64(at + f::DATA_END)?,
+        meta: ctx.read_u64(at + f::DATA_META)?,
+        hard_start: ctx.read_u64(at + f::HARD_START)?,
+        hard_end: ctx.read_u64(at + f::HARD_END)?,
+    };
+    if !(b.hard_start <= b.meta && b.meta <= b.data && b.data <= b.end && b.end <= b.hard_end) {
+        // Only a checked run of a program that wrote its context gets here.
+        return Err(HelperError::Other(format!(
+            "xdp context at {at:#x} is corrupt"
+        )));
+    }
+    Ok(b)
+}
+
+fn xdp_buff_set(ctx: &mut HelperCtx, at: u64, field: u64, v: u64) -> Result<(), HelperError> {
+    ctx.write(at + field, &v.to_ne_bytes())
+}
+
+/// Where the data may start: after the `xdp_frame` the kernel keeps at the frame's start, and
+/// the metadata that moves with the data.
+fn xdp_frame_end(b: &XdpBuff) -> u64 {
+    b.hard_start + crate::pktctx::XDP_FRAME_SIZE as u64
+}
+
+/// `bpf_xdp_adjust_head(xdp_md, delta)`: moves the start of the data by `delta` (negative:
+/// grow into the headroom), keeping at least an Ethernet header and the metadata in front.
+fn xdp_adjust_head(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    use crate::pktctx::{xdp_buff as f, ETH_HLEN};
+    let at = a[0];
+    let delta = a[1] as i32 as i64;
+    let b = xdp_buff_read(ctx, at)?;
+    let metalen = b.data - b.meta;
+    let lo = xdp_frame_end(&b) as i128 + metalen as i128;
+    let new_data = b.data as i128 + delta as i128;
+    if new_data < lo || new_data > b.end as i128 - ETH_HLEN as i128 {
+        return Ok(neg(EINVAL));
+    }
+    let new_data = new_data as u64;
+    let new_meta = b.meta.wrapping_add(delta as u64);
+    if metalen > 0 {
+        ctx.check(b.meta, metalen, false)?;
+        ctx.check(new_meta, metalen, true)?;
+        // SAFETY: both ranges are inside the frame (checked against the regions in checked
+        // runs; between hard_start and data_end of the context pktctx built otherwise).
+        unsafe { move_within(new_meta, b.meta, metalen as usize) };
+    }
+    xdp_buff_set(ctx, at, f::DATA_META, new_meta)?;
+    xdp_buff_set(ctx, at, f::DATA, new_data)?;
+    Ok(0)
+}
+
+/// `bpf_xdp_adjust_meta(xdp_md, delta)`: moves the start of the metadata; the metadata must
+/// stay a multiple of 4 bytes, at most 32 (else `-EACCES`).
+fn xdp_adjust_meta(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    use crate::pktctx::{xdp_buff as f, XDP_METADATA_MAX};
+    let at = a[0];
+    let delta = a[1] as i32 as i64;
+    let b = xdp_buff_read(ctx, at)?;
+    let new_meta = b.meta as i128 + delta as i128;
+    if new_meta < xdp_frame_end(&b) as i128 || new_meta > b.data as i128 {
+        return Ok(neg(EINVAL));
+    }
+    let metalen = b.data - new_meta as u64;
+    if metalen % 4 != 0 || metalen > XDP_METADATA_MAX as u64 {
+        return Ok(neg(EACCES));
+    }
+    xdp_buff_set(ctx, at, f::DATA_META, new_meta as u64)?;
+    Ok(0)
+}
+
+/// `bpf_xdp_adjust_tail(xdp_md, delta)`: moves the end of the data, up to the frame's tail
+/// and down to an Ethernet header; grown bytes are zeroed.
+fn xdp_adjust_tail(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    use crate::pktctx::{xdp_buff as f, ETH_HLEN};
+    let at = a[0];
+    let delta = a[1] as i32 as i64;
+    let b = xdp_buff_read(ctx, at)?;
+    let new_end = b.end as i128 + delta as i128;
+    if new_end > b.hard_end as i128 || new_end < (b.data + ETH_HLEN as u64) as i128 {
+        return Ok(neg(EINVAL));
+    }
+    if delta > 0 {
+        ctx.write(b.end, &vec![0u8; delta as usize])?;
+    }
+    xdp_buff_set(ctx, at, f::DATA_END, new_end as u64)?;
+    Ok(0)
+}
+
+/// `bpf_xdp_get_buff_len(xdp_md)`: the packet's length (no fragments here).
+fn xdp_get_buff_len(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let b = xdp_buff_read(ctx, a[0])?;
+    Ok(b.end - b.data)
+}
+
+/// Copies `len` packet bytes at `from` to `to`, or zeroes `to` and returns `-EFAULT` when
+/// `from` is `None` (out of the packet).
+fn skb_copy_out(
+    ctx: &mut HelperCtx,
+    from: Option<u64>,
+    to: u64,
+    len: usize,
+) -> Result<u64, HelperError> {
+    let mut buf = vec![0u8; len];
+    let r = match from {
+        Some(src) => {
+            ctx.read(src, &mut buf)?;
+            0
+        }
+        None => neg(EFAULT),
+    };
+    ctx.write(to, &buf)?;
+    Ok(r)
+}
+
+/// The packet of a `struct __sk_buff` at `at`: (MAC header, network header, end).
+fn skb_packet(ctx: &HelperCtx, at: u64) -> Result<(u64, u64, u64), HelperError> {
+    use crate::pktctx::skb_trailer as t;
+    Ok((
+        ctx.read_u64(at + t::MAC)?,
+        ctx.read_u64(at + t::DATA)?,
+        ctx.read_u64(at + t::TAIL)?,
+    ))
+}
+
+/// `bpf_skb_load_bytes(skb, offset, to, len)`: `len` bytes at `offset` from the network
+/// header (the data once the Ethernet header is pulled).
+fn skb_load_bytes(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let (off, to, len) = (a[1] as u32 as u64, a[2], a[3] as u32 as usize);
+    ctx.check(to, len as u64, true)?;
+    let (_, data, tail) = skb_packet(ctx, a[0])?;
+    let avail = tail.saturating_sub(data);
+    let from = (off <= i32::MAX as u64 && off + len as u64 <= avail).then_some(data + off);
+    skb_copy_out(ctx, from, to, len)
+}
+
+/// `bpf_skb_load_bytes_relative(skb, offset, to, len, start_header)`: like
+/// `bpf_skb_load_bytes` from the MAC header (`BPF_HDR_START_MAC`, 0) or the network header
+/// (`BPF_HDR_START_NET`, 1); offsets above 0xffff fail.
+fn skb_load_bytes_relative(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let (off, to, len, hdr) = (a[1] as u32 as u64, a[2], a[3] as u32 as usize, a[4] as u32);
+    ctx.check(to, len as u64, true)?;
+    let (mac, data, tail) = skb_packet(ctx, a[0])?;
+    let start = match hdr {
+        0 => Some(mac),
+        1 => Some(data),
+        _ => None,
+    };
+    let from = start
+        .filter(|_| off <= 0xffff)
+        .map(|s| s + off)
+        .filter(|&p| p.checked_add(len as u64).is_some_and(|e| e <= tail));
+    skb_copy_out(ctx, from, to, len)
 }
 
 // ---------------------------------------------------------------------------------------------

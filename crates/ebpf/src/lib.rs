@@ -16,6 +16,10 @@
 //!   through a caller-supplied [`MapAccess`].
 //! - [`jit`] (x86-64): the same programs compiled to native code with dynasm-rs, in the same
 //!   checked and unchecked modes, with the interpreter's errors, helpers and callbacks.
+//! - [`pktctx`]: XDP and socket-filter contexts around a packet, built as Linux's
+//!   `BPF_PROG_TEST_RUN` builds them (the run-time `xdp_buff` verified XDP programs are
+//!   rewritten for, the `__sk_buff` with its hidden trailer), and the packet helpers' view of
+//!   them.
 //! - [`asm`] and [`conformance`]: an assembler for the conformance suite's syntax, its file
 //!   format, a runner over an [`conformance::Engine`] (interpreter now, JIT later) and the
 //!   suite's plugin protocol.
@@ -36,6 +40,7 @@ pub mod interp;
 #[cfg(target_arch = "x86_64")]
 pub mod jit;
 pub mod memory;
+pub mod pktctx;
 pub mod verifier;
 
 pub use helpers::{Env, HelperCtx, HelperError, HelperFn, Helpers, MapAccess, MemRef, TaskInfo};

@@ -3,9 +3,12 @@
 
 use super::cfg::Cfg;
 use super::log::{fmt_reg, fmt_state, Log, Snapshot};
-use super::progtype::{field_access, FieldKind};
+use super::progtype::{field_access, FieldKind, PacketPtr};
 use super::protos::{ArgKind, HelperProto, LockOp, RetKind};
-use super::reg::{self, alu32, alu64, branch_taken, endian, movsx, negate, Reg, RegType, View};
+use super::reg::{
+    self, alu32, alu64, branch_taken, endian, movsx, negate, Reg, RegType, View, AT_PKT_END,
+    BEYOND_PKT_END, MAX_PACKET_OFF,
+};
 use super::state::{subsumes, widen, CallbackInfo, Frame, RefState, SlotByte, State};
 use super::tnum::Tnum;
 use super::{
@@ -83,7 +86,16 @@ pub struct Verifier<'a> {
     helpers_used: BTreeSet<u32>,
     last_line: Option<String>,
     callback_site: Vec<bool>,
+    /// Per instruction, the kind of pointer its memory operand had on the paths so far
+    /// (`PTR_UNSEEN`, `PTR_CTX`, `PTR_OTHER`): context accesses are rewritten after
+    /// verification, so an instruction must not serve the context on one path and other
+    /// memory on another.
+    insn_ptr: Vec<u8>,
 }
+
+const PTR_UNSEEN: u8 = 0;
+const PTR_CTX: u8 = 1;
+const PTR_OTHER: u8 = 2;
 
 fn sized_unknown(size: usize, signed: bool) -> Reg {
     if size >= 8 {
@@ -202,6 +214,7 @@ impl<'a> Verifier<'a> {
             helpers_used: BTreeSet::new(),
             last_line: None,
             callback_site,
+            insn_ptr: vec![PTR_UNSEEN; n],
         };
         match v.do_check().and_then(|_| v.check_max_stack_depth()) {
             Ok(max_combined_stack) => {
@@ -220,6 +233,7 @@ impl<'a> Verifier<'a> {
                     peak_states: v.peak_states,
                     max_states_per_insn: max_per_insn,
                     max_ctx_offset: v.max_ctx_off,
+                    ctx_access_insns: (0..n).filter(|&pc| v.insn_ptr[pc] == PTR_CTX).collect(),
                     helpers_used: v.helpers_used.iter().copied().collect(),
                     log: v.log.into_string(),
                 })
@@ -616,6 +630,7 @@ impl<'a> Verifier<'a> {
             } => {
                 self.check_dst_writable(dst)?;
                 let base = self.read_reg(st, src)?.clone();
+                self.note_ptr_use(pc, &base)?;
                 let v = self.mem_access(
                     st,
                     src,
@@ -639,6 +654,7 @@ impl<'a> Verifier<'a> {
                 if base.ty == RegType::Ctx {
                     return Err(format!("BPF_ST stores into R{dst} ctx is not allowed"));
                 }
+                self.note_ptr_use(pc, &base)?;
                 self.mem_access(
                     st,
                     dst,
@@ -659,6 +675,7 @@ impl<'a> Verifier<'a> {
             } => {
                 let v = self.read_reg(st, src)?.clone();
                 let base = self.read_reg(st, dst)?.clone();
+                self.note_ptr_use(pc, &base)?;
                 self.mem_access(
                     st,
                     dst,
@@ -707,6 +724,26 @@ impl<'a> Verifier<'a> {
             Instruction::Call(CallTarget::Reg(_)) => Err("callx is not supported".into()),
             Instruction::Exit => self.exit(st),
         }
+    }
+
+    /// Records whether the memory operand of the load/store at `pc` is the context.
+    fn note_ptr_use(&mut self, pc: usize, base: &Reg) -> VResult<()> {
+        if !base.ty.is_ptr() {
+            return Ok(());
+        }
+        let k = if base.ty == RegType::Ctx {
+            PTR_CTX
+        } else {
+            PTR_OTHER
+        };
+        match self.insn_ptr[pc] {
+            PTR_UNSEEN => self.insn_ptr[pc] = k,
+            prev if prev != k => {
+                return Err("same insn cannot be used with different pointers".into())
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn check_dst_writable(&self, dst: u8) -> VResult<()> {
@@ -852,6 +889,11 @@ impl<'a> Verifier<'a> {
             return Err(format!("R{dst} 32-bit pointer arithmetic prohibited"));
         }
         if a.ty.is_ptr() && b.ty.is_ptr() {
+            // The distance between two packet pointers (`data_end - data`) is a number Linux
+            // gives a privileged loader; other pointer pairs stay refused here.
+            if op == AluOp::Sub && a.ty.is_pkt_any() && b.ty.is_pkt_any() {
+                return Ok(Reg::unknown());
+            }
             return Err(format!("R{dst} pointer {} pointer prohibited", alu_sym(op)));
         }
         let (ptr, off) = if a.ty.is_ptr() { (a, b) } else { (b, a) };
@@ -891,7 +933,13 @@ impl<'a> Verifier<'a> {
         }
         let known = off.const_value();
         match ptr.ty {
-            RegType::Ctx | RegType::MapValue | RegType::Stack | RegType::Mem | RegType::BtfId => {}
+            RegType::Ctx
+            | RegType::MapValue
+            | RegType::Stack
+            | RegType::Mem
+            | RegType::BtfId
+            | RegType::Packet
+            | RegType::PacketMeta => {}
             RegType::MapPtr if known == Some(0) && op == AluOp::Add => return Ok(ptr.clone()),
             _ => {
                 return Err(format!(
@@ -951,6 +999,15 @@ impl<'a> Verifier<'a> {
         r.umax = nv.umax;
         r.smin = nv.smin;
         r.smax = nv.smax;
+        if ptr.ty.is_pkt() {
+            // A new variable part makes a new family of pointers: its range must be proven
+            // anew — except after subtracting a non-negative amount, which stays inside
+            // what was proven (the access check refuses a negative variable part).
+            r.id = self.new_id();
+            if op == AluOp::Add || off.smin < 0 {
+                r.range = 0;
+            }
+        }
         Ok(r)
     }
 
@@ -1028,6 +1085,11 @@ impl<'a> Verifier<'a> {
                     .map_err(|extra| {
                         format!("invalid bpf_context access off={insn_off} size={size}{extra}")
                     })?;
+                if signed && matches!(acc.kind, FieldKind::Packet(_)) {
+                    return Err(format!(
+                        "invalid bpf_context access off={insn_off} size={size}"
+                    ));
+                }
                 leak("ctx")?;
                 self.max_ctx_off = self.max_ctx_off.max((insn_off + size as i64) as u32);
                 if write {
@@ -1082,6 +1144,17 @@ impl<'a> Verifier<'a> {
                 }
                 Ok(Some(loaded(sized_unknown(size, false))))
             }
+            RegType::Packet | RegType::PacketMeta => {
+                if write && !self.env.prog_type.packet_write {
+                    return Err("cannot write into packet".into());
+                }
+                leak("packet")?;
+                Self::check_packet_access(regno, base, insn_off, size as u64)?;
+                if write {
+                    return Ok(None);
+                }
+                Ok(Some(sized_unknown(size, signed)))
+            }
             RegType::BtfId => {
                 if write {
                     return Err(format!("R{regno} is a read-only pointer to a kernel struct: only read is supported"));
@@ -1124,8 +1197,36 @@ impl<'a> Verifier<'a> {
                 }
                 Ok(r)
             }
+            FieldKind::Packet(which) => Ok(Reg::ptr(match which {
+                PacketPtr::Data => RegType::Packet,
+                PacketPtr::Meta => RegType::PacketMeta,
+                PacketPtr::End => RegType::PacketEnd,
+            })),
             FieldKind::Unsupported(why) => Err(why.to_string()),
         }
+    }
+
+    /// An access of `size` bytes at `reg + insn_off` through a packet pointer: inside the
+    /// range proven for the pointer's family (Linux's `check_packet_access`). Only the fixed
+    /// offset counts: the variable part was there when the range was proven.
+    fn check_packet_access(regno: u8, reg: &Reg, insn_off: i64, size: u64) -> VResult<()> {
+        if reg.smin < 0 {
+            return Err(format!(
+                "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
+            ));
+        }
+        let outside = format!("R{regno} offset is outside of the packet");
+        if reg.range < 0 {
+            return Err(outside);
+        }
+        let off = reg.off as i64 + insn_off;
+        if off < 0 || off + size as i64 > reg.range as i64 {
+            return Err(format!(
+                "invalid access to packet, off={off} size={size}, R{regno}(id={},off={off},r={})\n{outside}",
+                reg.id, reg.range
+            ));
+        }
+        Ok(())
     }
 
     /// Range of a map-value or memory access, with the kernel's checks on the variable part.
@@ -1379,7 +1480,7 @@ impl<'a> Verifier<'a> {
         }
         let sz = size.bytes();
         if !matches!(base.ty, RegType::Stack | RegType::MapValue | RegType::Mem) {
-            if base.ty == RegType::Ctx || base.ty == RegType::BtfId {
+            if base.ty == RegType::Ctx || base.ty == RegType::BtfId || base.ty.is_pkt() {
                 return Err(format!(
                     "BPF_ATOMIC stores into R{dst} {} is not allowed",
                     base.ty.name()
@@ -1457,6 +1558,14 @@ impl<'a> Verifier<'a> {
             } else {
                 (&b, src_reg.unwrap(), &a)
             };
+            if !w32 && a.ty.is_pkt_any() && b.ty.is_pkt_any() {
+                let s = src_reg.expect("two pointers: a register operand");
+                return Ok(self.pkt_cmp(st, cond, dst, s, &a, &b, target, next));
+            }
+            if !w32 && p.ty.is_pkt_any() && other.is_null() {
+                // Linux does not assume a packet pointer is non-NULL: both ways, unrefined.
+                return Ok(Step::Push(st.clone(), target, next));
+            }
             if !w32 && matches!(cond, JmpCond::Eq | JmpCond::Ne) && other.is_null() {
                 if p.ty.maybe_null() {
                     let id = p.id;
@@ -1498,6 +1607,84 @@ impl<'a> Verifier<'a> {
             (false, true) => Ok(Step::Next(next)),
             (false, false) => Ok(Step::Next(next)),
         }
+    }
+
+    /// A comparison of two packet pointers (Linux's `try_match_pkt_pointers` and
+    /// `is_pkt_ptr_branch_taken`). Written as `p OP bound`, where `p` is a data pointer and
+    /// `bound` the packet's end, or `p` a metadata pointer and `bound` the unmoved data
+    /// pointer: the branch where `p <= bound` proves `[base, p.off)` of `p`'s family (one
+    /// byte more where `p < bound`), and the branch where `p >= bound` (or `>`) marks `p` as
+    /// at (or beyond) the end, which decides later comparisons of `p` with the end.
+    #[allow(clippy::too_many_arguments)]
+    fn pkt_cmp(
+        &mut self,
+        st: &mut State,
+        cond: JmpCond,
+        dst: u8,
+        src: u8,
+        a: &Reg,
+        b: &Reg,
+        target: usize,
+        next: usize,
+    ) -> Step {
+        use JmpCond::*;
+        let init_data = |r: &Reg| r.ty == RegType::Packet && r.off == 0 && r.var.equals_const(0);
+        let (preg, p, op) = if (a.ty == RegType::Packet && b.ty == RegType::PacketEnd)
+            || (a.ty == RegType::PacketMeta && init_data(b))
+        {
+            (dst, a, cond)
+        } else if (a.ty == RegType::PacketEnd && b.ty == RegType::Packet)
+            || (init_data(a) && b.ty == RegType::PacketMeta)
+        {
+            let flipped = match cond {
+                Gt => Lt,
+                Ge => Le,
+                Lt => Gt,
+                Le => Ge,
+                c => c,
+            };
+            (src, b, flipped)
+        } else {
+            // Any other pair: both ways, nothing learnt.
+            return Step::Push(st.clone(), target, next);
+        };
+        if !matches!(op, Gt | Ge | Lt | Le) {
+            return Step::Push(st.clone(), target, next);
+        }
+        // A pointer already known to be at or past the end decides the branch.
+        if p.ty == RegType::Packet && p.range < 0 {
+            let beyond = p.range == BEYOND_PKT_END;
+            let decided = match op {
+                Gt if beyond => Some(true),
+                Le if beyond => Some(false),
+                Ge => Some(true),
+                Lt => Some(false),
+                _ => None,
+            };
+            if let Some(t) = decided {
+                return Step::Next(if t { target } else { next });
+            }
+        }
+        let mut taken = st.clone();
+        match op {
+            Gt => {
+                mark_pkt_end(&mut taken, preg, BEYOND_PKT_END);
+                find_good_pkt_pointers(st, p, false);
+            }
+            Ge => {
+                mark_pkt_end(&mut taken, preg, AT_PKT_END);
+                find_good_pkt_pointers(st, p, true);
+            }
+            Lt => {
+                find_good_pkt_pointers(&mut taken, p, true);
+                mark_pkt_end(st, preg, AT_PKT_END);
+            }
+            _ => {
+                find_good_pkt_pointers(&mut taken, p, false);
+                mark_pkt_end(st, preg, BEYOND_PKT_END);
+            }
+        }
+        Step::Push(taken, target, next)
     }
 
     /// Applies `cond` (or its negation) to the operands in `st`; `false` if infeasible.
@@ -1731,6 +1918,15 @@ impl<'a> Verifier<'a> {
         for r in 1..=5 {
             st.regs_mut()[r] = Reg::not_init();
         }
+        if proto.changes_pkt_data {
+            // The packet may have moved: every packet pointer, in every frame and spill, is a
+            // number now (Linux's `clear_all_pkt_pointers` for a privileged loader).
+            st.for_each_reg(|r| {
+                if r.ty.is_pkt_any() {
+                    *r = Reg::unknown();
+                }
+            });
+        }
         let r0 = match proto.ret {
             RetKind::Integer(None) => Reg::unknown(),
             RetKind::Integer(Some((lo, hi))) => Reg::urange(lo, hi),
@@ -1781,6 +1977,15 @@ impl<'a> Verifier<'a> {
         }
         let reg = self.read_reg(st, regno)?.clone();
         let name = proto.name;
+        if reg.ty.is_pkt()
+            && matches!(
+                kind,
+                ArgKind::MapKey | ArgKind::MapValue | ArgKind::MapValueOrNull | ArgKind::Mem { .. }
+            )
+            && !proto.pkt_access
+        {
+            return Err("helper access to the packet is not allowed".into());
+        }
         match kind {
             ArgKind::DontCare => Ok(()),
             ArgKind::Anything => {
@@ -1832,8 +2037,15 @@ impl<'a> Verifier<'a> {
                     meta.mem = Some((regno, true, read, write));
                     return Ok(());
                 }
-                if !matches!(reg.ty, RegType::Stack | RegType::MapValue | RegType::Mem) {
-                    return Err(type_err(regno, &reg, "fp, map_value, mem"));
+                if !matches!(
+                    reg.ty,
+                    RegType::Stack
+                        | RegType::MapValue
+                        | RegType::Mem
+                        | RegType::Packet
+                        | RegType::PacketMeta
+                ) {
+                    return Err(type_err(regno, &reg, "fp, pkt, pkt_meta, map_value, mem"));
                 }
                 meta.mem = Some((regno, false, read, write));
                 Ok(())
@@ -2117,6 +2329,12 @@ impl<'a> Verifier<'a> {
                 }
                 Ok(())
             }
+            RegType::Packet | RegType::PacketMeta => {
+                if write && !self.env.prog_type.packet_write {
+                    return Err("cannot write into packet".into());
+                }
+                Self::check_packet_access(regno, reg, 0, size)
+            }
             _ => Err(type_err(regno, reg, "fp, map_value, mem")),
         }
     }
@@ -2133,6 +2351,34 @@ struct Meta {
     func: Option<u32>,
     release: Option<u32>,
     lock: Option<(u32, u32)>,
+}
+
+/// After `p <= bound` (`p < bound` if `open`) is known: every pointer of `p`'s type and family
+/// has `[0, p.off)` (`[0, p.off]`) proven. Nothing is learnt from a negative offset, from
+/// `p < bound` at offset 0, or when the variable part could overflow past the packet.
+fn find_good_pkt_pointers(st: &mut State, p: &Reg, open: bool) {
+    if p.off < 0 || (p.off == 0 && open) {
+        return;
+    }
+    if p.umax > MAX_PACKET_OFF || p.umax + p.off as u64 > MAX_PACKET_OFF {
+        return;
+    }
+    let new_range = p.off + open as i32;
+    let (ty, id) = (p.ty, p.id);
+    st.for_each_reg(|r| {
+        if r.ty == ty && r.id == id {
+            r.range = r.range.max(new_range);
+        }
+    });
+}
+
+/// After `p >= end` (`AT_PKT_END`) or `p > end` (`BEYOND_PKT_END`): only that register of a
+/// data pointer is marked (as Linux does).
+fn mark_pkt_end(st: &mut State, regno: u8, mark: i32) {
+    let r = &mut st.regs_mut()[regno as usize];
+    if r.ty == RegType::Packet {
+        r.range = mark;
+    }
 }
 
 /// Copies refined bounds to every scalar linked to `r` by id.

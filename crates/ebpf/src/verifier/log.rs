@@ -120,7 +120,7 @@ pub fn fmt_reg(r: &Reg, maps: &[MapInfo]) -> String {
             s.push_str(r.ty.name());
             s.push('(');
             let mut parts: Vec<String> = Vec::new();
-            if r.id != 0 && r.ty.maybe_null() {
+            if r.id != 0 && (r.ty.maybe_null() || r.ty.is_pkt_any()) {
                 parts.push(format!("id={}", r.id));
             }
             if r.ref_id != 0 {
@@ -137,6 +137,9 @@ pub fn fmt_reg(r: &Reg, maps: &[MapInfo]) -> String {
             }
             if r.off != 0 {
                 parts.push(format!("off={}", r.off));
+            }
+            if r.ty.is_pkt() {
+                parts.push(format!("r={}", r.range));
             }
             if !r.var.is_const() {
                 let mut b = String::new();

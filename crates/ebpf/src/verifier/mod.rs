@@ -40,11 +40,12 @@ pub mod state;
 pub mod tnum;
 
 pub use progtype::{
-    CtxAccess, CtxField, CtxLayout, FieldKind, HelperSet, ProgTypeSpec, StructSpec,
+    CtxAccess, CtxConvertFn, CtxField, CtxLayout, FieldKind, HelperSet, PacketPtr, ProgTypeSpec,
+    StructSpec,
 };
 pub use protos::{ArgKind, HelperProto, HelperProtos, RetKind};
 
-use crate::insn::Insn;
+use crate::insn::{Insn, MemSize};
 use std::fmt;
 
 /// Linux's limit on processed instructions (`BPF_COMPLEXITY_LIMIT_INSNS`).
@@ -182,6 +183,9 @@ pub struct VerifiedInfo {
     pub max_states_per_insn: u64,
     /// Highest context byte accessed + 1 (what a syscall program's buffer must hold).
     pub max_ctx_offset: u32,
+    /// Loads and stores whose memory operand is the context, by instruction index: what
+    /// [`convert_ctx_accesses`] rewrites.
+    pub ctx_access_insns: Vec<usize>,
     /// Helper ids called.
     pub helpers_used: Vec<u32>,
     /// The verifier log: the summary line `processed N insns (limit ...) ...`.
@@ -223,4 +227,52 @@ pub fn verify(
     line_info: Option<LineInfo<'_>>,
 ) -> Result<VerifiedInfo, VerifierError> {
     check::Verifier::run(insns, env, line_info)
+}
+
+/// Rewrites the context accesses of a verified program for the run-time context of its type
+/// (Linux's `convert_ctx_accesses`): each load or store in [`VerifiedInfo::ctx_access_insns`]
+/// gets the offset and size [`ProgTypeSpec::ctx_convert`] gives. Types whose program view is
+/// the run-time layout (no `ctx_convert`) get their instructions back unchanged. Run only
+/// the converted program: for XDP, the unconverted one would read 32 bits of a 64-bit
+/// pointer (the engine's regions keep a checked run safe, but an unchecked run would not be).
+pub fn convert_ctx_accesses(
+    insns: &[Insn],
+    spec: &ProgTypeSpec,
+    info: &VerifiedInfo,
+) -> Result<Vec<Insn>, String> {
+    let mut out = insns.to_vec();
+    let Some(convert) = spec.ctx_convert else {
+        return Ok(out);
+    };
+    const CLASS_ST: u8 = 0x02;
+    const CLASS_STX: u8 = 0x03;
+    for &pc in &info.ctx_access_insns {
+        let ins = out
+            .get_mut(pc)
+            .ok_or_else(|| format!("context access at insn {pc} is outside the program"))?;
+        let size = match ins.code & 0x18 {
+            0x00 => MemSize::W,
+            0x08 => MemSize::H,
+            0x10 => MemSize::B,
+            _ => MemSize::DW,
+        };
+        let class = ins.code & 0x07;
+        let write = class == CLASS_ST || class == CLASS_STX;
+        let (off, new_size) = convert(ins.off, size, write).ok_or_else(|| {
+            format!(
+                "insn {pc}: context access off={} size={} has no run-time equivalent",
+                ins.off,
+                size.bytes()
+            )
+        })?;
+        let size_bits = match new_size {
+            MemSize::W => 0x00,
+            MemSize::H => 0x08,
+            MemSize::B => 0x10,
+            MemSize::DW => 0x18,
+        };
+        ins.code = (ins.code & !0x18) | size_bits;
+        ins.off = off;
+    }
+    Ok(out)
 }

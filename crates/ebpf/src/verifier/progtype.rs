@@ -3,6 +3,7 @@
 //! lie in. Other crates build their own [`ProgTypeSpec`]s (or adjust these) and hand them to
 //! the verifier; nothing here is looked up by `match` on a type name.
 
+use crate::insn::MemSize;
 use std::collections::BTreeSet;
 
 /// What a context (or struct) field yields when loaded.
@@ -12,9 +13,22 @@ pub enum FieldKind {
     Scalar,
     /// A pointer to the struct named `target` in [`ProgTypeSpec::structs`].
     Ptr { target: String, nullable: bool },
-    /// A field this verifier cannot model (packet pointers): any access is rejected with the
-    /// reason.
+    /// A packet pointer (`PTR_TO_PACKET`, `PTR_TO_PACKET_META`, `PTR_TO_PACKET_END`): the
+    /// loaded register points into (or at the end of) the packet, with no proven range yet.
+    Packet(PacketPtr),
+    /// A field this verifier cannot model: any access is rejected with the reason.
     Unsupported(&'static str),
+}
+
+/// Which packet pointer a context field yields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PacketPtr {
+    /// Start of the packet data (`xdp_md->data`).
+    Data,
+    /// Start of the metadata in front of the data (`xdp_md->data_meta`).
+    Meta,
+    /// One past the last byte (`xdp_md->data_end`).
+    End,
 }
 
 /// One field of a context or struct layout.
@@ -61,6 +75,27 @@ impl CtxField {
                 nullable,
             },
         }
+    }
+
+    /// A 4-byte field holding a packet pointer (loads of it must be exactly 4 bytes and not
+    /// sign-extending; the run-time context holds the real pointer, see
+    /// [`ProgTypeSpec::ctx_convert`]).
+    pub fn packet(name: &str, off: u32, which: PacketPtr) -> CtxField {
+        CtxField {
+            name: name.into(),
+            off,
+            size: 4,
+            read: true,
+            write: false,
+            narrow: false,
+            kind: FieldKind::Packet(which),
+        }
+    }
+
+    /// A field whose loads must use its full size.
+    pub fn exact(mut self) -> CtxField {
+        self.narrow = false;
+        self
     }
 
     pub fn unsupported(name: &str, off: u32, size: u32, why: &'static str) -> CtxField {
@@ -130,6 +165,12 @@ pub struct CtxAccess {
 pub type CtxAccessFn =
     fn(&ProgTypeSpec, off: i64, size: u32, write: bool) -> Result<CtxAccess, String>;
 
+/// Maps a context access the verifier accepted (offset and size in the program's view of the
+/// context) to the access of the run-time context that replaces it: Linux's
+/// `convert_ctx_access`, restricted to one-instruction rewrites (same instruction, new offset
+/// and size). `None`: the access cannot be converted (a bug in the type's tables).
+pub type CtxConvertFn = fn(off: i16, size: MemSize, write: bool) -> Option<(i16, MemSize)>;
+
 /// A program type.
 #[derive(Clone, Debug)]
 pub struct ProgTypeSpec {
@@ -143,12 +184,26 @@ pub struct ProgTypeSpec {
     pub ret_range: Option<(i64, i64)>,
     /// Optional replacement of the table-driven context check.
     pub ctx_access_fn: Option<CtxAccessFn>,
+    /// How context accesses are rewritten for the run-time context after verification
+    /// ([`super::convert_ctx_accesses`]); `None`: the program's view is the run-time layout.
+    pub ctx_convert: Option<CtxConvertFn>,
+    /// Packet pointers may be written through (Linux's `may_access_direct_pkt_data` for a
+    /// store); types without packet pointers never get to ask.
+    pub packet_write: bool,
 }
 
 /// Helpers every type gets (`bpf_base_func_proto` for a privileged loader).
 pub const BASE_HELPERS: &[u32] = &[
     1, 2, 3, 5, 6, 7, 8, 93, 94, 113, 125, 130, 131, 132, 133, 165, 181,
 ];
+/// Helpers a socket filter gets besides the base set: `bpf_skb_load_bytes`,
+/// `bpf_skb_load_bytes_relative`.
+pub const SOCKET_FILTER_HELPERS: &[u32] = &[26, 68];
+/// Helpers an XDP program gets besides the base set: `bpf_xdp_adjust_head`,
+/// `bpf_xdp_adjust_meta`, `bpf_xdp_adjust_tail`, `bpf_xdp_get_buff_len`.
+pub const XDP_HELPERS: &[u32] = &[44, 54, 65, 188];
+/// Size of `struct __sk_buff`.
+pub const SK_BUFF_SIZE: u32 = 192;
 /// Helpers about the current task (tracing-like types).
 pub const TASK_HELPERS: &[u32] = &[14, 15, 16, 80, 112];
 
@@ -172,6 +227,8 @@ impl ProgTypeSpec {
             helpers,
             ret_range,
             ctx_access_fn: None,
+            ctx_convert: None,
+            packet_write: false,
         }
     }
 
@@ -189,70 +246,57 @@ impl ProgTypeSpec {
         )
     }
 
-    /// `BPF_PROG_TYPE_SOCKET_FILTER` with a minimal `struct __sk_buff`.
+    /// `BPF_PROG_TYPE_SOCKET_FILTER`: `struct __sk_buff` (192 bytes) with the fields a socket
+    /// filter may touch in Linux ([`sk_filter_ctx_access`]): no packet pointers (socket
+    /// filters read the packet with `bpf_skb_load_bytes`), `cb[]` read and write, the rest
+    /// read-only. Helpers: the base set, `bpf_skb_load_bytes` and
+    /// `bpf_skb_load_bytes_relative`. Not modelled (Linux has them): `skb->sk`,
+    /// `bpf_get_socket_cookie`, `bpf_get_socket_uid` and `bpf_perf_event_output` — there is
+    /// no socket or perf event behind our contexts.
     pub fn socket_filter() -> Self {
-        let mut f = vec![
-            CtxField::scalar("len", 0, 4),
-            CtxField::scalar("pkt_type", 4, 4),
-            CtxField::scalar("mark", 8, 4),
-            CtxField::scalar("queue_mapping", 12, 4),
-            CtxField::scalar("protocol", 16, 4),
-            CtxField::scalar("vlan_present", 20, 4),
-            CtxField::scalar("vlan_tci", 24, 4),
-            CtxField::scalar("vlan_proto", 28, 4),
-            CtxField::scalar("priority", 32, 4),
-            CtxField::scalar("ingress_ifindex", 36, 4),
-            CtxField::scalar("ifindex", 40, 4),
-            CtxField::scalar("tc_index", 44, 4),
-        ];
-        for i in 0..5 {
-            f.push(CtxField::scalar(&format!("cb[{i}]"), 48 + 4 * i, 4).writable());
-        }
-        f.push(CtxField::scalar("hash", 68, 4));
-        f.push(CtxField::unsupported(
-            "data",
-            76,
-            4,
-            "packet pointers are not supported",
-        ));
-        f.push(CtxField::unsupported(
-            "data_end",
-            80,
-            4,
-            "packet pointers are not supported",
-        ));
-        Self::with(
+        let f = sk_buff_fields();
+        let mut s = Self::with(
             "socket_filter",
             Some(1),
             CtxLayout::Fields {
-                size: 192,
+                size: SK_BUFF_SIZE,
                 fields: f,
             },
-            &[],
+            SOCKET_FILTER_HELPERS,
             None,
-        )
+        );
+        s.ctx_access_fn = Some(sk_filter_ctx_access);
+        s
     }
 
-    /// `BPF_PROG_TYPE_XDP` with `struct xdp_md` (packet pointers not modelled).
+    /// `BPF_PROG_TYPE_XDP` with `struct xdp_md`: `data`, `data_meta` and `data_end` load as
+    /// packet pointers (direct packet access, read and write), `ingress_ifindex` and
+    /// `rx_queue_index` as numbers; every load is exactly 4 bytes, nothing is writable, and
+    /// `egress_ifindex` (devmap programs only) is refused. Verified programs are rewritten
+    /// for the run-time `xdp_buff` of [`crate::pktctx`] ([`crate::pktctx::xdp_convert_ctx`]).
+    /// Helpers: the base set, `bpf_xdp_adjust_head`, `bpf_xdp_adjust_meta`,
+    /// `bpf_xdp_adjust_tail`, `bpf_xdp_get_buff_len`.
     pub fn xdp() -> Self {
         let f = vec![
-            CtxField::unsupported("data", 0, 4, "packet pointers are not supported"),
-            CtxField::unsupported("data_end", 4, 4, "packet pointers are not supported"),
-            CtxField::unsupported("data_meta", 8, 4, "packet pointers are not supported"),
-            CtxField::scalar("ingress_ifindex", 12, 4),
-            CtxField::scalar("rx_queue_index", 16, 4),
-            CtxField::scalar("egress_ifindex", 20, 4),
+            CtxField::packet("data", 0, PacketPtr::Data),
+            CtxField::packet("data_end", 4, PacketPtr::End),
+            CtxField::packet("data_meta", 8, PacketPtr::Meta),
+            CtxField::scalar("ingress_ifindex", 12, 4).exact(),
+            CtxField::scalar("rx_queue_index", 16, 4).exact(),
         ];
-        Self::with(
+        let mut s = Self::with(
             "xdp",
             Some(6),
             CtxLayout::Fields {
                 size: 24,
                 fields: f,
             },
-            &[],
+            XDP_HELPERS,
             None,
-        )
+        );
+        s.ctx_convert = Some(crate::pktctx::xdp_convert_ctx);
+        s.packet_write = true;
+        s
     }
 
     /// `BPF_PROG_TYPE_LSM` placeholder: the context is an array of `nargs` u64 arguments,
@@ -385,6 +429,83 @@ pub fn field_access(
     }
     Ok(CtxAccess {
         kind: f.kind.clone(),
+    })
+}
+
+/// The fields of `struct __sk_buff`, by offset (for names in logs and for
+/// [`sk_filter_ctx_access`]).
+pub fn sk_buff_fields() -> Vec<CtxField> {
+    let mut f = Vec::new();
+    let names = [
+        "len",
+        "pkt_type",
+        "mark",
+        "queue_mapping",
+        "protocol",
+        "vlan_present",
+        "vlan_tci",
+        "vlan_proto",
+        "priority",
+        "ingress_ifindex",
+        "ifindex",
+        "tc_index",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        f.push(CtxField::scalar(n, 4 * i as u32, 4));
+    }
+    f.push(CtxField::scalar("cb", 48, 20).writable());
+    f.push(CtxField::scalar("hash", 68, 4));
+    f.push(CtxField::scalar("napi_id", 84, 4));
+    f.push(CtxField::scalar("gso_segs", 164, 4));
+    f.push(CtxField::unsupported(
+        "sk",
+        168,
+        8,
+        "struct bpf_sock pointers are not modelled",
+    ));
+    f.push(CtxField::scalar("gso_size", 176, 4));
+    f
+}
+
+/// Linux's rules for a socket filter's `struct __sk_buff` accesses: `cb[0..4]` any naturally
+/// aligned size inside the array, read and write; `len` .. `tc_index`, `hash`, `napi_id`,
+/// `gso_segs`, `gso_size` read-only with loads of 1, 2 or 4 bytes; everything else (packet
+/// pointers, `tc_classid`, the socket-address fields, `tstamp`, `wire_len`, `hwtstamp`,
+/// `tstamp_type`, `flow_keys`, padding) refused. `sk` is a pointer Linux allows but this
+/// verifier does not model.
+pub fn sk_filter_ctx_access(
+    spec: &ProgTypeSpec,
+    off: i64,
+    size: u32,
+    write: bool,
+) -> Result<CtxAccess, String> {
+    let CtxLayout::Fields {
+        size: total,
+        fields,
+    } = &spec.ctx
+    else {
+        return Err(String::new());
+    };
+    if off < 0 || off >= *total as i64 || off % size as i64 != 0 {
+        return Err(String::new());
+    }
+    let f = fields
+        .iter()
+        .find(|f| off >= f.off as i64 && off < (f.off + f.size) as i64)
+        .ok_or_else(String::new)?;
+    if let FieldKind::Unsupported(why) = f.kind {
+        return Err(format!(" ({}: {why})", f.name));
+    }
+    if off + size as i64 > (f.off + f.size) as i64 {
+        return Err(String::new());
+    }
+    if f.name == "cb" {
+        // Any size, reads and writes.
+    } else if write || size > 4 {
+        return Err(String::new());
+    }
+    Ok(CtxAccess {
+        kind: FieldKind::Scalar,
     })
 }
 

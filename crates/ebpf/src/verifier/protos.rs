@@ -80,6 +80,11 @@ pub struct HelperProto {
     /// If set, the map argument must be of one of these types.
     pub map_types: Option<&'static [MapType]>,
     pub lock: LockOp,
+    /// Memory arguments may point into the packet (Linux's `pkt_access`).
+    pub pkt_access: bool,
+    /// The helper may move or resize the packet: packet pointers are invalid after the call
+    /// (Linux's `bpf_helper_changes_pkt_data`).
+    pub changes_pkt_data: bool,
 }
 
 impl HelperProto {
@@ -92,7 +97,21 @@ impl HelperProto {
             args: a,
             map_types: None,
             lock: LockOp::None,
+            pkt_access: false,
+            changes_pkt_data: false,
         }
+    }
+
+    /// Memory arguments may point into the packet.
+    pub fn pkt_access(mut self) -> HelperProto {
+        self.pkt_access = true;
+        self
+    }
+
+    /// The helper invalidates packet pointers.
+    pub fn changes_pkt_data(mut self) -> HelperProto {
+        self.changes_pkt_data = true;
+        self
     }
 
     pub fn maps(mut self, types: &'static [MapType]) -> HelperProto {
@@ -158,7 +177,8 @@ impl HelperProtos {
         let mut p = Self::empty();
         p.register(
             1,
-            HelperProto::new("bpf_map_lookup_elem", ret_map_value, &[ConstMapPtr, MapKey]),
+            HelperProto::new("bpf_map_lookup_elem", ret_map_value, &[ConstMapPtr, MapKey])
+                .pkt_access(),
         );
         p.register(
             2,
@@ -166,12 +186,39 @@ impl HelperProtos {
                 "bpf_map_update_elem",
                 int,
                 &[ConstMapPtr, MapKey, MapValue, Anything],
-            ),
+            )
+            .pkt_access(),
         );
         p.register(
             3,
-            HelperProto::new("bpf_map_delete_elem", int, &[ConstMapPtr, MapKey]),
+            HelperProto::new("bpf_map_delete_elem", int, &[ConstMapPtr, MapKey]).pkt_access(),
         );
+        // Socket filters read the packet through the context (no direct packet access).
+        p.register(
+            26,
+            HelperProto::new("bpf_skb_load_bytes", int, &[Ctx, Anything, wr, ConstSize]),
+        );
+        p.register(
+            68,
+            HelperProto::new(
+                "bpf_skb_load_bytes_relative",
+                int,
+                &[Ctx, Anything, wr, ConstSize, Anything],
+            ),
+        );
+        p.register(
+            44,
+            HelperProto::new("bpf_xdp_adjust_head", int, &[Ctx, Anything]).changes_pkt_data(),
+        );
+        p.register(
+            54,
+            HelperProto::new("bpf_xdp_adjust_meta", int, &[Ctx, Anything]).changes_pkt_data(),
+        );
+        p.register(
+            65,
+            HelperProto::new("bpf_xdp_adjust_tail", int, &[Ctx, Anything]).changes_pkt_data(),
+        );
+        p.register(188, HelperProto::new("bpf_xdp_get_buff_len", int, &[Ctx]));
         p.register(5, HelperProto::new("bpf_ktime_get_ns", int, &[]));
         p.register(
             6,

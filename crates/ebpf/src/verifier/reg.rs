@@ -29,11 +29,34 @@ pub enum RegType {
     BtfIdOrNull,
     /// A subprogram (`aux` = first instruction), for callbacks.
     Func,
+    /// A pointer into the packet data (`PTR_TO_PACKET`): `off` and `var` from the start of
+    /// the data, `id` the family of pointers with the same variable part, `range` the bytes
+    /// from that family's base proven to lie before the packet's end.
+    Packet,
+    /// A pointer into the metadata in front of the data (`PTR_TO_PACKET_META`); its end is
+    /// the data pointer.
+    PacketMeta,
+    /// One past the end of the packet data (`PTR_TO_PACKET_END`): only compared, never
+    /// dereferenced or moved.
+    PacketEnd,
 }
 
 impl RegType {
     pub fn is_ptr(self) -> bool {
         !matches!(self, RegType::NotInit | RegType::Scalar)
+    }
+
+    /// `PTR_TO_PACKET` or `PTR_TO_PACKET_META`: pointers with a proven range.
+    pub fn is_pkt(self) -> bool {
+        matches!(self, RegType::Packet | RegType::PacketMeta)
+    }
+
+    /// Any of the three packet pointer types.
+    pub fn is_pkt_any(self) -> bool {
+        matches!(
+            self,
+            RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
+        )
     }
 
     pub fn maybe_null(self) -> bool {
@@ -67,6 +90,9 @@ impl RegType {
             RegType::BtfId => "ptr_",
             RegType::BtfIdOrNull => "ptr_or_null_",
             RegType::Func => "func",
+            RegType::Packet => "pkt",
+            RegType::PacketMeta => "pkt_meta",
+            RegType::PacketEnd => "pkt_end",
         }
     }
 }
@@ -95,7 +121,17 @@ pub struct Reg {
     pub frame: u8,
     /// `Mem` that must not be written.
     pub rdonly: bool,
+    /// Packet pointers: bytes `[0, range)` from the base of the pointer's family are inside
+    /// the packet; or [`AT_PKT_END`] / [`BEYOND_PKT_END`] after a failed bounds check.
+    pub range: i32,
 }
+
+/// `range` of a packet pointer known to be at or past the packet's end (`ptr >= end`).
+pub const AT_PKT_END: i32 = -1;
+/// `range` of a packet pointer known to be past the packet's end (`ptr > end`).
+pub const BEYOND_PKT_END: i32 = -2;
+/// Largest offset from a packet's start the range logic reasons about (`MAX_PACKET_OFF`).
+pub const MAX_PACKET_OFF: u64 = 0xffff;
 
 impl Default for Reg {
     fn default() -> Self {
@@ -119,6 +155,7 @@ impl Reg {
             mem_size: 0,
             frame: 0,
             rdonly: false,
+            range: 0,
         }
     }
 

@@ -191,6 +191,19 @@ pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
     if old.ty == RegType::Scalar {
         return old.range_within(cur) && ids.check(old.id, cur.id);
     }
+    if old.ty.is_pkt() {
+        // At least the old proven range (what was safe to access stays safe); the markers
+        // of a failed bounds check decide branches, so they must match exactly. Id 0 is the
+        // family of constant offsets from the packet's start: it must map to itself.
+        let range_ok = if old.range < 0 || cur.range < 0 {
+            old.range == cur.range
+        } else {
+            old.range <= cur.range
+        };
+        if !range_ok || (old.id == 0) != (cur.id == 0) {
+            return false;
+        }
+    }
     old.off == cur.off
         && old.aux == cur.aux
         && old.mem_size == cur.mem_size
