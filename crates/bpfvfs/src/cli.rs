@@ -59,6 +59,9 @@ pub enum Command {
     Prog(ToolArgs),
     /// BPF links, as bpftool: show, pin (`bpfvfs link help`)
     Link(ToolArgs),
+    /// Print filesystem events on PATHs as they happen, like inotifywait -m
+    /// (`PATH EVENTS NAME` per line; one JSON object per line with -j)
+    Watch(WatchArgs),
     /// Run eBPF conformance-suite files through the engine: one line per file, then
     /// `N passed, M failed` (no daemon needed)
     Conformance(ConformanceArgs),
@@ -75,6 +78,24 @@ pub struct ConformanceArgs {
     /// Test files (the suite's `.data` format)
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Paths in the bpfvfs tree, or host paths under the mount point
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+    /// Events to watch (repeatable or comma-separated: create,delete,modify,attrib,open,
+    /// close_write,close_nowrite,close,moved_from,moved_to,move,delete_self,move_self,
+    /// access); default: all
+    #[arg(short = 'e', long = "event", value_name = "EVENT")]
+    pub events: Vec<String>,
+    /// Exit after this many events
+    #[arg(short = 'c', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+    /// Exit (status 2, as inotifywait) when no event came for this many seconds
+    #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
+    pub timeout: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +257,108 @@ fn tracelog(socket: &std::path::Path, json: bool) -> i32 {
     0
 }
 
+/// `bpfvfs watch`: add a mark per path on this connection's watch group, then print events
+/// until SIGINT/SIGTERM, `--count` events, or `--timeout` seconds without one.
+fn watch(socket: &std::path::Path, a: &WatchArgs, json: bool) -> i32 {
+    use std::io::Write;
+    let mut names = Vec::new();
+    for e in &a.events {
+        for n in e.split(',').filter(|n| !n.is_empty()) {
+            if bpfvfs_vfs::fsnotify::mask_from_name(n).is_none() {
+                eprintln!("bpfvfs: watch: unknown event {n:?}");
+                return 2;
+            }
+            names.push(n.to_string());
+        }
+    }
+    let mut client = match crate::control::Client::connect(socket) {
+        Ok(c) => c,
+        Err(e) => return client_error(socket, e),
+    };
+    let stop = match crate::daemon::block_termination_signals() {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("bpfvfs: {e}");
+            return 1;
+        }
+    };
+    let mut conn = crate::bpftool::Conn::new(socket);
+    // wd -> the path as the user gave it (inotifywait's %w).
+    let mut paths: std::collections::HashMap<i64, String> = Default::default();
+    eprintln!("Setting up watches.");
+    for p in &a.paths {
+        let tree = match conn.tree_path(p) {
+            Ok(t) => t,
+            Err(_) => p.clone(),
+        };
+        let mut args = serde_json::json!({ "path": tree });
+        if !names.is_empty() {
+            args["events"] = serde_json::json!(names);
+        }
+        match client.call("watch_add", args) {
+            Ok(v) => {
+                paths.insert(v["wd"].as_i64().unwrap_or(-1), p.clone());
+            }
+            Err(crate::control::ClientError::Remote(e)) => {
+                eprintln!("Couldn't watch {p}: {}", e.message);
+                return 1;
+            }
+            Err(e) => return client_error(socket, e),
+        }
+    }
+    eprintln!("Watches established.");
+    let mut out = std::io::stdout();
+    let mut seen: u64 = 0;
+    let mut idle = std::time::Instant::now();
+    loop {
+        if crate::daemon::poll_signal(&stop) {
+            return 0;
+        }
+        if let Some(t) = a.timeout {
+            if idle.elapsed().as_secs_f64() >= t {
+                return 2;
+            }
+        }
+        let v = match client.call(
+            "watch_read",
+            serde_json::json!({"max": 256, "wait_ms": 200}),
+        ) {
+            Ok(v) => v,
+            Err(e) => return client_error(socket, e),
+        };
+        for ev in v["events"].as_array().into_iter().flatten() {
+            idle = std::time::Instant::now();
+            let wd = ev["wd"].as_i64().unwrap_or(-1);
+            let path = paths.get(&wd).cloned().unwrap_or_default();
+            let events: Vec<&str> = ev["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str())
+                .collect();
+            let name = ev["name"].as_str().unwrap_or("");
+            if json {
+                let o = serde_json::json!({
+                    "path": path,
+                    "events": events,
+                    "name": ev["name"],
+                    "cookie": ev["cookie"],
+                    "wd": wd,
+                });
+                let _ = writeln!(out, "{o}");
+            } else {
+                let _ = writeln!(out, "{path} {} {name}", events.join(","));
+            }
+            seen += 1;
+            if a.count.is_some_and(|c| seen >= c) {
+                let _ = out.flush();
+                return 0;
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
 /// Run the command line; returns the exit status.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -253,6 +376,7 @@ pub fn main() -> i32 {
     init_logging(cli.verbose);
     let socket = cli.socket.clone().unwrap_or_else(default_socket_path);
     match &cli.command {
+        Command::Watch(a) => watch(&socket, a, cli.json || cli.pretty),
         Command::Up(a) => {
             let cfg = UpConfig {
                 dir: a.dir.clone(),

@@ -121,6 +121,7 @@ impl Handler for Arc<DaemonHandler> {
         let cred = bpfvfs_fuse::cred::for_request(peer.uid, peer.gid, pid);
         tracing::debug!(?peer, "control connection");
         Box::new(DaemonSession {
+            watch: None,
             bpf: BpfSession::new(self.bpf.clone(), cred, self.counters.clone())
                 .with_runtime(self.runtime.clone()),
             shared: self.clone(),
@@ -132,6 +133,104 @@ impl Handler for Arc<DaemonHandler> {
 pub struct DaemonSession {
     shared: Arc<DaemonHandler>,
     bpf: BpfSession,
+    /// This connection's watch group (inotify instance), made on the first `watch_add`;
+    /// closed (its marks removed) when the connection ends.
+    watch: Option<bpfvfs_vfs::fsnotify::Group>,
+}
+
+impl Drop for DaemonSession {
+    fn drop(&mut self) {
+        if let Some(g) = self.watch.take() {
+            g.close();
+        }
+    }
+}
+
+/// An event as the socket carries it.
+fn event_json(e: &bpfvfs_vfs::fsnotify::Event) -> Value {
+    json!({
+        "wd": e.wd,
+        "mask": e.mask,
+        "events": e.mask_names(),
+        "cookie": e.cookie,
+        "name": e.name.as_ref().map(|n| String::from_utf8_lossy(n).into_owned()),
+    })
+}
+
+impl DaemonSession {
+    fn watch_op(&mut self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError> {
+        use bpfvfs_vfs::fsnotify::{mask_from_name, Group, GroupOptions, ReadError};
+        match op {
+            "watch_add" => {
+                let path = path_arg(op, args)?;
+                let mask = match (args.get("mask"), args.get("events")) {
+                    (Some(m), _) if !m.is_null() => m
+                        .as_u64()
+                        .and_then(|m| u32::try_from(m).ok())
+                        .ok_or_else(|| {
+                            ControlError::invalid("watch_add: \"mask\" must be a u32")
+                        })?,
+                    (_, Some(Value::Array(names))) => {
+                        let mut m = 0;
+                        for n in names {
+                            let name = n.as_str().unwrap_or("");
+                            m |= mask_from_name(name).ok_or_else(|| {
+                                ControlError::invalid(format!("watch_add: unknown event {n}"))
+                            })?;
+                        }
+                        m
+                    }
+                    _ => bpfvfs_vfs::fsnotify::IN_ALL_EVENTS,
+                };
+                let g = self
+                    .watch
+                    .get_or_insert_with(|| Group::new(GroupOptions::default()));
+                let wd = g
+                    .add_watch(&self.shared.vfs, self.bpf.cred(), path.as_bytes(), mask)
+                    .map_err(|e| ControlError::vfs(e, &format!("{op} {path}")))?;
+                Ok(json!({ "wd": wd }))
+            }
+            "watch_remove" => {
+                let wd = args
+                    .get("wd")
+                    .and_then(Value::as_i64)
+                    .and_then(|w| i32::try_from(w).ok())
+                    .ok_or_else(|| {
+                        ControlError::invalid("watch_remove: \"wd\" must be an integer")
+                    })?;
+                let g = self.watch.as_ref().ok_or_else(|| {
+                    ControlError::new(libc::EINVAL, "watch_remove: no watches on this connection")
+                })?;
+                g.remove_watch(wd).map_err(|e| ControlError::vfs(e, op))?;
+                Ok(json!({}))
+            }
+            "watch_read" => {
+                let max = args
+                    .get("max")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(256)
+                    .clamp(1, 4096);
+                // Bounded so one reader never holds a server thread for long.
+                let wait = args
+                    .get("wait_ms")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    .min(5_000);
+                let g = self.watch.as_ref().ok_or_else(|| {
+                    ControlError::new(libc::EINVAL, "watch_read: no watches on this connection")
+                })?;
+                let events = match g.read_events(max as usize, Some(Duration::from_millis(wait))) {
+                    Ok(ev) => ev,
+                    Err(ReadError::Woken) => Vec::new(),
+                    Err(ReadError::Closed) => {
+                        return Err(ControlError::new(libc::EBADF, "watch_read: group closed"))
+                    }
+                };
+                Ok(json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() }))
+            }
+            _ => Err(unknown_op(op)),
+        }
+    }
 }
 
 impl Session for DaemonSession {
@@ -170,6 +269,7 @@ impl Session for DaemonSession {
                     .map_err(|e| ControlError::vfs(e, op))?;
                 Ok(json!({}))
             }
+            "watch_add" | "watch_remove" | "watch_read" => self.watch_op(op, args),
             // What libbpf does with plain syscalls around pinning: make the pin directory,
             // remove a pin again.
             "mkdir" => {
