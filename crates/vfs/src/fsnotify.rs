@@ -22,8 +22,10 @@
 //! - A connector's list holds `Arc<Mark>`s; a mark holds only a `Weak<Inode>`. Marks never
 //!   hold an inode reference (i_count): a watched inode is evicted exactly as an unwatched
 //!   one, and fsnotify code never drops a counted reference, so it never triggers eviction
-//!   while holding one of its locks. (Linux's inotify marks pin the inode; ours need not,
-//!   because every filesystem here keeps named inodes in the dcache until unmount.)
+//!   while holding one of its locks. When it upgrades the `Weak` (to take a mark off), it
+//!   drops that `Arc` only after releasing its locks, since it may be the last. (Linux's
+//!   inotify marks pin the inode; ours need not, because every filesystem here keeps named
+//!   inodes in the dcache until unmount.)
 //! - A [`DestroyWatch`] handle holds its mark; dropping the handle leaves the watch armed.
 //!
 //! ## Lock order
@@ -489,33 +491,26 @@ fn attach(inode: &Inode, m: Arc<Mark>) -> Result<()> {
     Ok(())
 }
 
-/// Take `m` off its inode's list if it is still there. Returns whether it was.
-fn detach(m: &Arc<Mark>) -> bool {
+/// Take `m` off its inode's list if it is still there.
+///
+/// Returns the inode's memory reference it had to take (the mark holds only a `Weak`). The
+/// caller drops it after releasing its own locks: it may be the last one, and freeing an
+/// inode drops its filesystem's private data, which is not ours to run under a group lock.
+#[must_use = "drop the returned inode after releasing locks"]
+fn detach(m: &Arc<Mark>) -> Option<Arc<Inode>> {
     // If the inode's memory is gone it was evicted, and eviction drained the list.
-    let Some(inode) = m.inode.upgrade() else {
-        return false;
-    };
-    let found = {
-        let Some(addons) = inode.addons() else {
-            return false;
-        };
-        let Some(conn) = connector(&inode) else {
-            return false;
-        };
+    let inode = m.inode.upgrade()?;
+    if let (Some(addons), Some(conn)) = (inode.addons(), connector(&inode)) {
         let _w = lock(&conn.writer);
         let mut list = conn.snapshot();
         let before = list.len();
         list.retain(|x| !Arc::ptr_eq(x, m));
-        let found = list.len() != before;
-        if found {
+        if list.len() != before {
             m.account_attached(-1);
             conn.publish(addons, list);
         }
-        found
-    };
-    // `inode` may be the last Arc; it is dropped here, with no lock held.
-    drop(inode);
-    found
+    }
+    Some(inode)
 }
 
 /// Recompute the union mask after a mark's mask changed (caller holds the group's marks).
@@ -611,9 +606,10 @@ impl GroupInner {
             _ => return false,
         }
         gm.by_wd.remove(&em.wd);
-        detach(m);
+        let keep = detach(m);
         self.send_ignored(em);
         drop(gm);
+        drop(keep);
         true
     }
 
@@ -658,7 +654,7 @@ impl GroupInner {
             if let Some(em) = m.events() {
                 em.alive.store(false, Ordering::Relaxed);
             }
-            detach(&m);
+            drop(detach(&m));
         }
     }
 }
@@ -974,9 +970,10 @@ impl DestroyWatch {
             return false;
         }
         let cb = lock(&d.callback).take();
-        detach(&self.mark);
+        let keep = detach(&self.mark);
         // Dropped with no lock held: the callback's captures may release anything.
         drop(cb);
+        drop(keep);
         true
     }
 
@@ -1013,6 +1010,18 @@ fn isdir(inode: &Inode, mask: u32) -> u32 {
     }
 }
 
+/// The mask an event carries. inotify has never reported `IN_ISDIR` with the self events
+/// (`IN_DELETE_SELF`, `IN_MOVE_SELF`), and programs may depend on that: the kernel masks it
+/// out there, and so do we (checked against the kernel in `tests/fsnotify_kernel.rs`).
+fn reported(mask: u32) -> u32 {
+    let mask = mask & REPORTED;
+    if mask & (IN_DELETE_SELF | IN_MOVE_SELF) != 0 {
+        mask & !IN_ISDIR
+    } else {
+        mask
+    }
+}
+
 /// Hand `mask` to every event mark on `inode` that wants it.
 fn deliver(inode: &Inode, mask: u32, name: Option<&[u8]>, cookie: u32, unlinked: bool) {
     if watch_mask(inode) & mask & IN_ALL_EVENTS == 0 {
@@ -1035,7 +1044,7 @@ fn deliver(inode: &Inode, mask: u32, name: Option<&[u8]>, cookie: u32, unlinked:
             }
             let ev = Event {
                 wd: em.wd,
-                mask: mask & REPORTED,
+                mask: reported(mask),
                 cookie,
                 name: name.map(Box::from),
             };
@@ -1205,7 +1214,7 @@ pub(crate) fn inode_evicted(inode: &Arc<Inode>) {
             if ev == IN_UNMOUNT || em.mask.load(Ordering::Relaxed) & ev != 0 {
                 let e = Event {
                     wd: em.wd,
-                    mask: isdir(inode, ev),
+                    mask: reported(isdir(inode, ev)),
                     cookie: 0,
                     name: None,
                 };
