@@ -9,6 +9,7 @@ pub mod map;
 pub mod maps;
 pub mod object;
 pub mod prog;
+pub mod storage_api;
 pub mod sys;
 pub mod uapi;
 pub mod value;

@@ -104,6 +104,7 @@ pub static MAP_TYPES: &[MapTypeEntry] = &[
     crate::maps::percpu_array::ENTRY,
     crate::maps::lru_hash::ENTRY,
     crate::maps::ringbuf::ENTRY,
+    crate::maps::inode_storage::ENTRY,
 ];
 
 fn find_type(t: u32) -> Option<&'static MapTypeEntry> {
@@ -121,7 +122,8 @@ const COMMON_FLAGS: u32 = BPF_F_NO_PREALLOC
     | BPF_F_WRONLY_PROG
     | BPF_F_MMAPABLE
     | BPF_F_PRESERVE_ELEMS
-    | BPF_F_INNER_MAP;
+    | BPF_F_INNER_MAP
+    | BPF_F_CLONE;
 
 /// bpf_obj_name_cpy: at most 15 characters from [A-Za-z0-9_.].
 pub fn check_obj_name(name: &str) -> Result<()> {

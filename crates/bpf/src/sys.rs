@@ -170,6 +170,7 @@ pub struct Bpf {
 impl Bpf {
     /// Register bpffs with `vfs` as type "bpf" and mount an instance at /sys/fs/bpf.
     pub fn new(vfs: Arc<Vfs>) -> Result<Arc<Bpf>> {
+        crate::storage_api::attach_default(&vfs);
         let registry = Registry::new();
         let preload = Arc::new(Preload {
             progs: Mutex::new(None),

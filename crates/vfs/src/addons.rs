@@ -21,8 +21,9 @@
 //! 001); none of them knows what the layer stores.
 
 use once_cell::race::OnceBox;
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// Which extension a slot holds. One slot per client layer, fixed at compile time so that
 /// reaching a slot is an array index, not a search.
@@ -116,13 +117,14 @@ impl AddonsCell {
 ///   it and freed with its memory ([`crate::Inode::blob_word`]). Inodes allocated before a
 ///   reservation have a shorter (or no) blob, as an LSM enabled late would see.
 /// - **Client state**: one install-once value per [`AddonSlot`] for the layer's per-VFS
-///   state, plus its raw address for hot paths that know its type.
+///   state, reachable in one load from any inode ([`InodeExtensions::client_ref`]).
 #[derive(Default)]
 pub struct InodeExtensions {
     blob_words: AtomicUsize,
     word_claimed: AtomicBool,
     clients: [OnceBox<Box<dyn Any + Send + Sync>>; SLOTS],
-    client_ptrs: [AtomicPtr<()>; SLOTS],
+    /// Address and type of each installed client value, for [`InodeExtensions::client_ref`].
+    client_fast: [OnceLock<(usize, TypeId)>; SLOTS],
 }
 
 impl InodeExtensions {
@@ -162,15 +164,21 @@ impl InodeExtensions {
             b
         });
         let addr = v as *const (dyn Any + Send + Sync) as *const ();
-        self.client_ptrs[slot as usize].store(addr as *mut (), Ordering::Release);
+        let _ = self.client_fast[slot as usize].set((addr as usize, (*v).type_id()));
         (v, std::ptr::eq(addr, mine))
     }
 
-    /// The address of the installed per-VFS state of `slot` (null if none), for hot paths
-    /// that know its concrete type and want one load instead of a downcast.
+    /// The installed per-VFS state of `slot` if it is a `T`: one load and a type-id compare,
+    /// no virtual call, for hot paths.
     #[inline]
-    pub fn client_ptr(&self, slot: AddonSlot) -> *const () {
-        self.client_ptrs[slot as usize].load(Ordering::Acquire)
+    pub fn client_ref<T: Any>(&self, slot: AddonSlot) -> Option<&T> {
+        let (addr, ty) = self.client_fast[slot as usize].get()?;
+        if *ty != TypeId::of::<T>() {
+            return None;
+        }
+        // SAFETY: `addr` is the address of the value installed in `clients[slot]`, whose
+        // concrete type is `T` (checked above); install-once values live as long as `self`.
+        Some(unsafe { &*(*addr as *const T) })
     }
 }
 
@@ -262,7 +270,10 @@ mod tests {
         let v2 = a.get_or_install(AddonSlot::Watch, || Box::new(9u32));
         assert_eq!(v2.downcast_ref::<u32>(), Some(&7));
         assert!(a.get(AddonSlot::LocalStorage).is_none());
-        assert!(a.word(AddonSlot::LocalStorage).load(Ordering::Relaxed).is_null());
+        assert!(a
+            .word(AddonSlot::LocalStorage)
+            .load(Ordering::Relaxed)
+            .is_null());
     }
 
     #[test]
@@ -277,13 +288,13 @@ mod tests {
         assert!(b.word(2).unwrap().load(Ordering::Relaxed).is_null());
         assert!(b.word(3).is_none());
         assert!(InodeBlob::new(0).word(0).is_none());
-        assert!(e.client_ptr(AddonSlot::LocalStorage).is_null());
+        assert!(e.client_ref::<u64>(AddonSlot::LocalStorage).is_none());
         let (v, mine) = e.client_or_install(AddonSlot::LocalStorage, || Box::new(5u64));
         assert!(mine);
         assert_eq!(v.downcast_ref::<u64>(), Some(&5));
         let (_, mine2) = e.client_or_install(AddonSlot::LocalStorage, || Box::new(6u64));
         assert!(!mine2);
-        // SAFETY: the test installed a u64.
-        assert_eq!(unsafe { *(e.client_ptr(AddonSlot::LocalStorage) as *const u64) }, 5);
+        assert_eq!(e.client_ref::<u64>(AddonSlot::LocalStorage), Some(&5));
+        assert!(e.client_ref::<u32>(AddonSlot::LocalStorage).is_none());
     }
 }

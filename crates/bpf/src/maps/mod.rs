@@ -6,6 +6,8 @@
 
 pub mod array;
 pub mod hash;
+pub mod inode_storage;
+pub mod local_storage;
 pub mod lru_hash;
 mod mem;
 pub mod percpu_array;
