@@ -68,6 +68,29 @@
 //!   open, close) go to the object's marks and, with the object's name, to its parent's.
 //!   Link-count changes and `IN_MOVE_SELF` go to the object's marks only.
 //! - Consecutive identical events (wd, mask, name) in a queue are merged, as inotify does.
+//!
+//! ## Consuming events (what `bpfvfs watch PATH` needs)
+//! ```no_run
+//! use bpfvfs_vfs::fsnotify::{mask_names, Group, ReadError, IN_ALL_EVENTS};
+//! use bpfvfs_vfs::{Cred, Vfs};
+//! use std::{sync::Arc, time::Duration};
+//!
+//! let vfs = Vfs::new_memfs();
+//! let group = Arc::new(Group::default());
+//! let wd = group.add_watch(&vfs, &Cred::root(), b"/", IN_ALL_EVENTS).unwrap();
+//! // Another thread (a signal handler, a closed socket) calls group.wake() or close().
+//! loop {
+//!     match group.read_events(64, Some(Duration::from_secs(1))) {
+//!         Ok(events) => {
+//!             for e in events {
+//!                 println!("{} {} {:?}", e.wd, mask_names(e.mask).join(","), e.name);
+//!             }
+//!         }
+//!         Err(ReadError::Woken) | Err(ReadError::Closed) => break,
+//!     }
+//! }
+//! # let _ = wd;
+//! ```
 
 use crate::addons::{AddonSlot, InodeAddons};
 use crate::dentry::Dentry;

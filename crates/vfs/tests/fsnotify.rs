@@ -1061,3 +1061,109 @@ fn stress_eviction_vs_group_teardown() {
     }
     assert_marks_gone(&vfs);
 }
+
+/// Threads race to create, remove and rename the same few names in one watched directory.
+/// Directory events are queued under the directory lock, so replaying the stream must be a
+/// valid history: a name is created only while absent and removed only while present, and
+/// each move's MOVED_FROM is immediately followed by its MOVED_TO with the same cookie.
+#[test]
+fn stress_directory_events_replay_as_a_valid_history() {
+    let vfs = Vfs::new_memfs();
+    ok!(vfs.mkdir(&r(), None, b"/d", 0o755));
+    let g = Group::new(GroupOptions {
+        max_events: 1 << 20,
+        ..Default::default()
+    });
+    ok!(g.add_watch(&vfs, &r(), b"/d", IN_CREATE | IN_DELETE | IN_MOVE));
+    let names: [&[u8]; 3] = [b"/d/x", b"/d/y", b"/d/z"];
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let vfs = vfs.clone();
+            std::thread::spawn(move || {
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1);
+                for _ in 0..3000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let a = names[(x % 3) as usize];
+                    let b = names[((x >> 8) % 3) as usize];
+                    let _ = match (x >> 16) % 3 {
+                        0 => vfs.mknod(&r(), None, a, S_IFIFO | 0o644, 0).map(drop),
+                        1 => vfs.rename(&r(), a, b, 0),
+                        _ => vfs.unlink(&r(), None, a),
+                    };
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let evs = drain(&g);
+    assert!(!evs.iter().any(Event::is_overflow));
+    let mut exists = std::collections::HashSet::new();
+    let mut i = 0;
+    while i < evs.len() {
+        let e = &evs[i];
+        let n = e.name.clone().unwrap();
+        match e.mask {
+            IN_CREATE => assert!(exists.insert(n), "event {i}: create of a present name"),
+            IN_DELETE => assert!(exists.remove(&n), "event {i}: delete of an absent name"),
+            IN_MOVED_FROM => {
+                assert!(exists.remove(&n), "event {i}: move of an absent name");
+                let to = &evs[i + 1];
+                assert_eq!(to.mask, IN_MOVED_TO, "event {i}: MOVED_FROM not followed");
+                assert_eq!(to.cookie, e.cookie);
+                // Rename over an existing name replaces it.
+                exists.insert(to.name.clone().unwrap());
+                i += 1;
+            }
+            m => panic!("unexpected event {i}: {m:#x}"),
+        }
+        i += 1;
+    }
+    // The replayed history ends where the directory is.
+    let mut now: Vec<Box<[u8]>> = ok!(vfs.readdir(&ok!(vfs.resolve(&r(), None, b"/d", 0)), 2, 100))
+        .into_iter()
+        .map(|d| d.name.into_boxed_slice())
+        .collect();
+    now.sort();
+    let mut replayed: Vec<Box<[u8]>> = exists.into_iter().collect();
+    replayed.sort();
+    assert_eq!(now, replayed);
+    eprintln!("{} directory events replayed", evs.len());
+}
+
+/// The inode's union mask (the one load an event costs) follows every add, modify, remove
+/// and group close.
+#[test]
+fn union_mask_tracks_marks() {
+    let vfs = Vfs::new_memfs();
+    ok!(vfs.mkdir(&r(), None, b"/d", 0o755));
+    let at = ok!(vfs.resolve(&r(), None, b"/d", 0));
+    let mask = || {
+        at.inode()
+            .addons()
+            .map_or(0, |a| a.watch_mask.load(Ordering::Acquire))
+    };
+    assert_eq!(mask(), 0);
+    let g1 = Group::default();
+    let g2 = Group::default();
+    let w1 = ok!(g1.add_watch(&vfs, &r(), b"/d", IN_CREATE | IN_ONESHOT));
+    assert_eq!(mask(), IN_CREATE, "flags are not events");
+    ok!(g2.add_watch(&vfs, &r(), b"/d", IN_DELETE));
+    assert_eq!(mask(), IN_CREATE | IN_DELETE);
+    ok!(g2.add_watch(&vfs, &r(), b"/d", IN_ATTRIB));
+    assert_eq!(mask(), IN_CREATE | IN_ATTRIB);
+    ok!(g1.remove_watch(w1));
+    assert_eq!(mask(), IN_ATTRIB);
+    // A destruction watch adds no event bits.
+    let (_, cb) = counter();
+    let dw = ok!(watch_destruction(at.inode(), cb));
+    assert_eq!(mask(), IN_ATTRIB);
+    drop(g2);
+    assert_eq!(mask(), 0);
+    assert!(dw.cancel());
+    drop((g1, dw));
+    assert_marks_gone(&vfs);
+}
