@@ -193,6 +193,40 @@ fn load_pin_and_run_examples() {
     let gone = d.cli(&["prog", "show", "name", "accumulate"]);
     assert!(!String::from_utf8_lossy(&gone.stdout).contains("accumulate"));
 
+    // An XDP program on a packet file: data_out to stdout as bpftool's hex dump.
+    let Some(xdp_o) = example("xdp_filter", &tmp) else {
+        return;
+    };
+    d.cli_ok(&["prog", "load", s(&xdp_o), "/sys/fs/bpf/xdp"]);
+    let mut frame = vec![0u8; 12];
+    frame.extend([
+        0x08, 0x00, 0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    frame.extend([0x30, 0x39, 0, 9, 0, 8, 0, 0]);
+    let pkt = tmp.join("pkt.bin");
+    std::fs::write(&pkt, &frame).unwrap();
+    let out = d.cli_ok(&[
+        "prog",
+        "run",
+        "pinned",
+        "/sys/fs/bpf/xdp",
+        "data_in",
+        s(&pkt),
+        "data_out",
+        "-",
+        "repeat",
+        "3",
+    ]);
+    assert!(
+        out.starts_with("0000000\t0000 0000 0000 0000 0000 0000 0800 4500 | ........ ......E.\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("Return value: 1, duration (average): ")
+            || out.contains("Return value: 1, duration (average): "),
+        "{out}"
+    );
+
     // -j load prints null.
     assert_eq!(
         d.cli_ok(&["-j", "prog", "load", s(&glob_o), "/sys/fs/bpf/glob2"])

@@ -119,7 +119,7 @@ const EOPNOTSUPP: i32 = 95;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PktError {
     /// `EINVAL`.
-    #[error("data_in is {len} bytes; at least {min} (an Ethernet header) are needed")]
+    #[error("data_in is {len} bytes; at least {min} (the Ethernet header, and the IP header it announces) are needed")]
     DataTooShort { len: usize, min: usize },
     /// `EINVAL`.
     #[error("data_in is {len} bytes; at most {max} fit the test buffer")]
@@ -511,6 +511,20 @@ impl SkbRun {
             PACKET_OTHERHOST
         };
         let ethertype = u16::from_be_bytes([data_in[12], data_in[13]]);
+        // The kernel's test run reads the addresses of an IPv4 or IPv6 header into the test
+        // socket: a frame announcing one must carry at least the fixed header (measured:
+        // 19 bytes after an IPv4 EtherType, or 39 after IPv6, is EINVAL).
+        let l3_min = match ethertype {
+            0x0800 => 20,
+            0x86dd => 40,
+            _ => 0,
+        };
+        if size - ETH_HLEN < l3_min {
+            return Err(PktError::DataTooShort {
+                len: size,
+                min: ETH_HLEN + l3_min,
+            });
+        }
         let protocol = if ethertype >= 0x0600 {
             u16::from_ne_bytes([data_in[12], data_in[13]]) as u32
         } else if data_in.get(14..16) == Some(&[0xff, 0xff]) {

@@ -315,6 +315,15 @@ impl Runtime {
             }
         })?;
 
+        // Context accesses rewritten for the run-time context (XDP's xdp_md is a view of a
+        // hidden xdp_buff), as the kernel's convert_ctx_accesses.
+        let insns = verifier::convert_ctx_accesses(&insns, &ty, &verified).map_err(|why| {
+            RuntimeError::ProgType {
+                prog: name.clone(),
+                reason: why,
+            }
+        })?;
+
         // Direct value loads (global data) resolve to the address of the array's value.
         let guard = crossbeam_epoch::pin();
         let resolve = |pl: &PseudoLoad| -> Result<u64, String> {

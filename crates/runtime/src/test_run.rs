@@ -13,6 +13,7 @@ use std::time::Instant;
 /// `BPF_F_TEST_RUN_ON_CPU`, `BPF_F_TEST_XDP_LIVE_FRAMES`.
 pub const BPF_F_TEST_RUN_ON_CPU: u32 = 1 << 0;
 pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+pub const BPF_F_TEST_SKB_CHECKSUM_COMPLETE: u32 = 1 << 2;
 
 /// The `test` member of `union bpf_attr`, as owned buffers.
 #[derive(Clone, Debug, Default)]
@@ -64,10 +65,7 @@ impl Runtime {
         })?;
         match lp.type_entry.test_run {
             TestRunKind::Syscall => self.run_syscall(lp, input),
-            TestRunKind::Skb | TestRunKind::Xdp => Err(RuntimeError::NotSupported {
-                what: format!("test run of {} programs", lp.type_entry.name),
-                why: "packet contexts are not built yet".into(),
-            }),
+            TestRunKind::Skb | TestRunKind::Xdp => self.run_packet(lp, input),
             TestRunKind::None => Err(RuntimeError::test_run(
                 Errno::ENOTSUP_,
                 format!("{} programs cannot be test-run", lp.type_entry.name),
@@ -131,6 +129,104 @@ impl Runtime {
         })
     }
 
+    /// bpf_prog_test_run_skb / _xdp: the packet in data_in, an optional context, `repeat`
+    /// runs on the same packet, the average duration, and the packet (and context) after.
+    fn run_packet(
+        &self,
+        lp: &LoadedProg,
+        input: &TestRunInput,
+    ) -> Result<TestRunOutput, RuntimeError> {
+        use bpfvfs_ebpf::pktctx::{SkbRun, XdpRun};
+        let xdp = lp.type_entry.test_run == TestRunKind::Xdp;
+        let allowed_flags = if xdp {
+            0
+        } else {
+            BPF_F_TEST_SKB_CHECKSUM_COMPLETE
+        };
+        if input.flags & !allowed_flags != 0 || input.cpu != 0 {
+            return Err(einval(
+                "flags and cpu are not supported for this program type",
+            ));
+        }
+        let data_in = input
+            .data_in
+            .as_deref()
+            .ok_or_else(|| einval("data_in is required for packet programs"))?;
+        // The kernel's context rules: ctx_in given, or only a ctx_out buffer (a zeroed
+        // context), or neither (no context out).
+        let ctx: Option<&[u8]> = match (&input.ctx_in, input.ctx_size_out) {
+            (Some(c), _) => Some(c),
+            (None, Some(_)) => Some(&[]),
+            (None, None) => None,
+        };
+        let pkt_err = |e: bpfvfs_ebpf::pktctx::PktError| {
+            RuntimeError::test_run(Errno(e.errno()), e.to_string())
+        };
+        let maps = RunMaps::new(lp);
+        let mut sink = |m: &[u8]| self.trace_message(input, m);
+        let mut env = self.env_for(input, &maps).with_trace(&mut sink);
+        let mut runner = Runner::new(lp)?;
+        let repeat = input.repeat.max(1);
+        let (r0, duration, data_out, ctx_out) = if xdp {
+            let mut run = XdpRun::new(data_in, ctx).map_err(pkt_err)?;
+            let args = run.args();
+            let (r0, d) = timed(repeat, || {
+                let regions = run.regions();
+                Ok(runner.run(args, &regions, &mut env)?)
+            })?;
+            (
+                r0,
+                d,
+                run.data_out().to_vec(),
+                run.ctx_out().map(|c| c.to_vec()),
+            )
+        } else {
+            let mut run = SkbRun::new(data_in, ctx).map_err(pkt_err)?;
+            let args = run.args();
+            let (r0, d) = timed(repeat, || {
+                let regions = run.regions();
+                Ok(runner.run(args, &regions, &mut env)?)
+            })?;
+            (
+                r0,
+                d,
+                run.data_out().to_vec(),
+                run.ctx_out().map(|c| c.to_vec()),
+            )
+        };
+        // bpf_test_finish: outputs larger than the caller's buffers are truncated and the
+        // call fails with ENOSPC.
+        let mut out = TestRunOutput {
+            retval: r0 as u32,
+            duration_ns: duration,
+            data_size_out: data_out.len() as u32,
+            data_out: None,
+            ctx_out: None,
+        };
+        if let Some(cap) = input.data_size_out {
+            if (cap as usize) < data_out.len() {
+                return Err(RuntimeError::test_run(
+                    Errno::ENOSPC,
+                    format!(
+                        "data_out needs {} bytes, the buffer has {cap}",
+                        data_out.len()
+                    ),
+                ));
+            }
+            out.data_out = Some(data_out);
+        }
+        if let (Some(cap), Some(c)) = (input.ctx_size_out, ctx_out) {
+            if (cap as usize) < c.len() {
+                return Err(RuntimeError::test_run(
+                    Errno::ENOSPC,
+                    format!("ctx_out needs {} bytes, the buffer has {cap}", c.len()),
+                ));
+            }
+            out.ctx_out = Some(c);
+        }
+        Ok(out)
+    }
+
     fn trace_message(&self, input: &TestRunInput, msg: &[u8]) {
         let task = input.task.clone().unwrap_or_else(TaskInfo::current);
         self.trace()
@@ -140,7 +236,6 @@ impl Runtime {
 
 /// Time `n` runs of `f`, returning the average in ns (saturating at u32::MAX, as the kernel's
 /// 32-bit duration field).
-#[allow(dead_code)] // used by the packet test runs (next)
 pub(crate) fn timed(
     n: u32,
     mut f: impl FnMut() -> Result<u64, RuntimeError>,

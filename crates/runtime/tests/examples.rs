@@ -219,3 +219,75 @@ fn printk_example_reaches_the_trace_pipe() {
         lines[1]
     );
 }
+
+fn udp_frame(dport: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 12];
+    p.extend([0x08, 0x00]);
+    p.extend([
+        0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    p.extend([0x30, 0x39]);
+    p.extend(dport.to_be_bytes());
+    p.extend([0, 8, 0, 0]);
+    p
+}
+
+#[test]
+fn xdp_and_socket_filter_examples() {
+    let Some(xdp) = common::example("xdp_filter") else {
+        return;
+    };
+    let Some(sock) = common::example("socket_filter") else {
+        return;
+    };
+    for cfg in common::configs() {
+        let (_vfs, bpf, rt) = common::instance(cfg);
+        let o = load(&rt, "xdp_filter", &xdp);
+        let p = prog(&o, "xdp_filter").obj.as_prog().unwrap().clone();
+        let run = |frame: Vec<u8>, repeat: u32| {
+            rt.test_run(
+                &p,
+                &TestRunInput {
+                    data_in: Some(frame),
+                    data_size_out: Some(4096),
+                    repeat,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(run(udp_frame(9), 1).retval, 1, "XDP_DROP {cfg:?}");
+        let r = run(udp_frame(53), 100);
+        assert_eq!(r.retval, 2, "XDP_PASS");
+        assert_eq!(r.data_out.as_deref(), Some(&udp_frame(53)[..]));
+        // 1 + 100 UDP packets counted.
+        let n = bpf
+            .map_lookup_elem(map(&o, "proto_count"), &17u32.to_ne_bytes())
+            .unwrap();
+        assert_eq!(u64::from_ne_bytes(n.try_into().unwrap()), 101);
+        // Too short: EINVAL, as the kernel.
+        let e = rt
+            .test_run(
+                &p,
+                &TestRunInput {
+                    data_in: Some(vec![0; 10]),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.errno(), bpfvfs_vfs::Errno::EINVAL);
+
+        let o = load(&rt, "socket_filter", &sock);
+        let p = prog(&o, "sock_filter").obj.as_prog().unwrap().clone();
+        let r = rt
+            .test_run(
+                &p,
+                &TestRunInput {
+                    data_in: Some(udp_frame(53)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(r.retval, 28, "UDP kept whole (skb->len) {cfg:?}");
+    }
+}

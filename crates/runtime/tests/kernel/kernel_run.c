@@ -4,6 +4,7 @@
 //
 //   kernel_run OBJ < SCRIPT
 //   SCRIPT lines:  run PROG CTXHEX      -> "run PROG retval R ctx HEX"
+//                  pkt PROG DATAHEX REPEAT -> "pkt PROG retval R data HEX" (data_out)
 //                  dump MAP             -> "dump MAP KEYHEX VALUEHEX" per element, sorted
 //                  ring MAP             -> "ring MAP HEX" per record, in order
 // Exit status 2 when the object cannot be loaded (the test then skips with the message).
@@ -91,6 +92,25 @@ int main(int argc, char **argv)
 			}
 			printf("run %s retval %d ctx ", name, (int)o.retval);
 			puthex(buf, n);
+			printf("\n");
+		} else if (!strcmp(cmd, "pkt")) {
+			unsigned int repeat;
+			if (scanf("%8191s %u", hex, &repeat) != 2)
+				return 1;
+			size_t n = unhex(hex, buf, sizeof(buf));
+			static unsigned char out[8192];
+			struct bpf_program *p = bpf_object__find_program_by_name(obj, name);
+			if (!p)
+				return 1;
+			LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = buf, .data_size_in = n,
+				    .data_out = out, .data_size_out = sizeof(out), .repeat = repeat);
+			int err = bpf_prog_test_run_opts(bpf_program__fd(p), &o);
+			if (err) {
+				printf("pkt %s error %d\n", name, -errno);
+				continue;
+			}
+			printf("pkt %s retval %d data ", name, (int)o.retval);
+			puthex(out, o.data_size_out);
 			printf("\n");
 		} else if (!strcmp(cmd, "dump")) {
 			struct bpf_map *m = bpf_object__find_map_by_name(obj, name);
