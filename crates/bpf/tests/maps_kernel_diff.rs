@@ -83,14 +83,33 @@ impl Drop for KMap {
 }
 
 fn k_create(def: &MapDef) -> Result<KMap, i32> {
+    k_create_btf(def, true)
+}
+
+/// Map create; local-storage maps get BTF (an `int` key and a `char[value_size]` value),
+/// which the kernel requires for them and bpfvfs does not model, unless `btf` is false.
+fn k_create_btf(def: &MapDef, btf: bool) -> Result<KMap, i32> {
     let mut a = Attr::new()
         .u32(0, def.map_type)
         .u32(4, def.key_size)
         .u32(8, def.value_size)
         .u32(12, def.max_entries)
-        .u32(16, def.map_flags);
+        .u32(16, def.map_flags)
+        .u64(64, def.map_extra);
     let name = def.name.as_bytes();
     a.0[28..28 + name.len().min(16)].copy_from_slice(&name[..name.len().min(16)]);
+    let storage = matches!(
+        def.kind(),
+        Some(MapType::InodeStorage | MapType::TaskStorage | MapType::SkStorage)
+    );
+    let btf_fd = if storage && btf {
+        Some(load_btf(def.value_size)?)
+    } else {
+        None
+    };
+    if let Some(fd) = &btf_fd {
+        a = a.u32(48, fd.0 as u32).u32(52, 1).u32(56, 3);
+    }
     let fd = sys_bpf(BPF_MAP_CREATE, &mut a)? as i32;
     let percpu = matches!(def.kind(), Some(MapType::PercpuHash | MapType::PercpuArray));
     let vs = if percpu {
@@ -103,6 +122,41 @@ fn k_create(def: &MapDef) -> Result<KMap, i32> {
         key_size: def.key_size as usize,
         value_size: vs,
     })
+}
+
+const BPF_BTF_LOAD: i32 = 18;
+
+struct Fd(i32);
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: an fd this test owns; closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// BTF with [1] `int` (32-bit signed), [2] `char`, [3] `char[value_size]`.
+fn load_btf(value_size: u32) -> Result<Fd, i32> {
+    let strs = b"\0int\0char\0";
+    let mut types: Vec<u32> = Vec::new();
+    // name_off, info (kind << 24), size, then the kind's extra words.
+    types.extend([1, 1 << 24, 4, (1 << 24) | 32]); // INT "int", signed, 32 bits
+    types.extend([5, 1 << 24, 1, 8]); // INT "char", 8 bits
+    types.extend([0, 3 << 24, 0, 2, 1, value_size]); // ARRAY of [2], index [1]
+    let type_len = (types.len() * 4) as u32;
+    let mut blob = Vec::new();
+    blob.extend(0xeB9Fu16.to_ne_bytes());
+    blob.extend([1u8, 0u8]);
+    for w in [24u32, 0, type_len, type_len, strs.len() as u32] {
+        blob.extend(w.to_ne_bytes());
+    }
+    for w in &types {
+        blob.extend(w.to_ne_bytes());
+    }
+    blob.extend(strs);
+    let mut a = Attr::new()
+        .u64(0, blob.as_ptr() as u64)
+        .u32(16, blob.len() as u32);
+    Ok(Fd(sys_bpf(BPF_BTF_LOAD, &mut a)? as i32))
 }
 
 fn possible_cpus() -> usize {
@@ -241,6 +295,8 @@ struct Case {
     ops: Vec<Op>,
     /// A difference we know about and why.
     known: Option<&'static str>,
+    /// Create kernel-side local-storage maps without BTF.
+    no_btf: bool,
 }
 
 fn case(name: &str, def: MapDef, ops: Vec<Op>) -> Case {
@@ -249,6 +305,7 @@ fn case(name: &str, def: MapDef, ops: Vec<Op>) -> Case {
         def,
         ops,
         known: None,
+        no_btf: false,
     }
 }
 
@@ -339,7 +396,7 @@ fn differential(kind: &str, cases: Vec<Case>) {
     let bpf = Bpf::new(Vfs::new_memfs()).expect("bpf");
     let (mut matched, mut known, mut failed) = (0, 0, Vec::new());
     for c in &cases {
-        let k = k_create(&c.def);
+        let k = k_create_btf(&c.def, !c.no_btf);
         let o = bpf.map_create(c.def.clone()).map_err(|e| e.0);
         let (kr, or) = match (&k, &o) {
             (Ok(km), Ok(h)) => {
@@ -837,4 +894,70 @@ fn kernel_diff_ringbuf() {
         vec![Op::Upd(vec![], vec![], BPF_F_LOCK)],
     ));
     differential("ringbuf", cases);
+}
+
+#[test]
+fn kernel_diff_inode_storage() {
+    let t = MapType::InodeStorage;
+    let np = BPF_F_NO_PREALLOC;
+    let d = |ks, vs, me, fl| MapDef::new(t, ks, vs, me).with_flags(fl);
+    let mut cases = Vec::new();
+    let mut extra = d(4, 8, 0, np);
+    extra.map_extra = 1;
+    for (name, def) in [
+        ("ok", d(4, 8, 0, np)),
+        ("NO_PREALLOC | CLONE", d(4, 8, 0, np | BPF_F_CLONE)),
+        ("without NO_PREALLOC", d(4, 8, 0, 0)),
+        ("CLONE without NO_PREALLOC", d(4, 8, 0, BPF_F_CLONE)),
+        ("max_entries 1", d(4, 8, 1, np)),
+        ("key_size 8", d(8, 8, 0, np)),
+        ("key_size 0", d(0, 8, 0, np)),
+        ("value_size 0", d(4, 0, 0, np)),
+        ("value_size 1", d(4, 1, 0, np)),
+        ("value_size 4096", d(4, 4096, 0, np)),
+        ("value_size 65407 (max)", d(4, 65407, 0, np)),
+        ("value_size 65408", d(4, 65408, 0, np)),
+        ("value_size 65535", d(4, 65535, 0, np)),
+        ("value_size u32::MAX", d(4, u32::MAX, 0, np)),
+        ("value_size 65408, max_entries 1", d(4, 65408, 1, np)),
+        ("BPF_F_RDONLY_PROG", d(4, 8, 0, np | BPF_F_RDONLY_PROG)),
+        ("BPF_F_RDONLY", d(4, 8, 0, np | BPF_F_RDONLY)),
+        ("BPF_F_RDONLY | BPF_F_WRONLY", d(4, 8, 0, np | BPF_F_RDONLY | BPF_F_WRONLY)),
+        ("BPF_F_NUMA_NODE", d(4, 8, 0, np | BPF_F_NUMA_NODE)),
+        ("BPF_F_MMAPABLE", d(4, 8, 0, np | BPF_F_MMAPABLE)),
+        ("BPF_F_ZERO_SEED", d(4, 8, 0, np | BPF_F_ZERO_SEED)),
+        ("unknown flag 1<<20", d(4, 8, 0, np | (1 << 20))),
+        ("map_extra 1", extra),
+        ("bad name", d(4, 8, 0, np).with_name("a-b")),
+    ] {
+        cases.push(case(&format!("create {name}"), def, vec![]));
+    }
+    cases.push(Case {
+        known: Some(
+            "MapDef carries no BTF ids, so bpfvfs cannot refuse a local-storage map created \
+             without them (the kernel: EINVAL, 'Enforce BTF for userspace sk dumping')",
+        ),
+        no_btf: true,
+        ..case("create without BTF", d(4, 8, 0, np), vec![])
+    });
+    // Keys are fds: -1 and a large number are never open, so both sides answer EBADF (fd 0
+    // would be the test's stdin on the kernel side). No key iteration: ENOTSUPP.
+    let bad = [k32(u32::MAX), k32(1 << 30)];
+    cases.push(case(
+        "element ops with fds that are not open",
+        d(4, 8, 0, np),
+        bad.iter()
+            .flat_map(|k| {
+                [
+                    Op::Look(k.clone()),
+                    Op::Upd(k.clone(), v64(1), BPF_ANY),
+                    Op::Upd(k.clone(), v64(1), BPF_NOEXIST),
+                    Op::Upd(k.clone(), v64(1), BPF_EXIST),
+                    Op::Del(k.clone()),
+                ]
+            })
+            .chain([Op::Next(None), Op::Next(Some(k32(3))), Op::Dump])
+            .collect(),
+    ));
+    differential("inode_storage", cases);
 }
