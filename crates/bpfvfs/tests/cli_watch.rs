@@ -111,6 +111,20 @@ fn plain_output_timeout_and_errors() {
     assert!(lines[0].starts_with("/d/x OPEN"), "{text}");
     assert!(lines[1].starts_with("/d/x MODIFY"), "{text}");
 
+    // xattr changes and fallocate through the mount are events too.
+    let mut w = spawn_watch(&d, &["watch", "/d/x", "-e", "attrib,modify", "-c", "3"]);
+    established(&mut w);
+    d.sh_ok("setfattr -n user.k -v 1 d/x 2>/dev/null || python3 -c \"import os; os.setxattr('d/x', 'user.k', b'1')\"");
+    d.sh_ok("python3 -c \"import os; os.removexattr('d/x', 'user.k')\"");
+    d.sh_ok("fallocate -l 8192 d/x");
+    let out = w.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec!["/d/x ATTRIB ", "/d/x ATTRIB ", "/d/x MODIFY "],
+        "{text}"
+    );
+
     // No event within the timeout: exit status 2.
     let mut w = spawn_watch(&d, &["watch", "/d", "-t", "0.5"]);
     established(&mut w);

@@ -793,10 +793,10 @@ impl Filesystem for FuseFs {
                 return Err(Errno::EINVAL);
             }
             let at = self.node(ino)?;
-            let name = name.as_bytes();
-            self.xattr_permission(&cred_of(req), &at, name, may::WRITE)?;
-            let inode = at.inode();
-            inode.sb().fs().setxattr(inode, name, value, flags)
+            // Through the VFS, which checks permission and reports IN_ATTRIB.
+            self.shared
+                .vfs
+                .setxattr_at(&cred_of(req), &at, name.as_bytes(), value, flags)
         })();
         reply_empty(r, reply)
     }
@@ -841,10 +841,9 @@ impl Filesystem for FuseFs {
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = (|| {
             let at = self.node(ino)?;
-            let name = name.as_bytes();
-            self.xattr_permission(&cred_of(req), &at, name, may::WRITE)?;
-            let inode = at.inode();
-            inode.sb().fs().removexattr(inode, name)
+            self.shared
+                .vfs
+                .removexattr_at(&cred_of(req), &at, name.as_bytes())
         })();
         reply_empty(r, reply)
     }
@@ -896,17 +895,8 @@ impl Filesystem for FuseFs {
     ) {
         let r = (|| {
             let f = self.file(fh)?;
-            if !f.writable() {
-                return Err(Errno::EBADF);
-            }
-            let inode = f.inode();
-            if inode.is_dir() {
-                return Err(Errno::EISDIR);
-            }
-            if inode.file_type() != vfs::FileType::Regular {
-                return Err(Errno::ENODEV);
-            }
-            inode.sb().fs().fallocate(inode, mode, offset, length)
+            // The VFS checks the file (EBADF, EISDIR, ENODEV) and reports IN_MODIFY.
+            self.shared.vfs.fallocate(&f, mode, offset, length)
         })();
         reply_empty(r, reply)
     }
