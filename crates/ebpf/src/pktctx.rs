@@ -35,21 +35,26 @@
 //! headroom ([`XDP_PACKET_HEADROOM`]), the packet, and a tail ending [`SKB_SHARED_INFO_SIZE`]
 //! bytes before the page's end (the limit of `bpf_xdp_adjust_tail`). With a context,
 //! `xdp_md.data` is the length of metadata at the start of `data_in` (a multiple of 4, at most
-//! 32) and `data_end` must equal `data_in`'s length. The program's `struct xdp_md` does not
+//! 32) and `data_end` the length of metadata and packet in the frame: at most `data_in`'s
+//! length, and when shorter Linux (6.18) puts the rest in fragments — multi-buffer XDP, which
+//! is not modelled (`EOPNOTSUPP`; so is a `ctx_out` without `ctx_in`, whose zeroed context
+//! says `data_end` 0). The packet after the metadata must hold an Ethernet header. The
+//! program's `struct xdp_md` does not
 //! exist at run time: `r1` points at a hidden 48-byte `xdp_buff` holding real 64-bit
 //! pointers (`data`, `data_end`, `data_meta`), the receive queue and the frame's bounds, and
 //! [`xdp_convert_ctx`] (through [`crate::verifier::convert_ctx_accesses`]) turns each 4-byte
 //! load of an `xdp_md` field into the load of its `xdp_buff` field. The output is the bytes
 //! from `data_meta` to `data_end` after the run; `ctx_out` carries the new metadata length
-//! and end. Only the loopback device (ifindex 1, one receive queue) exists here; XDP
-//! multi-buffer (packets longer than one frame holds) is not modelled.
+//! and end. Only the loopback device (ifindex 1, one receive queue) exists here; packets
+//! longer than a frame holds would be multi-buffer too.
 //!
 //! ## Socket filters ([`SkbRun`])
 //!
 //! The visible context is the 192-byte `struct __sk_buff` filled as the kernel's skb for a
 //! socket filter: the Ethernet header already pulled (`len` = packet length − 14), `protocol`
 //! the EtherType as the kernel stores it (network byte order in the low 16 bits, or the
-//! 802.3/802.2 values for length fields), `pkt_type` from the destination MAC as the loopback
+//! 802.3/802.2 values for length fields; an IPv4 or IPv6 frame must hold the IP header, else
+//! `EINVAL`), `pkt_type` from the destination MAC as the loopback
 //! device sees it, `ifindex` 1, and `mark`, `priority`, `ingress_ifindex`, `cb[]`,
 //! `tstamp`, `gso_segs`, `gso_size`, `hwtstamp`, `wire_len` from `ctx_in` (the only fields
 //! user space may set; every other byte must be zero). A hidden 24-byte trailer after the
@@ -134,6 +139,9 @@ pub enum PktError {
     /// `EINVAL`: a field user space may not set, or an inconsistent one.
     #[error("ctx_in: {0}")]
     InvalidCtx(String),
+    /// `EINVAL`: a packet the kernel does not take (an IP frame too short for its header).
+    #[error("data_in: {0}")]
+    InvalidData(String),
     /// `ENODEV`.
     #[error(
         "no network device with ifindex {0} (only the loopback device, ifindex 1, is modelled)"
@@ -150,7 +158,8 @@ impl PktError {
         match self {
             PktError::DataTooShort { .. }
             | PktError::DataTooLong { .. }
-            | PktError::InvalidCtx(_) => EINVAL,
+            | PktError::InvalidCtx(_)
+            | PktError::InvalidData(_) => EINVAL,
             PktError::CtxTooBig { .. } => E2BIG,
             PktError::NoDevice(_) => ENODEV,
             PktError::Unsupported(_) => EOPNOTSUPP,
@@ -279,25 +288,21 @@ impl XdpRun {
     /// documentation for `ctx`), with `bpf_prog_test_run_xdp`'s checks.
     pub fn new(data_in: &[u8], ctx: Option<&[u8]>) -> Result<XdpRun, PktError> {
         let size = data_in.len();
-        if size < ETH_HLEN {
-            return Err(PktError::DataTooShort {
-                len: size,
-                min: ETH_HLEN,
-            });
-        }
         let ctx = match ctx {
             Some(c) => Some(ctx_init::<XDP_MD_SIZE>(c, "struct xdp_md")?),
             None => None,
         };
-        let mut metalen = 0usize;
+        // What goes in the frame: metadata and packet up to `data_end`; Linux puts the rest
+        // of `data_in` in fragments (multi-buffer XDP).
+        let (mut metalen, mut linear) = (0usize, size);
         if let Some(c) = &ctx {
             let (data, data_end, data_meta) = (get32(c, 0), get32(c, 4), get32(c, 8));
             if data_meta != 0 {
                 return Err(PktError::InvalidCtx("data_meta must be 0".into()));
             }
-            if data_end as usize != size {
+            if data_end as usize > size {
                 return Err(PktError::InvalidCtx(format!(
-                    "data_end ({data_end}) must equal the length of data_in ({size})"
+                    "data_end ({data_end}) is past the end of data_in ({size} bytes)"
                 )));
             }
             if data > data_end {
@@ -311,12 +316,20 @@ impl XdpRun {
                 )));
             }
             metalen = data as usize;
+            linear = data_end as usize;
+        }
+        if size - metalen < ETH_HLEN {
+            return Err(PktError::DataTooShort {
+                len: size - metalen,
+                min: ETH_HLEN,
+            });
         }
         let headroom = XDP_PACKET_HEADROOM - metalen;
         let max = PAGE_SIZE - headroom - SKB_SHARED_INFO_SIZE;
-        if size > max {
+        if linear < size || size > max {
             return Err(PktError::Unsupported(format!(
-                "XDP multi-buffer (data_in of {size} bytes; one frame holds {max})"
+                "XDP multi-buffer (data_in of {size} bytes, {} in the frame; a frame holds {max})",
+                linear.min(max)
             )));
         }
         let (mut ifindex, mut rxq) = (LOOPBACK_IFINDEX, 0);
@@ -532,6 +545,17 @@ impl SkbRun {
         } else {
             PROTO_802_2
         };
+        // A frame that says IPv4 or IPv6 must hold that header.
+        let need = match ethertype {
+            0x0800 => 20,
+            0x86dd => 40,
+            _ => 0,
+        };
+        if (pkt_len as usize) < need {
+            return Err(PktError::InvalidData(format!(
+                "EtherType {ethertype:#06x} with {pkt_len} bytes after the Ethernet header (at least {need} needed)"
+            )));
+        }
         rt.set32(skb::LEN, pkt_len);
         rt.set32(skb::PKT_TYPE, pkt_type);
         rt.set32(skb::PROTOCOL, protocol);
@@ -672,8 +696,8 @@ mod tests {
         );
         assert_eq!(
             XdpRun::new(&pkt, Some(&[])).err().map(|e| e.errno()),
-            Some(22),
-            "ctx_out alone: data_end 0 is not the length"
+            Some(95),
+            "ctx_out alone: data_end 0, everything in fragments"
         );
         assert_eq!(
             XdpRun::new(&pkt[..13], None).err().map(|e| e.errno()),
