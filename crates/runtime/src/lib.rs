@@ -21,6 +21,9 @@
 
 pub mod error;
 pub mod exec;
+pub mod hook_run;
+pub mod hooks;
+pub mod kobj;
 pub mod load;
 pub mod progtypes;
 mod sha1;
@@ -29,6 +32,7 @@ pub mod trace;
 
 pub use error::RuntimeError;
 pub use exec::{EngineKind, LoadedProg};
+pub use hook_run::HookArg;
 pub use load::{LoadOpts, LoadedObj};
 pub use test_run::{TestRunInput, TestRunOutput};
 pub use trace::TraceLog;
@@ -85,10 +89,13 @@ impl Runtime {
             },
             ..config
         };
+        let mut helpers = Helpers::standard();
+        let mut protos = HelperProtos::standard();
+        hook_run::register(&mut helpers, &mut protos);
         Arc::new(Runtime {
             bpf,
-            helpers: Arc::new(Helpers::standard()),
-            protos: Arc::new(HelperProtos::standard()),
+            helpers: Arc::new(helpers),
+            protos: Arc::new(protos),
             trace: Arc::new(TraceLog::new(trace::DEFAULT_CAPACITY)),
             config,
         })

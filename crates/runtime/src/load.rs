@@ -302,7 +302,18 @@ impl Runtime {
                 mi
             })
             .collect();
-        let ty = (entry.spec.expect("type_of admits only types with a spec"))();
+        let kind = match &opts.prog_type {
+            Some(t) => parse_section(t).kind,
+            None => spec.kind,
+        };
+        let ty = (entry.spec.expect("type_of admits only types with a spec"))(
+            kind,
+            spec.attach_target.as_deref(),
+        )
+        .map_err(|reason| RuntimeError::ProgType {
+            prog: name.clone(),
+            reason,
+        })?;
         let env = VerifierEnv::new(&ty, &infos, self.protos());
         let line = |i: usize| {
             spec.line_info_for(i)

@@ -27,22 +27,24 @@ pub struct ProgTypeEntry {
     pub prog_type: ProgType,
     /// Section kinds (from the ELF section name) that select this type.
     pub kinds: &'static [ProgramKind],
-    /// The verifier's description of the type; `None` while programs of the type cannot be
+    /// The verifier's description of a program of this type in a section of `kind` attached
+    /// to `target` (the part after the `/`); `None` while programs of the type cannot be
     /// loaded yet (`unsupported` says why).
-    pub spec: Option<fn() -> ProgTypeSpec>,
+    pub spec: Option<SpecFn>,
     pub test_run: TestRunKind,
     pub unsupported: &'static str,
 }
 
-const HOOKS_LATER: &str =
-    "attaching programs to VFS hooks (LSM, fentry/fexit, tp_btf, view) is not built yet";
+pub type SpecFn = fn(ProgramKind, Option<&str>) -> Result<ProgTypeSpec, String>;
+
+const NOT_MODELLED: &str = "tp_btf and iter programs are not modelled yet";
 
 pub static PROG_TYPES: &[ProgTypeEntry] = &[
     ProgTypeEntry {
         name: "syscall",
         prog_type: ProgType::Syscall,
         kinds: &[ProgramKind::Syscall],
-        spec: Some(ProgTypeSpec::syscall),
+        spec: Some(|_, _| Ok(ProgTypeSpec::syscall())),
         test_run: TestRunKind::Syscall,
         unsupported: "",
     },
@@ -50,7 +52,7 @@ pub static PROG_TYPES: &[ProgTypeEntry] = &[
         name: "socket_filter",
         prog_type: ProgType::SocketFilter,
         kinds: &[ProgramKind::SocketFilter],
-        spec: Some(ProgTypeSpec::socket_filter),
+        spec: Some(|_, _| Ok(ProgTypeSpec::socket_filter())),
         test_run: TestRunKind::Skb,
         unsupported: "",
     },
@@ -58,7 +60,7 @@ pub static PROG_TYPES: &[ProgTypeEntry] = &[
         name: "xdp",
         prog_type: ProgType::Xdp,
         kinds: &[ProgramKind::Xdp],
-        spec: Some(ProgTypeSpec::xdp),
+        spec: Some(|_, _| Ok(ProgTypeSpec::xdp())),
         test_run: TestRunKind::Xdp,
         unsupported: "",
     },
@@ -66,23 +68,28 @@ pub static PROG_TYPES: &[ProgTypeEntry] = &[
         name: "lsm",
         prog_type: ProgType::Lsm,
         kinds: &[ProgramKind::Lsm],
-        spec: None,
+        spec: Some(|_, target| crate::hooks::lsm_spec(target)),
         test_run: TestRunKind::None,
-        unsupported: HOOKS_LATER,
+        unsupported: "",
     },
     ProgTypeEntry {
         name: "tracing",
         prog_type: ProgType::Tracing,
-        kinds: &[
-            ProgramKind::Fentry,
-            ProgramKind::Fexit,
-            ProgramKind::FmodRet,
-            ProgramKind::TpBtf,
-            ProgramKind::Iter,
-        ],
+        kinds: &[ProgramKind::Fentry, ProgramKind::Fexit],
+        spec: Some(|kind, target| match kind {
+            ProgramKind::Fexit => crate::hooks::fexit_spec(target),
+            _ => crate::hooks::fentry_spec(target),
+        }),
+        test_run: TestRunKind::None,
+        unsupported: "",
+    },
+    ProgTypeEntry {
+        name: "tracing",
+        prog_type: ProgType::Tracing,
+        kinds: &[ProgramKind::FmodRet, ProgramKind::TpBtf, ProgramKind::Iter],
         spec: None,
         test_run: TestRunKind::None,
-        unsupported: HOOKS_LATER,
+        unsupported: NOT_MODELLED,
     },
 ];
 

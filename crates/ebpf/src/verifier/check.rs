@@ -1840,7 +1840,12 @@ impl<'a> Verifier<'a> {
             return Err("R0 leaks addr as return value".into());
         }
         if let Some((lo, hi)) = self.env.prog_type.ret_range {
-            if r0.smin < lo || r0.smax > hi {
+            let inside = if self.env.prog_type.ret_32bit {
+                s32_bounds(r0).is_some_and(|(a, b)| a >= lo && b <= hi)
+            } else {
+                r0.smin >= lo && r0.smax <= hi
+            };
+            if !inside {
                 return Err(invalid_scalar("At program exit", r0, lo, hi));
             }
         }
@@ -2392,6 +2397,26 @@ fn propagate_scalar(st: &mut State, r: &Reg) {
             *x = src.clone();
         }
     });
+}
+
+/// Signed bounds of the low 32 bits of a scalar, where the 64-bit facts determine them: a
+/// constant, a value whose 64-bit signed range fits an int, or one whose upper half is
+/// known zero and whose unsigned range does not cross the sign boundary.
+fn s32_bounds(r: &Reg) -> Option<(i64, i64)> {
+    if r.var.mask == 0 {
+        let v = r.var.value as u32 as i32 as i64;
+        return Some((v, v));
+    }
+    if r.smin >= i32::MIN as i64 && r.smax <= i32::MAX as i64 {
+        return Some((r.smin, r.smax));
+    }
+    if r.umax <= u32::MAX as u64 {
+        let (a, b) = (r.umin as u32, r.umax as u32);
+        if b <= i32::MAX as u32 || a > i32::MAX as u32 {
+            return Some((a as i32 as i64, b as i32 as i64));
+        }
+    }
+    None
 }
 
 fn invalid_scalar(ctx: &str, r: &Reg, lo: i64, hi: i64) -> String {

@@ -182,6 +182,9 @@ pub struct ProgTypeSpec {
     pub helpers: HelperSet,
     /// Allowed range of `r0` at exit of the main program; `None`: any scalar.
     pub ret_range: Option<(i64, i64)>,
+    /// The range applies to the low 32 bits read as a signed int (hooks returning `int`,
+    /// as Linux checks LSM programs): `w0 = -1` is -1, not 4294967295.
+    pub ret_32bit: bool,
     /// Optional replacement of the table-driven context check.
     pub ctx_access_fn: Option<CtxAccessFn>,
     /// How context accesses are rewritten for the run-time context after verification
@@ -226,6 +229,7 @@ impl ProgTypeSpec {
             structs: Vec::new(),
             helpers,
             ret_range,
+            ret_32bit: false,
             ctx_access_fn: None,
             ctx_convert: None,
             packet_write: false,
@@ -311,6 +315,7 @@ impl ProgTypeSpec {
             Some((-MAX_ERRNO, 0)),
         );
         s.structs = structs;
+        s.ret_32bit = true;
         s
     }
 

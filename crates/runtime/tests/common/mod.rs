@@ -28,6 +28,13 @@ pub fn compile(src: &std::path::Path) -> Option<Vec<u8>> {
     let r = Command::new("clang")
         .args(["-O2", "-g", "-target", "bpf", "-c"])
         .arg(format!("-I{arch_inc}"))
+        .arg(format!(
+            "-I{}",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../include/bpfvfs")
+                .display()
+        ))
+        .arg("-D__TARGET_ARCH_x86")
         .arg(src)
         .arg("-o")
         .arg(&out)

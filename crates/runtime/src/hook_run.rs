@@ -1,0 +1,219 @@
+//! Running LSM and tracing programs with kernel-object arguments, and the helpers that need
+//! those objects (inode storage, `bpf_probe_read_kernel_str`), registered in every runtime's
+//! helper table.
+//!
+//! A run builds the views of its arguments in a [`ViewArena`], sets `r1` to the argument
+//! array (u64 per argument: a view's address or a number), and hands the helpers a
+//! [`RunExt`] through the engine's `Env::user` slot: the arena (to map an inode view back to
+//! its inode) and the program's maps (to map a map handle back to its map). Both are borrowed
+//! for the run only.
+
+use crate::error::RuntimeError;
+use crate::exec::{LoadedProg, RunMaps, Runner};
+use crate::kobj::{Iattr, ViewArena};
+use crate::Runtime;
+use bpfvfs_bpf::maps::inode_storage;
+use bpfvfs_bpf::{Map, Prog};
+use bpfvfs_ebpf::helpers::HelperCtx;
+use bpfvfs_ebpf::verifier::{ArgKind, HelperProto, HelperProtos, RetKind};
+use bpfvfs_ebpf::{Env, HelperError, Helpers, Region, RegionKind};
+use bpfvfs_vfs::{Dentry, Errno, File, Inode};
+use std::sync::Arc;
+
+/// One argument of a hook invocation.
+pub enum HookArg<'a> {
+    Inode(&'a Arc<Inode>),
+    /// An existing (positive) dentry.
+    Dentry(&'a Arc<Dentry>),
+    /// The name an operation is about to create (negative unless `inode` is given).
+    NewDentry {
+        parent: &'a Arc<Dentry>,
+        name: &'a [u8],
+        inode: Option<&'a Arc<Inode>>,
+    },
+    File(&'a File),
+    /// A `struct path` of a positive dentry.
+    Path(&'a Arc<Dentry>),
+    Iattr(Iattr),
+    Scalar(u64),
+}
+
+/// What the runtime's helpers find in `Env::user` during a run.
+pub struct RunExt {
+    arena: *const ViewArena,
+    maps: *const [Arc<Map>],
+}
+
+impl RunExt {
+    fn of<'c>(ctx: &'c mut HelperCtx) -> Result<&'c RunExt, HelperError> {
+        ctx.env()
+            .user
+            .as_deref()
+            .and_then(|u| u.downcast_ref::<RunExt>())
+            .ok_or_else(|| HelperError::Other("helper needs a hook run".into()))
+    }
+    /// SAFETY (for callers): valid for the run that installed this RunExt.
+    fn map(&self, h: u64) -> Result<&Map, HelperError> {
+        // SAFETY: the maps slice is the running LoadedProg's, alive for the run.
+        let maps = unsafe { &*self.maps };
+        (h as usize)
+            .checked_sub(1)
+            .and_then(|i| maps.get(i))
+            .map(|m| &**m)
+            .ok_or(HelperError::InvalidMap(h))
+    }
+    fn inode(&self, addr: u64) -> Option<Arc<Inode>> {
+        // SAFETY: the arena outlives the run that installed this RunExt.
+        unsafe { &*self.arena }.inode_at(addr).cloned()
+    }
+}
+
+const EFAULT: i64 = 14;
+const E2BIG: i64 = 7;
+
+/// bpf_inode_storage_get(map, inode, value, flags).
+fn inode_storage_get(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let ext = RunExt::of(ctx)?;
+    let map: *const Map = ext.map(a[0])?;
+    let inode = if a[1] == 0 { None } else { ext.inode(a[1]) };
+    if a[1] != 0 && inode.is_none() {
+        // Not a view of this run: the verifier only passes inode pointers here.
+        return Err(HelperError::Other(format!("{:#x} is not an inode", a[1])));
+    }
+    // SAFETY: as RunExt::map.
+    let map = unsafe { &*map };
+    let vs = map.def().value_size as usize;
+    let mut init = [0u8; 256];
+    let mut big = Vec::new();
+    let init: Option<&[u8]> = if a[2] == 0 {
+        None
+    } else if vs <= init.len() {
+        ctx.read(a[2], &mut init[..vs])?;
+        Some(&init[..vs])
+    } else {
+        big.resize(vs, 0);
+        ctx.read(a[2], &mut big)?;
+        Some(&big)
+    };
+    // Nested in the run's own pin (RunMaps): the value stays valid until the run ends.
+    let guard = crossbeam_epoch::pin();
+    match inode_storage::storage_get(map, inode.as_deref(), init, a[3], &guard) {
+        // SAFETY: the storage contract: valid while this thread stays pinned, which the run's
+        // guard ensures until the run ends.
+        Some(p) => Ok(unsafe { ctx.register_region(RegionKind::MapValue, p, vs, true) }),
+        None => Ok(0),
+    }
+}
+
+/// bpf_inode_storage_delete(map, inode).
+fn inode_storage_delete(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let ext = RunExt::of(ctx)?;
+    let map: *const Map = ext.map(a[0])?;
+    let inode = if a[1] == 0 { None } else { ext.inode(a[1]) };
+    // SAFETY: as RunExt::map.
+    let map = unsafe { &*map };
+    let guard = crossbeam_epoch::pin();
+    Ok(inode_storage::storage_delete(map, inode.as_deref(), &guard) as u64)
+}
+
+/// bpf_probe_read_kernel_str(dst, size, unsafe_ptr): the string with its NUL, at most
+/// `size` bytes; the length copied (NUL included) or -EFAULT (dst zeroed).
+fn probe_read_kernel_str(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let (dst, size, src) = (a[0], a[1] as usize, a[2]);
+    if size == 0 {
+        return Ok(0);
+    }
+    ctx.check(dst, size as u64, true)?;
+    match ctx.read_cstr(src, size - 1) {
+        Some(mut s) => {
+            s.push(0);
+            ctx.write(dst, &s)?;
+            Ok(s.len() as u64)
+        }
+        None => {
+            ctx.write(dst, &vec![0u8; size])?;
+            Ok((-EFAULT) as u64)
+        }
+    }
+}
+
+/// Register the runtime's helpers (those that need objects the engine does not know).
+pub(crate) fn register(helpers: &mut Helpers, protos: &mut HelperProtos) {
+    helpers.register(145, "bpf_inode_storage_get", inode_storage_get);
+    helpers.register(146, "bpf_inode_storage_delete", inode_storage_delete);
+    helpers.register(115, "bpf_probe_read_kernel_str", probe_read_kernel_str);
+    let wr = ArgKind::Mem {
+        read: false,
+        write: true,
+        nullable: false,
+    };
+    protos.register(
+        115,
+        HelperProto::new(
+            "bpf_probe_read_kernel_str",
+            RetKind::Integer(None),
+            &[wr, ArgKind::ConstSizeOrZero, ArgKind::Anything],
+        ),
+    );
+    let _ = E2BIG;
+}
+
+impl Runtime {
+    /// Run an LSM or tracing program once with `args` (what a hook passes it). Returns r0.
+    pub fn run_with_args(&self, prog: &Prog, args: &[HookArg<'_>]) -> Result<u64, RuntimeError> {
+        let lp = prog.exec::<LoadedProg>().ok_or_else(|| {
+            RuntimeError::test_run(
+                Errno::ENOTSUP_,
+                format!("program {} has no executable form here", prog.info().name),
+            )
+        })?;
+        let mut arena = ViewArena::new();
+        let mut ctx = [0u64; 12];
+        if args.len() > ctx.len() {
+            return Err(RuntimeError::test_run(
+                Errno::EINVAL,
+                "more than 12 arguments",
+            ));
+        }
+        let full = |_| RuntimeError::test_run(Errno::E2BIG, "too many kernel objects");
+        for (slot, a) in ctx.iter_mut().zip(args) {
+            *slot = match a {
+                HookArg::Inode(i) => arena.inode(i).map_err(full)?,
+                HookArg::Dentry(d) => arena.dentry(d).map_err(full)?,
+                HookArg::NewDentry {
+                    parent,
+                    name,
+                    inode,
+                } => arena
+                    .dentry_for(name, Some(parent), *inode, parent.inode().sb())
+                    .map_err(full)?,
+                HookArg::File(f) => arena.file(f).map_err(full)?,
+                HookArg::Path(d) => arena.path(d).map_err(full)?,
+                HookArg::Iattr(ia) => arena.iattr(ia).map_err(full)?,
+                HookArg::Scalar(v) => *v,
+            };
+        }
+        let maps = RunMaps::new(lp);
+        let mut ext = RunExt {
+            arena: &arena,
+            maps: &lp.maps[..],
+        };
+        let mut sink = |m: &[u8]| {
+            let t = bpfvfs_ebpf::TaskInfo::current();
+            self.trace().push(&t.comm, t.pid, t.cpu.unwrap_or(0), m)
+        };
+        let mut env = Env::new().with_maps(&maps).with_trace(&mut sink);
+        env.user = Some(&mut ext);
+        let mut runner = Runner::new(lp)?;
+        let mut regions: Vec<Region<'_>> = arena.regions();
+        let n = args.len().max(1);
+        let ctx_bytes = {
+            // SAFETY: u64 words viewed as bytes for the context region; borrowed for the run.
+            unsafe { std::slice::from_raw_parts(ctx.as_ptr().cast::<u8>(), n * 8) }
+        };
+        let ctx_region = Region::readonly(RegionKind::Context, ctx_bytes);
+        let r1 = ctx_region.addr();
+        regions.push(ctx_region);
+        Ok(runner.run([r1, 0, 0, 0, 0], &regions, &mut env)?)
+    }
+}

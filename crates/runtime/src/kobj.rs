@@ -1,0 +1,428 @@
+//! Kernel-object views: what LSM and tracing programs see of inodes, dentries, files and
+//! superblocks.
+//!
+//! Programs are written against `include/bpfvfs/vmlinux.h`, which declares `struct inode`,
+//! `struct dentry`, `struct file`, ... under the kernel's names and field names, in a layout of
+//! our own. For each program run the runtime builds those structs ([`ViewArena`]) from the
+//! VFS objects involved — a snapshot of the modelled fields, with pointers between views
+//! (`dentry->d_inode`, `inode->i_sb`, `file->f_path.dentry`, the `d_parent` chain) — and lends
+//! them to the run as read-only regions. The verifier knows the same layouts
+//! ([`struct_specs`]): loading a field that is not modelled is refused at load time with the
+//! field's name.
+//!
+//! Views are snapshots, not the objects: a program cannot write them, and what it reads is
+//! what the inode looked like when the hook fired (the kernel's programs read live fields
+//! under the locks the hook holds; for the fields modelled here that is the same value).
+//!
+//! Helpers that take an object (`bpf_inode_storage_get(map, inode, ...)`) get the view's
+//! address and find the real object through the arena's table ([`ViewArena::inode_at`]), never
+//! through a pointer stored in program-readable memory.
+
+use bpfvfs_ebpf::verifier::{CtxField, StructSpec};
+use bpfvfs_ebpf::{Region, RegionKind};
+use bpfvfs_vfs::{Dentry, File, Inode, SuperBlock};
+use std::sync::Arc;
+
+/// Size of every view of a struct in vmlinux.h (inode, dentry, file, super_block).
+pub const VIEW_WORDS: usize = 8;
+/// Views per run (d_parent chains are cut at this depth: the last view's parent is itself).
+pub const MAX_VIEWS: usize = 48;
+/// Longest d_parent chain built.
+pub const MAX_PARENT_DEPTH: usize = 16;
+
+/// Field offsets of the views (bytes), as in vmlinux.h.
+pub mod off {
+    pub const SB_MAGIC: usize = 0;
+    pub const SB_ID: usize = 8;
+    pub const SB_DEV: usize = 40;
+
+    pub const I_MODE: usize = 0;
+    pub const I_UID: usize = 4;
+    pub const I_GID: usize = 8;
+    pub const I_FLAGS: usize = 12;
+    pub const I_SB: usize = 16;
+    pub const I_NLINK: usize = 24;
+    pub const I_INO: usize = 32;
+    pub const I_SIZE: usize = 40;
+
+    pub const D_FLAGS: usize = 0;
+    pub const D_PARENT: usize = 8;
+    pub const D_NAME_HASH: usize = 16;
+    pub const D_NAME_LEN: usize = 20;
+    pub const D_NAME_NAME: usize = 24;
+    pub const D_INODE: usize = 32;
+    pub const D_SB: usize = 40;
+
+    pub const F_PATH_MNT: usize = 0;
+    pub const F_PATH_DENTRY: usize = 8;
+    pub const F_INODE: usize = 16;
+    pub const F_FLAGS: usize = 24;
+    pub const F_MODE: usize = 28;
+    pub const F_POS: usize = 32;
+
+    pub const IA_VALID: usize = 0;
+    pub const IA_MODE: usize = 4;
+    pub const IA_UID: usize = 8;
+    pub const IA_GID: usize = 12;
+    pub const IA_SIZE: usize = 16;
+
+    pub const PATH_MNT: usize = 0;
+    pub const PATH_DENTRY: usize = 8;
+}
+
+/// The verifier's description of the vmlinux.h structs.
+pub fn struct_specs() -> Vec<StructSpec> {
+    use off::*;
+    let s = CtxField::scalar;
+    let p = CtxField::ptr;
+    let view = (VIEW_WORDS * 8) as u32;
+    vec![
+        StructSpec {
+            name: "super_block".into(),
+            size: view,
+            fields: vec![
+                s("s_magic", SB_MAGIC as u32, 8),
+                s("s_id", SB_ID as u32, 32),
+                s("s_dev", SB_DEV as u32, 4),
+            ],
+        },
+        StructSpec {
+            name: "inode".into(),
+            size: view,
+            fields: vec![
+                s("i_mode", I_MODE as u32, 2),
+                s("i_uid", I_UID as u32, 4),
+                s("i_gid", I_GID as u32, 4),
+                s("i_flags", I_FLAGS as u32, 4),
+                p("i_sb", I_SB as u32, "super_block", false),
+                s("i_nlink", I_NLINK as u32, 4),
+                s("i_ino", I_INO as u32, 8),
+                s("i_size", I_SIZE as u32, 8),
+            ],
+        },
+        StructSpec {
+            name: "dentry".into(),
+            size: view,
+            fields: vec![
+                s("d_flags", D_FLAGS as u32, 4),
+                p("d_parent", D_PARENT as u32, "dentry", false),
+                // hash and len, or both as hash_len.
+                s("d_name", D_NAME_HASH as u32, 8),
+                // An address for bpf_probe_read_kernel_str, not a pointer the verifier tracks.
+                s("d_name.name", D_NAME_NAME as u32, 8),
+                p("d_inode", D_INODE as u32, "inode", true),
+                p("d_sb", D_SB as u32, "super_block", false),
+            ],
+        },
+        StructSpec {
+            name: "file".into(),
+            size: view,
+            fields: vec![
+                CtxField::unsupported(
+                    "f_path.mnt",
+                    F_PATH_MNT as u32,
+                    8,
+                    "struct vfsmount is not modelled",
+                ),
+                p("f_path.dentry", F_PATH_DENTRY as u32, "dentry", false),
+                p("f_inode", F_INODE as u32, "inode", false),
+                s("f_flags", F_FLAGS as u32, 4),
+                s("f_mode", F_MODE as u32, 4),
+                s("f_pos", F_POS as u32, 8),
+            ],
+        },
+        StructSpec {
+            name: "path".into(),
+            size: 16,
+            fields: vec![
+                CtxField::unsupported("mnt", PATH_MNT as u32, 8, "struct vfsmount is not modelled"),
+                p("dentry", PATH_DENTRY as u32, "dentry", false),
+            ],
+        },
+        StructSpec {
+            name: "iattr".into(),
+            size: 24,
+            fields: vec![
+                s("ia_valid", IA_VALID as u32, 4),
+                s("ia_mode", IA_MODE as u32, 2),
+                s("ia_uid", IA_UID as u32, 4),
+                s("ia_gid", IA_GID as u32, 4),
+                s("ia_size", IA_SIZE as u32, 8),
+            ],
+        },
+    ]
+}
+
+/// What a setattr changes (the kernel's `struct iattr`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iattr {
+    pub valid: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+}
+
+/// `ATTR_*` bits of `ia_valid`.
+pub mod attr {
+    pub const MODE: u32 = 1 << 0;
+    pub const UID: u32 = 1 << 1;
+    pub const GID: u32 = 1 << 2;
+    pub const SIZE: u32 = 1 << 3;
+    pub const ATIME: u32 = 1 << 4;
+    pub const MTIME: u32 = 1 << 5;
+    pub const CTIME: u32 = 1 << 6;
+}
+
+/// One run's views: a fixed block of words (so addresses never move while the run holds
+/// them), the names `d_name.name` points to, and the table from view address to the object.
+pub struct ViewArena {
+    words: Box<[u64; MAX_VIEWS * VIEW_WORDS]>,
+    used: usize,
+    names: Vec<Box<[u8]>>,
+    inodes: Vec<(u64, Arc<Inode>)>,
+    sbs: Vec<(u64, *const SuperBlock)>,
+    dentries: Vec<(u64, *const Dentry)>,
+}
+
+impl Default for ViewArena {
+    fn default() -> Self {
+        ViewArena::new()
+    }
+}
+
+/// The view arena ran out of room (a hook with more objects than MAX_VIEWS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("more than {MAX_VIEWS} kernel-object views in one program run")]
+pub struct ArenaFull;
+
+impl ViewArena {
+    pub fn new() -> ViewArena {
+        ViewArena {
+            words: Box::new([0; MAX_VIEWS * VIEW_WORDS]),
+            used: 0,
+            names: Vec::new(),
+            inodes: Vec::new(),
+            sbs: Vec::new(),
+            dentries: Vec::new(),
+        }
+    }
+
+    /// Forget every view (the memory is reused by the next run).
+    pub fn clear(&mut self) {
+        self.used = 0;
+        self.names.clear();
+        self.inodes.clear();
+        self.sbs.clear();
+        self.dentries.clear();
+    }
+
+    fn alloc(&mut self, words: usize) -> Result<usize, ArenaFull> {
+        let words = words.div_ceil(VIEW_WORDS) * VIEW_WORDS;
+        if self.used + words > self.words.len() {
+            return Err(ArenaFull);
+        }
+        let at = self.used;
+        self.words[at..at + words].fill(0);
+        self.used += words;
+        Ok(at)
+    }
+
+    fn addr_of(&self, word: usize) -> u64 {
+        (self.words.as_ptr() as usize + word * 8) as u64
+    }
+
+    fn bytes_mut(&mut self, word: usize) -> &mut [u8] {
+        let w = &mut self.words[word..word + VIEW_WORDS];
+        // SAFETY: u64 words viewed as bytes; no padding, any byte pattern valid; the borrow
+        // is carried over.
+        unsafe { std::slice::from_raw_parts_mut(w.as_mut_ptr().cast::<u8>(), w.len() * 8) }
+    }
+
+    fn put(&mut self, word: usize, off: usize, bytes: &[u8]) {
+        self.bytes_mut(word)[off..off + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// The view of `sb` (one per superblock per run).
+    pub fn super_block(&mut self, sb: &Arc<SuperBlock>) -> Result<u64, ArenaFull> {
+        let key = Arc::as_ptr(sb);
+        if let Some((a, _)) = self.sbs.iter().find(|(_, p)| *p == key) {
+            return Ok(*a);
+        }
+        let w = self.alloc(VIEW_WORDS)?;
+        self.put(w, off::SB_MAGIC, &sb.magic().to_ne_bytes());
+        let id = sb.fs_type().as_bytes();
+        let n = id.len().min(31);
+        self.put(w, off::SB_ID, &id[..n]);
+        self.put(w, off::SB_DEV, &(sb.dev() as u32).to_ne_bytes());
+        let a = self.addr_of(w);
+        self.sbs.push((a, key));
+        Ok(a)
+    }
+
+    /// The view of `inode` (one per inode per run: pointer equality holds between views).
+    pub fn inode(&mut self, inode: &Arc<Inode>) -> Result<u64, ArenaFull> {
+        if let Some((a, _)) = self.inodes.iter().find(|(_, i)| Arc::ptr_eq(i, inode)) {
+            return Ok(*a);
+        }
+        let sb = self.super_block(inode.sb())?;
+        let w = self.alloc(VIEW_WORDS)?;
+        self.put(w, off::I_MODE, &(inode.mode() as u16).to_ne_bytes());
+        self.put(w, off::I_UID, &inode.uid().to_ne_bytes());
+        self.put(w, off::I_GID, &inode.gid().to_ne_bytes());
+        self.put(w, off::I_SB, &sb.to_ne_bytes());
+        self.put(w, off::I_NLINK, &inode.nlink().to_ne_bytes());
+        self.put(w, off::I_INO, &inode.ino().to_ne_bytes());
+        self.put(w, off::I_SIZE, &inode.size().to_ne_bytes());
+        let a = self.addr_of(w);
+        self.inodes.push((a, inode.clone()));
+        Ok(a)
+    }
+
+    fn name(&mut self, name: &[u8]) -> u64 {
+        let mut b = Vec::with_capacity(name.len() + 1);
+        b.extend_from_slice(name);
+        b.push(0);
+        let b = b.into_boxed_slice();
+        let a = b.as_ptr() as u64;
+        self.names.push(b);
+        a
+    }
+
+    /// A dentry view for `name` under `parent`, positive (`inode`) or negative (`None`: the
+    /// name an operation is about to create). Its `d_parent` chain is built up to
+    /// [`MAX_PARENT_DEPTH`] levels; the root's (and the cut chain's last) parent is itself.
+    pub fn dentry_for(
+        &mut self,
+        name: &[u8],
+        parent: Option<&Arc<Dentry>>,
+        inode: Option<&Arc<Inode>>,
+        sb: &Arc<SuperBlock>,
+    ) -> Result<u64, ArenaFull> {
+        let w = self.alloc(VIEW_WORDS)?;
+        let me = self.addr_of(w);
+        let parent_view = match parent {
+            Some(p) => self.dentry_chain(p, 1)?,
+            None => me,
+        };
+        let inode_view = match inode {
+            Some(i) => self.inode(i)?,
+            None => 0,
+        };
+        let sb_view = self.super_block(sb)?;
+        let name_at = self.name(name);
+        let hash = name_hash(name);
+        self.put(w, off::D_PARENT, &parent_view.to_ne_bytes());
+        self.put(w, off::D_NAME_HASH, &hash.to_ne_bytes());
+        self.put(w, off::D_NAME_LEN, &(name.len() as u32).to_ne_bytes());
+        self.put(w, off::D_NAME_NAME, &name_at.to_ne_bytes());
+        self.put(w, off::D_INODE, &inode_view.to_ne_bytes());
+        self.put(w, off::D_SB, &sb_view.to_ne_bytes());
+        Ok(me)
+    }
+
+    /// The view of an existing (positive) dentry.
+    pub fn dentry(&mut self, d: &Arc<Dentry>) -> Result<u64, ArenaFull> {
+        self.dentry_chain(d, 0)
+    }
+
+    fn dentry_chain(&mut self, d: &Arc<Dentry>, depth: usize) -> Result<u64, ArenaFull> {
+        let key = Arc::as_ptr(d);
+        if let Some((a, _)) = self.dentries.iter().find(|(_, p)| *p == key) {
+            return Ok(*a);
+        }
+        let w = self.alloc(VIEW_WORDS)?;
+        let me = self.addr_of(w);
+        self.dentries.push((me, key));
+        let parent = match d.parent() {
+            Some(p) if depth < MAX_PARENT_DEPTH && !Arc::ptr_eq(&p, d) => {
+                self.dentry_chain(&p, depth + 1)?
+            }
+            _ => me,
+        };
+        let inode = self.inode(d.inode())?;
+        let sb = self.super_block(d.inode().sb())?;
+        let name = d.name();
+        let name_at = self.name(&name);
+        self.put(w, off::D_PARENT, &parent.to_ne_bytes());
+        self.put(w, off::D_NAME_HASH, &name_hash(&name).to_ne_bytes());
+        self.put(w, off::D_NAME_LEN, &(name.len() as u32).to_ne_bytes());
+        self.put(w, off::D_NAME_NAME, &name_at.to_ne_bytes());
+        self.put(w, off::D_INODE, &inode.to_ne_bytes());
+        self.put(w, off::D_SB, &sb.to_ne_bytes());
+        Ok(me)
+    }
+
+    /// The view of an open file.
+    pub fn file(&mut self, f: &File) -> Result<u64, ArenaFull> {
+        let dentry = self.dentry(&f.path().dentry.arc().clone())?;
+        let inode = self.inode(f.inode())?;
+        let w = self.alloc(VIEW_WORDS)?;
+        self.put(w, off::F_PATH_DENTRY, &dentry.to_ne_bytes());
+        self.put(w, off::F_INODE, &inode.to_ne_bytes());
+        self.put(w, off::F_FLAGS, &(f.flags() as u32).to_ne_bytes());
+        let mut mode = 0u32;
+        if f.readable() {
+            mode |= 1; // FMODE_READ
+        }
+        if f.writable() {
+            mode |= 2; // FMODE_WRITE
+        }
+        self.put(w, off::F_MODE, &mode.to_ne_bytes());
+        Ok(self.addr_of(w))
+    }
+
+    /// A `struct path` for a positive dentry.
+    pub fn path(&mut self, d: &Arc<Dentry>) -> Result<u64, ArenaFull> {
+        let dentry = self.dentry(d)?;
+        let w = self.alloc(2)?;
+        self.put(w, off::PATH_DENTRY, &dentry.to_ne_bytes());
+        Ok(self.addr_of(w))
+    }
+
+    /// A `struct iattr`.
+    pub fn iattr(&mut self, a: &Iattr) -> Result<u64, ArenaFull> {
+        let w = self.alloc(3)?;
+        self.put(w, off::IA_VALID, &a.valid.to_ne_bytes());
+        self.put(w, off::IA_MODE, &(a.mode as u16).to_ne_bytes());
+        self.put(w, off::IA_UID, &a.uid.to_ne_bytes());
+        self.put(w, off::IA_GID, &a.gid.to_ne_bytes());
+        self.put(w, off::IA_SIZE, &a.size.to_ne_bytes());
+        Ok(self.addr_of(w))
+    }
+
+    /// The inode whose view starts at `addr`, if any.
+    pub fn inode_at(&self, addr: u64) -> Option<&Arc<Inode>> {
+        self.inodes.iter().find(|(a, _)| *a == addr).map(|(_, i)| i)
+    }
+
+    /// The views and names as read-only regions for one run.
+    pub fn regions(&self) -> Vec<Region<'_>> {
+        let mut v = Vec::with_capacity(1 + self.names.len());
+        if self.used > 0 {
+            let bytes = &self.words[..self.used];
+            // SAFETY: the words live in self, borrowed for the regions' lifetime.
+            let b =
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u8>(), bytes.len() * 8) };
+            v.push(Region::readonly(RegionKind::Other, b));
+        }
+        for n in &self.names {
+            v.push(Region::readonly(RegionKind::Other, n));
+        }
+        v
+    }
+}
+
+/// The dcache's name hash is ours to choose; this is a stable FNV-1a folded to 32 bits.
+fn name_hash(name: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in name {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+// SAFETY: the raw pointers in the tables are only compared, never dereferenced; the views
+// and names are plain bytes.
+unsafe impl Send for ViewArena {}
