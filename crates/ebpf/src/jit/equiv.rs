@@ -7,11 +7,12 @@
 //! [`compare`] is the general entry point (property tests use it with their own helpers and
 //! maps); [`check_bytes`] takes raw program bytes and memory, for fuzz targets.
 //!
-//! Addresses differ between the engines in one way only: each has its own stack buffer. Values
-//! that point into (or near) an engine's stack — r0, fault addresses — are therefore compared
-//! as offsets from that stack. Pointers the program *stores* (to its stack or memory) are
-//! compared raw, so programs under test should not store stack addresses. The memory given to
-//! the program is the same buffer, at the same address, for every run.
+//! Every run uses the same stack buffer (lent to each engine in turn and zeroed before each
+//! run) and the same memory buffer, at the same addresses, so whatever a program computes from
+//! an address — r0 = r10, `w0 = w10`, a stored stack pointer, a fault address — is the same
+//! number in both engines. (Each engine owning its stack, as in normal use, made such programs
+//! differ by the distance between the two stacks; the fuzz target found `w0 = w10`.) Results
+//! are also kept as offsets from the stack (`Observed::result`) for readable reports.
 
 use super::{Jit, JitError, Mode};
 use crate::helpers::{Clock, Env, HelperError, Helpers, MapAccess, TaskInfo};
@@ -248,6 +249,13 @@ impl Vm<'_> {
         }
     }
 
+    fn stack_mut(&mut self) -> &mut Box<[u64]> {
+        match self {
+            Vm::Interp(v) => &mut v.stack,
+            Vm::Jit(v) => &mut v.stack,
+        }
+    }
+
     fn run(
         &mut self,
         checked: bool,
@@ -269,8 +277,29 @@ impl Vm<'_> {
     }
 }
 
-/// Runs `vm` once on `case` (memory copied into `buf`, at a fixed address).
-fn observe(vm: &mut Vm<'_>, checked: bool, case: &Case<'_>, buf: &mut [u64]) -> Observed {
+/// Runs `vm` once on `case` (memory copied into `buf`, at a fixed address), on `stack`,
+/// zeroed first and swapped into the engine for the run (both engines read their stack's
+/// address at the start of each run).
+fn observe(
+    vm: &mut Vm<'_>,
+    checked: bool,
+    case: &Case<'_>,
+    buf: &mut [u64],
+    stack: &mut Box<[u64]>,
+) -> Observed {
+    stack.fill(0);
+    std::mem::swap(vm.stack_mut(), stack);
+    let observed = observe_on_own_stack(vm, checked, case, buf);
+    std::mem::swap(vm.stack_mut(), stack);
+    observed
+}
+
+fn observe_on_own_stack(
+    vm: &mut Vm<'_>,
+    checked: bool,
+    case: &Case<'_>,
+    buf: &mut [u64],
+) -> Observed {
     (case.reset)();
     let bytes = &mut as_bytes_mut(buf)[..case.mem.len()];
     bytes.copy_from_slice(case.mem);
@@ -300,7 +329,7 @@ fn observe(vm: &mut Vm<'_>, checked: bool, case: &Case<'_>, buf: &mut [u64]) -> 
     }
 }
 
-/// Runs `case` through the interpreter and the JIT (fresh VMs, so both stacks start zeroed)
+/// Runs `case` through the interpreter and the JIT (fresh VMs, one zeroed stack for every run)
 /// and compares what they leave behind.
 pub fn compare(case: &Case<'_>) -> Result<Agreement, EquivError> {
     let interp = Interpreter::new(case.program, case.helpers);
@@ -334,8 +363,9 @@ pub fn compare(case: &Case<'_>) -> Result<Agreement, EquivError> {
     let mut iv = Vm::Interp(iv);
     let mut jv = Vm::Jit(jv);
     let mut buf = vec![0u64; case.mem.len().div_ceil(8)];
-    let i = observe(&mut iv, true, case, &mut buf);
-    let j = observe(&mut jv, true, case, &mut buf);
+    let mut stack = vec![0u64; STACK_SIZE / 8].into_boxed_slice();
+    let i = observe(&mut iv, true, case, &mut buf, &mut stack);
+    let j = observe(&mut jv, true, case, &mut buf, &mut stack);
     if !i.agrees_with(&j) {
         return Err(EquivError::Mismatch(Box::new(Mismatch {
             mode: Mode::Checked,
@@ -345,7 +375,7 @@ pub fn compare(case: &Case<'_>) -> Result<Agreement, EquivError> {
     }
     let mut unchecked_compared = false;
     if case.unchecked && i.result.is_ok() {
-        // Fresh VMs: the stacks are not cleared between runs.
+        // Fresh VMs: no state of the checked runs (frames, budget) carries over.
         let mut iv = Vm::Interp(
             Interpreter::new(case.program, case.helpers)
                 .map_err(|e| EquivError::Load(e.to_string()))?,
@@ -355,8 +385,8 @@ pub fn compare(case: &Case<'_>) -> Result<Agreement, EquivError> {
             a.set_budget(case.budget);
             b.set_budget(case.budget);
         }
-        let iu = observe(&mut iv, false, case, &mut buf);
-        let ju = observe(&mut jv, false, case, &mut buf);
+        let iu = observe(&mut iv, false, case, &mut buf, &mut stack);
+        let ju = observe(&mut jv, false, case, &mut buf, &mut stack);
         if !iu.agrees_with(&ju) {
             return Err(EquivError::Mismatch(Box::new(Mismatch {
                 mode: Mode::Unchecked,
@@ -392,4 +422,31 @@ pub fn check_bytes(program: &[u8], mem: &[u8], budget: u64) -> Result<(), EquivE
         unchecked: true,
     };
     compare(&case).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::insn::Insn;
+
+    fn bytes(insns: &[Insn]) -> Vec<u8> {
+        Insn::slots_to_bytes(insns)
+    }
+
+    /// Found by the `equiv` fuzz target: values computed from r10 (here its low half, and a
+    /// stack pointer stored on the stack) differed by the distance between the engines' own
+    /// stacks, which no canonicalization of r0 could undo.
+    #[test]
+    fn values_derived_from_the_stack_address_agree() {
+        // w0 = w10; exit
+        let low_half = bytes(&[Insn::new(0xbc, 0, 10, 0, 0), Insn::new(0x95, 0, 0, 0, 0)]);
+        check_bytes(&low_half, &[], 16).unwrap();
+        // *(u64 *)(r10 - 8) = r10; r0 = 0; exit
+        let stored = bytes(&[
+            Insn::new(0x7b, 10, 10, -8, 0),
+            Insn::new(0xb7, 0, 0, 0, 0),
+            Insn::new(0x95, 0, 0, 0, 0),
+        ]);
+        check_bytes(&stored, &[], 16).unwrap();
+    }
 }

@@ -26,6 +26,8 @@ const MAX_VAR_OFF: i64 = 1 << 29;
 const MAX_VAR_SIZ: u64 = 1 << 29;
 /// `BPF_MAX_LOOPS`.
 const MAX_LOOPS: u64 = 1 << 23;
+const LD_ABS_UNSUPPORTED: &str = "BPF_LD_[ABS|IND] instructions are not supported by this verifier";
+const KFUNC_UNSUPPORTED: &str = "calling kernel functions is not supported";
 
 type VResult<T> = Result<T, String>;
 
@@ -274,7 +276,38 @@ impl<'a> Verifier<'a> {
     // Exploration
     // -----------------------------------------------------------------------------------------
 
+    /// Rejects, wherever they are, the instructions that are wrong whether or not a path
+    /// reaches them. Linux resolves every map `lddw` (and kfunc) before exploring; and the
+    /// engine loads and lowers dead code too, so an instruction it cannot lower (legacy
+    /// packet access, kfunc calls) must not pass behind a branch the verifier proved never
+    /// taken. Found by the `verifier` fuzz target: `if r1 <= 0 goto` over a `BPF_LD_IND`,
+    /// with r1 known positive, was accepted and then refused by `Program::load`.
+    fn check_all_insns(&mut self) -> Result<(), (usize, String)> {
+        for pc in 0..self.dec.len() {
+            match self.dec[pc] {
+                Some(Instruction::LdAbs { .. } | Instruction::LdInd { .. }) => {
+                    return Err((pc, LD_ABS_UNSUPPORTED.into()));
+                }
+                Some(Instruction::Call(CallTarget::Kfunc { .. })) => {
+                    return Err((pc, KFUNC_UNSUPPORTED.into()));
+                }
+                Some(Instruction::LdImm64 {
+                    kind,
+                    imm,
+                    next_imm,
+                    ..
+                }) if !matches!(kind, LdImmKind::Imm64 | LdImmKind::Func) => {
+                    self.ld_imm64(kind, imm, next_imm, pc)
+                        .map_err(|m| (pc, m))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn do_check(&mut self) -> Result<(), (usize, String)> {
+        self.check_all_insns()?;
         let mut st = self.initial_state();
         let mut pc = 0usize;
         let mut parent: Option<usize> = None;
@@ -618,9 +651,7 @@ impl<'a> Verifier<'a> {
                 st.regs_mut()[dst as usize] = r;
                 Ok(Step::Next(next))
             }
-            Instruction::LdAbs { .. } | Instruction::LdInd { .. } => {
-                Err("BPF_LD_[ABS|IND] instructions are not supported by this verifier".into())
-            }
+            Instruction::LdAbs { .. } | Instruction::LdInd { .. } => Err(LD_ABS_UNSUPPORTED.into()),
             Instruction::Ldx {
                 size,
                 signed,
@@ -718,9 +749,7 @@ impl<'a> Verifier<'a> {
                 let target = (pc as i64 + 1 + off as i64) as usize;
                 self.local_call(st, pc, target)
             }
-            Instruction::Call(CallTarget::Kfunc { .. }) => {
-                Err("calling kernel functions is not supported".into())
-            }
+            Instruction::Call(CallTarget::Kfunc { .. }) => Err(KFUNC_UNSUPPORTED.into()),
             Instruction::Call(CallTarget::Reg(_)) => Err("callx is not supported".into()),
             Instruction::Exit => self.exit(st),
         }
@@ -2456,4 +2485,59 @@ fn check_call_depth(st: &State) -> VResult<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::insn::Insn;
+    use crate::verifier::{verify, HelperProtos, MapInfo, MapType, ProgTypeSpec, VerifierEnv};
+
+    fn check(insns: &[Insn], maps: &[MapInfo]) -> Result<(), (usize, String)> {
+        let spec = ProgTypeSpec::socket_filter();
+        let protos = HelperProtos::standard();
+        let env = VerifierEnv::new(&spec, maps, &protos);
+        verify(insns, &env, None)
+            .map(|_| ())
+            .map_err(|e| (e.insn_idx, e.message))
+    }
+
+    /// r1 = 1 << 30; if r1 <= 0 goto +2; r0 = 0; exit; <dead: `dead`>; exit
+    fn behind_dead_branch(dead: &[Insn]) -> Vec<Insn> {
+        let mut p = vec![
+            Insn::new(0xb7, 1, 0, 0, 1 << 30),
+            Insn::new(0xb5, 1, 0, 2, 0),
+            Insn::new(0xb7, 0, 0, 0, 0),
+            Insn::new(0x95, 0, 0, 0, 0),
+        ];
+        p.extend_from_slice(dead);
+        p.push(Insn::new(0x95, 0, 0, 0, 0));
+        p
+    }
+
+    /// Regression (verifier fuzz target): dead instructions the engine cannot load, or that
+    /// name a map that does not exist, are rejected even though no path reaches them.
+    #[test]
+    fn dead_code_is_checked_for_what_never_loads() {
+        // ld_ind w: r0 = *(u32 *)skb[r5 + 0]
+        let e = check(&behind_dead_branch(&[Insn::new(0x40, 0, 5, 0, 0)]), &[]).unwrap_err();
+        assert_eq!(e.0, 4);
+        assert!(e.1.contains("BPF_LD_[ABS|IND]"), "{}", e.1);
+        // call kfunc#7
+        let e = check(&behind_dead_branch(&[Insn::new(0x85, 0, 2, 0, 7)]), &[]).unwrap_err();
+        assert_eq!(e, (4, "calling kernel functions is not supported".into()));
+        // r1 = map[fd:3] with no such map, then r0 = 0
+        let lddw = [
+            Insn::new(0x18, 1, 1, 0, 3),
+            Insn::new(0, 0, 0, 0, 0),
+            Insn::new(0xb7, 0, 0, 0, 0),
+        ];
+        let maps = [MapInfo::new(0, MapType::ARRAY, 4, 8, 1)];
+        let e = check(&behind_dead_branch(&lddw), &maps).unwrap_err();
+        assert_eq!(e.0, 4);
+        assert!(e.1.contains("fd 3"), "{}", e.1);
+        // The same with an existing map loads and verifies.
+        let mut ok = lddw;
+        ok[0] = Insn::new(0x18, 1, 1, 0, 0);
+        assert_eq!(check(&behind_dead_branch(&ok), &maps), Ok(()));
+    }
 }
