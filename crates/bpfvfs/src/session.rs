@@ -27,6 +27,8 @@ use crate::control::ControlError;
 
 #[path = "session_prog.rs"]
 mod prog_ops;
+#[path = "session_storage.rs"]
+mod storage_ops;
 
 /// Handles one connection may hold open at once.
 pub const MAX_HANDLES: usize = 4096;
@@ -338,6 +340,9 @@ impl BpfSession {
     }
 
     fn map_lookup_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
+        if a.get("file").is_some() {
+            return self.storage_lookup(a);
+        }
         let h = self.handle(a, "handle")?;
         let key = a.bytes("key")?;
         let v = self
@@ -348,6 +353,9 @@ impl BpfSession {
     }
 
     fn map_update_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
+        if a.get("file").is_some() {
+            return self.storage_update(a);
+        }
         let h = self.handle(a, "handle")?;
         let key = a.bytes("key")?;
         let value = a.bytes("value")?;
@@ -359,6 +367,9 @@ impl BpfSession {
     }
 
     fn map_delete_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
+        if a.get("file").is_some() {
+            return self.storage_delete(a);
+        }
         let h = self.handle(a, "handle")?;
         let key = a.bytes("key")?;
         self.bpf
@@ -381,6 +392,13 @@ impl BpfSession {
     /// vanishes between the two steps is skipped; other lookup errors are reported per entry.
     fn map_dump(&mut self, a: &Args) -> Result<Value, ControlError> {
         let h = self.handle(a, "handle")?;
+        if bpfvfs_bpf::maps::inode_storage::InodeStorageMap::of(
+            h.map().map_err(|e| errno(a.op, e))?,
+        )
+        .is_some()
+        {
+            return self.storage_dump(a);
+        }
         let limit = h.map().map_err(|e| errno(a.op, e))?.def().max_entries as usize;
         let limit = limit.saturating_mul(2).saturating_add(1024);
         let mut entries = Vec::new();

@@ -24,6 +24,11 @@ fn compile(src: &Path, out_dir: &Path) -> Option<PathBuf> {
             "-I/usr/include/{}-linux-gnu",
             std::env::consts::ARCH
         ))
+        .arg(format!(
+            "-I{}/../../include/bpfvfs",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg("-D__TARGET_ARCH_x86")
         .arg(src)
         .arg("-o")
         .arg(&out)
@@ -354,4 +359,104 @@ fn tracelog_streams_printk_lines() {
         "{text}"
     );
     assert!(text.contains("bpf_trace_printk: x squared is 36"), "{text}");
+}
+
+#[test]
+fn inode_storage_from_the_command_line() {
+    let Some(d) = Daemon::start("clistorage", &[]) else {
+        return;
+    };
+    let tmp = d.tmp.path().to_path_buf();
+    let Some(o) = example("inode_counter", &tmp) else {
+        return;
+    };
+    d.cli_ok(&[
+        "prog",
+        "loadall",
+        s(&o),
+        "/sys/fs/bpf/ic",
+        "pinmaps",
+        "/sys/fs/bpf/icmaps",
+    ]);
+    d.sh_ok("mkdir -p data && echo a > data/a && echo b > data/b");
+    let m = "/sys/fs/bpf/icmaps/inode_counts";
+    let host_a = d.mnt.join("data/a");
+    // update by host path under the mount, lookup by tree path: the same inode.
+    let mut args = vec![
+        "map",
+        "update",
+        "pinned",
+        m,
+        "file",
+        host_a.to_str().unwrap(),
+        "value",
+    ];
+    let val: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+    args.extend(val.iter().map(String::as_str));
+    assert_eq!(d.cli_ok(&args), "");
+    let out = d.cli_ok(&["map", "lookup", "pinned", m, "file", "/data/a"]);
+    let ino = std::fs::metadata(&host_a).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        out,
+        format!(
+            "file: /data/a  inode: {}  value: 00 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f\n",
+            ino.ino()
+        )
+    );
+    // No element on b: ENOENT, like a lookup of a missing key.
+    let out = d.cli(&["map", "lookup", "pinned", m, "file", "/data/b"]);
+    assert_eq!(out.status.code(), Some(254));
+    // dump lists inode, path and value; JSON too.
+    let dump = d.cli_ok(&["map", "dump", "pinned", m]);
+    assert!(dump.contains("file: /data/a  inode: "), "{dump}");
+    assert!(dump.ends_with("Found 1 element\n"), "{dump}");
+    let j = d.cli_ok(&["-j", "map", "dump", "pinned", m]);
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v[0]["file"], "/data/a");
+    assert_eq!(v[0]["inode"], ino.ino());
+    // delete, then nothing left; a missing file is ENOENT with the path in the message.
+    assert_eq!(
+        d.cli_ok(&["map", "delete", "pinned", m, "file", "/data/a"]),
+        ""
+    );
+    assert!(d
+        .cli_ok(&["map", "dump", "pinned", m])
+        .ends_with("Found 0 elements\n"));
+    let out = d.cli(&[
+        "map",
+        "update",
+        "pinned",
+        m,
+        "file",
+        "/data/none",
+        "value",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    // The storage dies with the inode: tag a file, remove it, nothing is left.
+    let mut args = vec!["map", "update", "pinned", m, "file", "/data/b", "value"];
+    args.extend(val.iter().map(String::as_str));
+    d.cli_ok(&args);
+    d.sh_ok("rm data/b");
+    let ok = wait_until(Duration::from_secs(5), || {
+        d.cli_ok(&["map", "dump", "pinned", m])
+            .ends_with("Found 0 elements\n")
+    });
+    assert!(ok, "storage of an evicted inode still listed");
 }

@@ -10,6 +10,9 @@ const BPF_NOEXIST: u64 = 1;
 const BPF_EXIST: u64 = 2;
 
 /// struct bpf_map_info, as obj_get_info reports it.
+/// BPF_MAP_TYPE_INODE_STORAGE.
+const INODE_STORAGE: u32 = 28;
+
 #[derive(Clone, Debug, Default)]
 pub struct MapInfo {
     pub id: u32,
@@ -383,7 +386,20 @@ impl Tool {
         let mut num = 0u32;
         let mut err = 0;
         let mut prev: Option<Vec<u8>> = None;
-        loop {
+        if info.map_type == INODE_STORAGE {
+            // Keyed by inode: the daemon lists (inode, path, value) in one step.
+            match self.sys("map_dump", json!({"handle": o.handle}))? {
+                Ok(v) => {
+                    for e in v["entries"].as_array().into_iter().flatten() {
+                        let value = bytes_of(&e["value"]);
+                        self.print_file_entry(e["path"].as_str(), e["inode"].as_u64(), &value);
+                        num += 1;
+                    }
+                }
+                Err(e) => err = -e,
+            }
+        }
+        while info.map_type != INODE_STORAGE {
             let mut args = json!({"handle": o.handle});
             if let Some(k) = &prev {
                 args["key"] = json!(k);
@@ -423,6 +439,30 @@ impl Tool {
         }
         self.close(o)?;
         Ok(err)
+    }
+
+    /// An inode-storage element: `file: PATH  inode: N  value: HEX` (JSON: file, inode,
+    /// value).
+    fn print_file_entry(&mut self, file: Option<&str>, ino: Option<u64>, value: &[u8]) {
+        if self.json_output {
+            self.jw.start_object(&mut self.out);
+            match file {
+                Some(f) => self.jw.string_field(&mut self.out, "file", f),
+                None => self.jw.null_field(&mut self.out, "file"),
+            }
+            self.jw.uint_field(&mut self.out, "inode", ino.unwrap_or(0));
+            self.jw.name(&mut self.out, "value");
+            self.hex_data_json(value);
+            self.jw.end_object(&mut self.out);
+        } else {
+            let s = format!(
+                "file: {}  inode: {}  value: {}\n",
+                file.unwrap_or("(no name)"),
+                ino.unwrap_or(0),
+                fprint_hex(value, " ")
+            );
+            self.print(s);
+        }
     }
 
     fn print_entry(&mut self, info: &MapInfo, key: &[u8], value: &[u8]) {
@@ -574,7 +614,17 @@ impl Tool {
                 ));
                 return false;
             };
-            if is_prefix(a, "key") {
+            if a == "file" && key.is_some() && info.map_type == INODE_STORAGE {
+                // bpfvfs: inode-storage maps are keyed by a file (Linux: an fd of it).
+                key = None;
+                argv.next();
+                let Some(f) = argv.cur() else {
+                    self.p_err("file needs a path");
+                    return false;
+                };
+                self.elem_file = Some(f.to_string());
+                argv.next();
+            } else if is_prefix(a, "key") {
                 let Some(k) = key.take() else {
                     self.p_err(if key_size != 0 {
                         "duplicate key"
@@ -623,6 +673,14 @@ impl Tool {
 
     // ---- update / lookup / getnext / delete ----
 
+    /// The request arguments naming the element: `"file"` (inode storage) or `"key"`.
+    fn elem_args(&mut self, o: &Obj, key: &[u8]) -> R<Value> {
+        Ok(match self.elem_file.take() {
+            Some(f) => json!({"handle": o.handle, "file": self.conn.tree_path(&f)?, "shown": f}),
+            None => json!({"handle": o.handle, "key": key}),
+        })
+    }
+
     fn map_update(&mut self, mut argv: Argv) -> R<i32> {
         let Some((o, info, mut key)) = self.map_elem_start(&mut argv)? else {
             return Ok(-1);
@@ -641,10 +699,10 @@ impl Tool {
         let err = if !ok {
             -1
         } else {
-            let r = self.sys(
-                "map_update_elem",
-                json!({"handle": o.handle, "key": key, "value": value, "flags": flags}),
-            )?;
+            let mut args = self.elem_args(&o, &key)?;
+            args["value"] = json!(value);
+            args["flags"] = json!(flags);
+            let r = self.sys("map_update_elem", args)?;
             match r {
                 Ok(_) => 0,
                 Err(e) => {
@@ -668,10 +726,18 @@ impl Tool {
         let err = if !ok {
             -1
         } else {
-            match self.sys("map_lookup_elem", json!({"handle": o.handle, "key": key}))? {
+            let args = self.elem_args(&o, &key)?;
+            let file = args
+                .get("shown")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            match self.sys("map_lookup_elem", args)? {
                 Ok(v) => {
                     let value = bytes_of(&v["value"]);
-                    self.print_entry(&info, &key, &value);
+                    match file {
+                        Some(f) => self.print_file_entry(Some(&f), v["inode"].as_u64(), &value),
+                        None => self.print_entry(&info, &key, &value),
+                    }
                     0
                 }
                 Err(e) => {
@@ -748,7 +814,8 @@ impl Tool {
         let err = if !ok {
             -1
         } else {
-            match self.sys("map_delete_elem", json!({"handle": o.handle, "key": key}))? {
+            let args = self.elem_args(&o, &key)?;
+            match self.sys("map_delete_elem", args)? {
                 Ok(_) => 0,
                 Err(e) => {
                     self.p_err(format!("delete failed: {}", strerror(e)));

@@ -250,6 +250,8 @@ pub struct Tool {
     pub conn: Conn,
     /// The object word ("map", "prog", "link") for help texts.
     object: &'static str,
+    /// `file FILE` given in place of a key (inode-storage maps).
+    pub elem_file: Option<String>,
 }
 
 /// Run `bpfvfs OBJECT ARGS...` against the daemon at `socket`.
@@ -273,6 +275,7 @@ pub fn run(
         err: String::new(),
         conn: Conn::new(socket),
         object,
+        elem_file: None,
     };
     let r = match object {
         "map" => t.do_map(args),
