@@ -51,11 +51,15 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -241,6 +245,70 @@ pub trait Handler: Send + Sync + 'static {
 pub trait Session: Send {
     /// Run `op`. Unknown operations must return ENOSYS.
     fn handle(&mut self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError>;
+
+    /// Run `op` with the file descriptors the client passed (SCM_RIGHTS) so far and that no
+    /// earlier request took, oldest first; an operation that uses one removes it. The default
+    /// ignores them.
+    fn handle_with_fds(
+        &mut self,
+        op: &str,
+        args: &Map<String, Value>,
+        fds: &mut VecDeque<OwnedFd>,
+    ) -> Result<Value, ControlError> {
+        let _ = fds;
+        self.handle(op, args)
+    }
+}
+
+/// Descriptors a connection may have queued; more are closed on arrival.
+pub const MAX_QUEUED_FDS: usize = 16;
+
+/// The connection's byte stream, read with recvmsg so that descriptors passed with
+/// SCM_RIGHTS are collected (in arrival order) alongside the bytes.
+struct FdStream {
+    stream: UnixStream,
+    fds: Rc<RefCell<VecDeque<OwnedFd>>>,
+}
+
+impl Read for FdStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut cmsg = [0u64; 64]; // 512 bytes, aligned for cmsghdr
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; every pointer in it refers to live buffers above.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cmsg);
+        // SAFETY: a valid socket fd and msghdr; MSG_CMSG_CLOEXEC keeps received fds private.
+        let n = unsafe { libc::recvmsg(self.stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: walking the control messages the kernel just wrote into `cmsg`, with the
+        // libc accessors; each SCM_RIGHTS payload is an array of ints we now own.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                    let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    for i in 0..len / std::mem::size_of::<libc::c_int>() {
+                        let fd = OwnedFd::from_raw_fd(data.add(i).read_unaligned());
+                        let mut q = self.fds.borrow_mut();
+                        if q.len() < MAX_QUEUED_FDS {
+                            q.push_back(fd);
+                        } // else dropped: closed
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        Ok(n as usize)
+    }
 }
 
 /// The error for an operation the handler does not know.
@@ -275,7 +343,11 @@ fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Result<()>
     let peer = Peer::of(&stream)?;
     let mut session = handler.connect(peer);
     let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
+    let fds: Rc<RefCell<VecDeque<OwnedFd>>> = Rc::default();
+    let mut reader = BufReader::new(FdStream {
+        stream,
+        fds: fds.clone(),
+    });
     let mut buf = Vec::new();
     loop {
         match read_line_limited(&mut reader, &mut buf, MAX_LINE)? {
@@ -291,7 +363,7 @@ fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Result<()>
                 let _ = writer.shutdown(std::net::Shutdown::Write);
                 // Swallow what the client is still sending for a moment, so that it reads
                 // the reply rather than a reset.
-                drain(reader.into_inner(), Duration::from_secs(2));
+                drain(reader.into_inner().stream, Duration::from_secs(2));
                 return Ok(());
             }
             Line::Complete => {
@@ -301,7 +373,12 @@ fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Result<()>
                 let (id, result) = match parse_request(&buf) {
                     Ok(req) => {
                         tracing::debug!(op = %req.op, "control request");
-                        let r = session.handle(&req.op, &req.args);
+                        let mut queued = std::mem::take(&mut *fds.borrow_mut());
+                        let r = session.handle_with_fds(&req.op, &req.args, &mut queued);
+                        // Descriptors the request did not take stay queued for the next.
+                        let mut q = fds.borrow_mut();
+                        queued.extend(q.drain(..));
+                        *q = queued;
                         (req.id, r)
                     }
                     Err((id, e)) => (id, Err(e)),
@@ -495,6 +572,17 @@ impl Client {
 
     /// Send `op` with `args` (an object, or null) and wait for its reply.
     pub fn call(&mut self, op: &str, args: Value) -> Result<Value, ClientError> {
+        self.call_with_fds(op, args, &[])
+    }
+
+    /// As [`Client::call`], passing `fds` with the request (SCM_RIGHTS), as bpf(2) takes a
+    /// file descriptor for an inode-storage key.
+    pub fn call_with_fds(
+        &mut self,
+        op: &str,
+        args: Value,
+        fds: &[RawFd],
+    ) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let mut obj = match args {
@@ -510,7 +598,11 @@ impl Client {
             path: self.path.clone(),
             source,
         };
-        self.writer.write_all(line.as_bytes()).map_err(io_err)?;
+        if fds.is_empty() {
+            self.writer.write_all(line.as_bytes()).map_err(io_err)?;
+        } else {
+            send_with_fds(&self.writer, line.as_bytes(), fds).map_err(io_err)?;
+        }
         let mut reply = String::new();
         let n = self
             .reader
@@ -538,6 +630,40 @@ impl Client {
             _ => Err(ClientError::BadReply(reply)),
         }
     }
+}
+
+/// Write `data` with `fds` attached to its first byte (the rest, if the kernel takes only part,
+/// plainly).
+fn send_with_fds(stream: &UnixStream, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    if fds.len() > MAX_QUEUED_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut cmsg = [0u64; 64];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let payload = std::mem::size_of_val(fds);
+    // SAFETY: msghdr/cmsghdr are plain data; the control buffer (512 bytes) holds one
+    // cmsghdr with at most 16 ints; iov points at `data`, which sendmsg only reads.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(payload as u32) as usize;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(payload as u32) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(c), payload);
+        libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut w = stream;
+    w.write_all(&data[n as usize..])
 }
 
 /// The default socket path: `/run/bpfvfs.sock` for root, else

@@ -110,6 +110,47 @@ impl DaemonHandler {
         Value::Object(m)
     }
 
+    /// The tree location of a file the client opened on our FUSE mount and passed by
+    /// descriptor: its device must be the mount's, and its inode number is the FUSE node id,
+    /// which the kernel holds while the file is open. Anything else is EBADF, as bpf(2) says
+    /// of an fd that is not what the map wants.
+    fn inode_of_fd(
+        &self,
+        fd: &std::os::fd::OwnedFd,
+        op: &str,
+    ) -> Result<bpfvfs_vfs::PathRef, ControlError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: fstat on a descriptor we own into a zeroed stat buffer.
+        let st = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
+                return Err(ControlError::new(
+                    libc::EBADF,
+                    format!("{op}: fstat of the passed descriptor failed"),
+                ));
+            }
+            st
+        };
+        let mount_dev = std::fs::metadata(&self.mount_point)
+            .map(|m| m.dev())
+            .map_err(|e| {
+                ControlError::new(libc::EIO, format!("{op}: stat of the mount point: {e}"))
+            })?;
+        if st.st_dev != mount_dev {
+            return Err(ControlError::new(
+                libc::EBADF,
+                format!("{op}: the passed descriptor is not a file on the bpfvfs mount"),
+            ));
+        }
+        self.fuse.node(st.st_ino).ok_or_else(|| {
+            ControlError::new(
+                libc::EBADF,
+                format!("{op}: the mount does not know inode {}", st.st_ino),
+            )
+        })
+    }
+
     fn mount_point_str(&self) -> String {
         self.mount_point.to_string_lossy().into_owned()
     }
@@ -234,6 +275,26 @@ impl DaemonSession {
 }
 
 impl Session for DaemonSession {
+    fn handle_with_fds(
+        &mut self,
+        op: &str,
+        args: &Map<String, Value>,
+        fds: &mut std::collections::VecDeque<std::os::fd::OwnedFd>,
+    ) -> Result<Value, ControlError> {
+        if args.get("file_fd").is_some_and(|v| !v.is_null()) {
+            let fd = fds.pop_front().ok_or_else(|| {
+                ControlError::new(
+                    libc::EBADF,
+                    format!("{op}: no descriptor passed with the request"),
+                )
+            })?;
+            self.bpf.fd_target = Some(self.shared.inode_of_fd(&fd, op)?);
+        }
+        let r = self.handle(op, args);
+        self.bpf.fd_target = None;
+        r
+    }
+
     fn handle(&mut self, op: &str, args: &Map<String, Value>) -> Result<Value, ControlError> {
         let d = &self.shared;
         match op {

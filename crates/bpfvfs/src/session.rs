@@ -46,6 +46,9 @@ pub struct BpfSession {
     bpf: Arc<Bpf>,
     /// Loads and runs programs (absent in sessions that only manage objects).
     pub(crate) runtime: Option<Arc<bpfvfs_runtime::Runtime>>,
+    /// The file a request passed by descriptor (SCM_RIGHTS), resolved by the transport
+    /// for the inode-storage operations (`"file_fd": true`).
+    pub(crate) fd_target: Option<PathRef>,
     cred: Cred,
     handles: BTreeMap<u32, Handle>,
     next: u32,
@@ -225,6 +228,7 @@ impl BpfSession {
         BpfSession {
             bpf,
             runtime: None,
+            fd_target: None,
             cred,
             handles: BTreeMap::new(),
             next: 1,
@@ -340,7 +344,7 @@ impl BpfSession {
     }
 
     fn map_lookup_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
-        if a.get("file").is_some() {
+        if a.get("file").is_some() || a.get("file_fd").is_some() {
             return self.storage_lookup(a);
         }
         let h = self.handle(a, "handle")?;
@@ -353,7 +357,7 @@ impl BpfSession {
     }
 
     fn map_update_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
-        if a.get("file").is_some() {
+        if a.get("file").is_some() || a.get("file_fd").is_some() {
             return self.storage_update(a);
         }
         let h = self.handle(a, "handle")?;
@@ -367,7 +371,7 @@ impl BpfSession {
     }
 
     fn map_delete_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
-        if a.get("file").is_some() {
+        if a.get("file").is_some() || a.get("file_fd").is_some() {
             return self.storage_delete(a);
         }
         let h = self.handle(a, "handle")?;

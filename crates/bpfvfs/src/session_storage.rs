@@ -13,17 +13,32 @@ use std::collections::HashMap;
 const DUMP_WALK_LIMIT: usize = 200_000;
 
 impl BpfSession {
-    fn file_arg<'a>(a: &Args<'a>) -> Result<&'a str, ControlError> {
-        a.str("file")
-    }
-
-    pub(super) fn storage_lookup(&mut self, a: &Args) -> Result<Value, ControlError> {
-        let h = self.handle(a, "handle")?;
-        let path = Self::file_arg(a)?;
+    /// The inode a storage operation is about: `"file_fd": true` (the descriptor passed with
+    /// the request) or `"file": PATH`; the name used in messages.
+    fn storage_target(&mut self, a: &Args) -> Result<(PathRef, String), ControlError> {
+        if a.get("file_fd").is_some() {
+            let at = self.fd_target.take().ok_or_else(|| {
+                ControlError::new(
+                    libc::EBADF,
+                    format!(
+                        "{}: \"file_fd\" needs a descriptor passed with the request",
+                        a.op
+                    ),
+                )
+            })?;
+            return Ok((at, "fd".into()));
+        }
+        let path = a.str("file")?;
         let at = self
             .bpf
             .inode_storage_resolve(&self.cred, path.as_bytes())
             .map_err(|e| errno(&format!("{} {path}", a.op), e))?;
+        Ok((at, path.to_string()))
+    }
+
+    pub(super) fn storage_lookup(&mut self, a: &Args) -> Result<Value, ControlError> {
+        let (at, _) = self.storage_target(a)?;
+        let h = self.handle(a, "handle")?;
         let v = self
             .bpf
             .inode_storage_lookup(h, at.inode())
@@ -32,22 +47,22 @@ impl BpfSession {
     }
 
     pub(super) fn storage_update(&mut self, a: &Args) -> Result<Value, ControlError> {
+        let (at, name) = self.storage_target(a)?;
         let h = self.handle(a, "handle")?;
-        let path = Self::file_arg(a)?;
         let value = a.bytes("value")?;
         let flags = a.u64_or("flags", 0)?;
         self.bpf
-            .inode_storage_update_path(h, &self.cred, path.as_bytes(), &value, flags)
-            .map_err(|e| errno(&format!("{} {path}", a.op), e))?;
+            .inode_storage_update(h, at.inode(), &value, flags)
+            .map_err(|e| errno(&format!("{} {name}", a.op), e))?;
         Ok(json!({}))
     }
 
     pub(super) fn storage_delete(&mut self, a: &Args) -> Result<Value, ControlError> {
+        let (at, name) = self.storage_target(a)?;
         let h = self.handle(a, "handle")?;
-        let path = Self::file_arg(a)?;
         self.bpf
-            .inode_storage_delete_path(h, &self.cred, path.as_bytes())
-            .map_err(|e| errno(&format!("{} {path}", a.op), e))?;
+            .inode_storage_delete(h, at.inode())
+            .map_err(|e| errno(&format!("{} {name}", a.op), e))?;
         Ok(json!({}))
     }
 

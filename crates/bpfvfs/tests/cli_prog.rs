@@ -381,7 +381,8 @@ fn inode_storage_from_the_command_line() {
     d.sh_ok("mkdir -p data && echo a > data/a && echo b > data/b");
     let m = "/sys/fs/bpf/icmaps/inode_counts";
     let host_a = d.mnt.join("data/a");
-    // update by host path under the mount, lookup by tree path: the same inode.
+    // update by host path under the mount (the CLI passes an fd of it, SCM_RIGHTS), lookup
+    // by tree path: the same inode.
     let mut args = vec![
         "map",
         "update",
@@ -403,6 +404,19 @@ fn inode_storage_from_the_command_line() {
             "file: /data/a  inode: {}  value: 00 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f\n",
             ino.ino()
         )
+    );
+    // The same by descriptor.
+    let out = d.cli_ok(&[
+        "map",
+        "lookup",
+        "pinned",
+        m,
+        "file",
+        host_a.to_str().unwrap(),
+    ]);
+    assert!(
+        out.starts_with(&format!("file: {}  inode: {}", host_a.display(), ino.ino())),
+        "{out}"
     );
     // No element on b: ENOENT, like a lookup of a missing key.
     let out = d.cli(&["map", "lookup", "pinned", m, "file", "/data/b"]);
@@ -459,4 +473,95 @@ fn inode_storage_from_the_command_line() {
             .ends_with("Found 0 elements\n")
     });
     assert!(ok, "storage of an evicted inode still listed");
+}
+
+#[test]
+fn inode_storage_keys_by_descriptor_over_the_socket() {
+    use bpfvfs::control::{Client, ClientError};
+    use std::os::fd::AsRawFd;
+    let Some(d) = Daemon::start("clifd", &[]) else {
+        return;
+    };
+    let tmp = d.tmp.path().to_path_buf();
+    let Some(o) = example("inode_counter", &tmp) else {
+        return;
+    };
+    d.cli_ok(&[
+        "prog",
+        "loadall",
+        s(&o),
+        "/sys/fs/bpf/ic",
+        "pinmaps",
+        "/sys/fs/bpf/icmaps",
+    ]);
+    d.sh_ok("echo x > f");
+    let mut c = Client::connect(&d.sock).unwrap();
+    let h = c
+        .call(
+            "obj_get",
+            serde_json::json!({"path": "/sys/fs/bpf/icmaps/inode_counts"}),
+        )
+        .unwrap()["handle"]
+        .clone();
+    let f = std::fs::File::open(d.mnt.join("f")).unwrap();
+    let value: Vec<u8> = (1..=16).collect();
+    c.call_with_fds(
+        "map_update_elem",
+        serde_json::json!({"handle": h, "file_fd": true, "value": value}),
+        &[f.as_raw_fd()],
+    )
+    .unwrap();
+    let v = c
+        .call(
+            "map_lookup_elem",
+            serde_json::json!({"handle": h, "file": "/f"}),
+        )
+        .unwrap();
+    assert_eq!(v["value"].as_array().unwrap().len(), 16);
+    assert_eq!(v["value"][0], 1);
+    // A descriptor of a file that is not on the mount, or none at all: EBADF.
+    let other = std::fs::File::open("/proc/self/status").unwrap();
+    let e = c
+        .call_with_fds(
+            "map_lookup_elem",
+            serde_json::json!({"handle": h, "file_fd": true}),
+            &[other.as_raw_fd()],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, ClientError::Remote(ref r) if r.errno == libc::EBADF),
+        "{e}"
+    );
+    let e = c
+        .call(
+            "map_lookup_elem",
+            serde_json::json!({"handle": h, "file_fd": true}),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, ClientError::Remote(ref r) if r.errno == libc::EBADF),
+        "{e}"
+    );
+    // Extra descriptors are queued (up to 16) and closed with the connection; the daemon
+    // keeps serving.
+    let fds: Vec<_> = (0..20)
+        .map(|_| std::fs::File::open(d.mnt.join("f")).unwrap())
+        .collect();
+    let raw: Vec<_> = fds.iter().take(16).map(|f| f.as_raw_fd()).collect();
+    c.call_with_fds("ping", serde_json::Value::Null, &raw)
+        .unwrap();
+    drop(c);
+    assert_eq!(
+        d.cli_ok(&[
+            "map",
+            "lookup",
+            "pinned",
+            "/sys/fs/bpf/icmaps/inode_counts",
+            "file",
+            "/f"
+        ])
+        .len()
+            > 0,
+        true
+    );
 }

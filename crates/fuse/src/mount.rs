@@ -111,6 +111,12 @@ impl FuseMonitor {
     pub fn stats(&self) -> FuseStats {
         self.0.stats()
     }
+
+    /// The location of the node the kernel knows as `nodeid` (what `st_ino` of a file on the
+    /// mount reports), while the kernel holds it (an open file always keeps its node).
+    pub fn node(&self, nodeid: u64) -> Option<bpfvfs_vfs::PathRef> {
+        self.0.nodes.get(nodeid).ok()
+    }
 }
 
 /// Mount `vfs` at `dir` and start serving it.

@@ -674,11 +674,21 @@ impl Tool {
     // ---- update / lookup / getnext / delete ----
 
     /// The request arguments naming the element: `"file"` (inode storage) or `"key"`.
+    /// A FILE on the daemon's mount is opened and its descriptor passed with the request, as
+    /// bpf(2) takes an fd; any other FILE is taken as a path in the bpfvfs tree.
     fn elem_args(&mut self, o: &Obj, key: &[u8]) -> R<Value> {
-        Ok(match self.elem_file.take() {
-            Some(f) => json!({"handle": o.handle, "file": self.conn.tree_path(&f)?, "shown": f}),
-            None => json!({"handle": o.handle, "key": key}),
-        })
+        let Some(f) = self.elem_file.take() else {
+            return Ok(json!({"handle": o.handle, "key": key}));
+        };
+        let tree = self.conn.tree_path(&f)?;
+        let on_mount = tree != f || !f.starts_with('/');
+        if on_mount {
+            if let Ok(file) = std::fs::File::open(&f) {
+                self.elem_fd = Some(file);
+                return Ok(json!({"handle": o.handle, "file_fd": true, "shown": f}));
+            }
+        }
+        Ok(json!({"handle": o.handle, "file": tree, "shown": f}))
     }
 
     fn map_update(&mut self, mut argv: Argv) -> R<i32> {

@@ -169,6 +169,19 @@ impl Conn {
         }
     }
 
+    /// One request with descriptors attached (SCM_RIGHTS).
+    pub fn call_fds(&mut self, op: &str, args: Value, fds: &[std::os::fd::RawFd]) -> R<Sys<Value>> {
+        if self.client.is_none() {
+            self.client = Some(Client::connect(&self.socket)?);
+        }
+        let c = self.client.as_mut().expect("just connected");
+        match c.call_with_fds(op, args, fds) {
+            Ok(v) => Ok(Ok(v)),
+            Err(ClientError::Remote(e)) => Ok(Err(e.errno)),
+            Err(e) => Err(Fatal::Client(e)),
+        }
+    }
+
     /// One request, the remote error kept whole (message, verifier log).
     pub fn call_full(
         &mut self,
@@ -252,6 +265,8 @@ pub struct Tool {
     object: &'static str,
     /// `file FILE` given in place of a key (inode-storage maps).
     pub elem_file: Option<String>,
+    /// FILE opened on the mount, passed by descriptor with the next `file_fd` request.
+    pub elem_fd: Option<std::fs::File>,
 }
 
 /// Run `bpfvfs OBJECT ARGS...` against the daemon at `socket`.
@@ -276,6 +291,7 @@ pub fn run(
         conn: Conn::new(socket),
         object,
         elem_file: None,
+        elem_fd: None,
     };
     let r = match object {
         "map" => t.do_map(args),
@@ -401,6 +417,12 @@ impl Tool {
     // ---- bpf(2) through the daemon ----
 
     pub fn sys(&mut self, op: &str, args: Value) -> R<Sys<Value>> {
+        if args.get("file_fd").is_some() {
+            if let Some(f) = self.elem_fd.take() {
+                use std::os::fd::AsRawFd;
+                return self.conn.call_fds(op, args, &[f.as_raw_fd()]);
+            }
+        }
         self.conn.call(op, args)
     }
 
