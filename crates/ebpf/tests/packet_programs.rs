@@ -291,3 +291,54 @@ fn unsafe_programs_are_rejected() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// Checked runs of unverified programs: the packet helpers re-check everything they read
+/// from a context the program may have scribbled over, or from a fake one it built.
+#[test]
+fn packet_helpers_in_checked_runs_of_unverified_programs() {
+    use bpfvfs_ebpf::asm::assemble;
+    use bpfvfs_ebpf::interp::LoadOptions;
+    use bpfvfs_ebpf::pktctx::{SkbRun, XdpRun};
+    use bpfvfs_ebpf::{Env, Helpers, Interpreter, Program};
+    let helpers = Helpers::standard();
+    let run_xdp = |src: &str| {
+        let prog = Program::load(&assemble(src).unwrap(), LoadOptions::default()).unwrap();
+        let mut i = Interpreter::new(&prog, &helpers).unwrap();
+        let pkt = udp_frame(HOST_MAC, 1, 2, b"x");
+        let mut run = XdpRun::new(&pkt, None).unwrap();
+        let args = run.args();
+        let regions = run.regions();
+        i.run(args, &regions, &mut Env::new())
+    };
+    let run_skb = |src: &str| {
+        let prog = Program::load(&assemble(src).unwrap(), LoadOptions::default()).unwrap();
+        let mut i = Interpreter::new(&prog, &helpers).unwrap();
+        let pkt = udp_frame(HOST_MAC, 1, 2, b"x");
+        let mut run = SkbRun::new(&pkt, None).unwrap();
+        let args = run.args();
+        let regions = run.regions();
+        i.run(args, &regions, &mut Env::new())
+    };
+    // The data pointer overwritten with a wild address, then the head moved.
+    let e = run_xdp("lddw %r2, 0x1000\nstxdw [%r1+0], %r2\nmov %r2, -4\ncall 44\nexit\n");
+    assert!(e.is_err(), "{e:?}");
+    // Metadata moved to a wild address through a corrupted data_meta.
+    let e = run_xdp("lddw %r2, 0x20000\nstxdw [%r1+16], %r2\nlddw %r3, 0x10000\nstxdw [%r1+32], %r3\nmov %r2, -8\ncall 44\nexit\n");
+    assert!(e.is_err(), "{e:?}");
+    // A fake xdp_buff on the stack, all zeros: refused by the helper, nothing touched.
+    let r = run_xdp("mov %r1, %r10\nadd %r1, -48\nstdw [%r1+0], 0\nstdw [%r1+8], 0\nstdw [%r1+16], 0\nstdw [%r1+24], 0\nstdw [%r1+32], 0\nstdw [%r1+40], 0\nmov %r2, -8\ncall 54\nexit\n");
+    assert_eq!(r.map(|v| v as i64), Ok(-22));
+    // Growing the tail past the frame through a corrupted hard_end.
+    let e = run_xdp("lddw %r2, -1\nstxdw [%r1+40], %r2\nmov %r2, 8000\ncall 65\nexit\n");
+    assert!(e.is_err(), "{e:?}");
+    // bpf_skb_load_bytes with a trailer pointing nowhere, and into a too small buffer.
+    let e = run_skb("lddw %r2, 0x1000\nstxdw [%r1+200], %r2\nstxdw [%r1+208], %r2\nadd %r2, 64\nstxdw [%r1+208], %r2\nmov %r2, 0\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 8\ncall 26\nexit\n");
+    assert!(e.is_err(), "{e:?}");
+    let e = run_skb("mov %r2, 0\nmov %r3, %r10\nadd %r3, -4\nmov %r4, 8\ncall 26\nexit\n");
+    assert!(e.is_err(), "{e:?}");
+    // And the honest case still works checked.
+    let r = run_skb(
+        "mov %r2, 9\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 1\ncall 26\nldxb %r0, [%r10-8]\nexit\n",
+    );
+    assert_eq!(r, Ok(17), "UDP");
+}
