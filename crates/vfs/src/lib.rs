@@ -37,6 +37,7 @@ pub mod dentry;
 pub mod errno;
 pub mod file;
 pub mod fsnotify;
+pub mod hooks;
 pub mod inode;
 pub mod memfs;
 mod mkobj;
@@ -56,6 +57,7 @@ pub use fsnotify::{
     watch_destruction, DestroyState, DestroyWatch, Event, Group, GroupOptions, GroupStats,
     ReadError,
 };
+pub use hooks::{TracePoint, VfsHooks};
 pub use inode::{Inode, InodeRef, NewInode, SymlinkBody};
 pub use mount::{Mount, PathRef};
 pub use namei::{LOOKUP_DIRECTORY, LOOKUP_FOLLOW};
@@ -101,6 +103,10 @@ pub struct Vfs {
     /// rename_lock as a sequence counter: odd while a rename or (u)mount changes the tree.
     pub(crate) rename_seq: AtomicU64,
     fs_types: RwLock<HashMap<String, FsFactory>>,
+    /// Security/tracing hooks (see `hooks.rs`), installed once.
+    security: Arc<std::sync::OnceLock<Arc<dyn hooks::VfsHooks>>>,
+    /// Whether the call sites consult `security` at all: the one branch a hook costs.
+    security_on: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Vfs {
@@ -132,6 +138,8 @@ impl Vfs {
             },
             rename_seq: AtomicU64::new(0),
             fs_types: RwLock::new(HashMap::new()),
+            security: Arc::default(),
+            security_on: Arc::default(),
         };
         // Watch marks leave an inode when it is evicted (IN_DELETE_SELF / IN_UNMOUNT, then
         // IN_IGNORED; destruction callbacks run).
@@ -163,6 +171,39 @@ impl Vfs {
     }
 
     /// Register a hook that runs for every inode evicted in this tree, on any filesystem.
+    /// Install the security/tracing hooks (once: EBUSY after). They stay off until
+    /// [`Vfs::set_hooks_enabled`]. `inode_free_security` and the `evict` trace point are
+    /// delivered from an eviction hook registered here.
+    pub fn set_hooks(&self, h: Arc<dyn hooks::VfsHooks>) -> Result<()> {
+        self.security.set(h).map_err(|_| Errno::EBUSY)?;
+        let (sec, on) = (self.security.clone(), self.security_on.clone());
+        self.register_evict_hook(Arc::new(move |inode: &Arc<Inode>| {
+            if on.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(h) = sec.get() {
+                    h.trace(hooks::TracePoint::Evict { inode }, None);
+                    h.inode_free_security(inode);
+                    h.trace(hooks::TracePoint::Evict { inode }, Some(0));
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// Switch the installed hooks on or off (off: every call site costs one load).
+    pub fn set_hooks_enabled(&self, on: bool) {
+        self.security_on
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The hooks, if installed and switched on.
+    #[inline]
+    pub fn hooks(&self) -> Option<&dyn hooks::VfsHooks> {
+        if !self.security_on.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.security.get().map(|h| &**h)
+    }
+
     pub fn register_evict_hook(&self, hook: EvictHook) {
         self.hooks
             .write()
