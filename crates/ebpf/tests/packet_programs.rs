@@ -142,7 +142,19 @@ fn safe_programs_agree_on_every_engine() {
                     );
                 }
             }
-            println!("{name:<14} {:<16} {:?}", input.label, outs[0]);
+            let summary = match &outs[0] {
+                Outcome::Err(e) => format!("errno {e}"),
+                Outcome::Ok {
+                    retval,
+                    data_out,
+                    ctx_out,
+                } => format!(
+                    "retval {retval}, data_out {} bytes{}",
+                    data_out.as_ref().map_or(0, |d| d.len()),
+                    if ctx_out.is_some() { ", ctx_out" } else { "" }
+                ),
+            };
+            println!("{name:<14} {:<16} {summary}", input.label);
             check_expected(name, &input, &outs[0]);
             cases += 1;
         }
