@@ -56,6 +56,8 @@ pub struct LoadedProg {
     pub(crate) maps: Vec<Arc<Map>>,
     pub(crate) direct: Vec<DirectValue>,
     pub type_entry: &'static ProgTypeEntry,
+    /// The section kind (fentry and fexit share a program type).
+    pub section_kind: bpfvfs_ebpf_obj::ProgramKind,
     pub verified: VerifiedInfo,
     pub(crate) checked: bool,
 }

@@ -21,6 +21,7 @@ use bpfvfs_vfs::{Dentry, Errno, File, Inode};
 use std::sync::Arc;
 
 /// One argument of a hook invocation.
+#[derive(Clone, Copy)]
 pub enum HookArg<'a> {
     Inode(&'a Arc<Inode>),
     /// An existing (positive) dentry.
@@ -35,6 +36,8 @@ pub enum HookArg<'a> {
     /// A `struct path` of a positive dentry.
     Path(&'a Arc<Dentry>),
     Iattr(Iattr),
+    /// A NUL-terminated string the program may read with bpf_probe_read_kernel_str.
+    Str(&'a [u8]),
     Scalar(u64),
 }
 
@@ -190,6 +193,7 @@ impl Runtime {
                 HookArg::File(f) => arena.file(f).map_err(full)?,
                 HookArg::Path(d) => arena.path(d).map_err(full)?,
                 HookArg::Iattr(ia) => arena.iattr(ia).map_err(full)?,
+                HookArg::Str(b) => arena.string(b),
                 HookArg::Scalar(v) => *v,
             };
         }

@@ -279,6 +279,11 @@ impl ViewArena {
         Ok(a)
     }
 
+    /// A NUL-terminated copy of `b` the program may read (bpf_probe_read_kernel_str).
+    pub fn string(&mut self, b: &[u8]) -> u64 {
+        self.name(b)
+    }
+
     fn name(&mut self, name: &[u8]) -> u64 {
         let mut b = Vec::with_capacity(name.len() + 1);
         b.extend_from_slice(name);

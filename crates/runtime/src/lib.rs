@@ -19,6 +19,7 @@
 //! Dependencies point one way: this crate uses vfs, bpf, ebpf and ebpf-obj; none of them
 //! knows it exists.
 
+pub mod attach;
 pub mod error;
 pub mod exec;
 pub mod hook_run;
@@ -69,6 +70,11 @@ impl Default for RuntimeConfig {
 /// instance is verified and run against, and its trace log.
 pub struct Runtime {
     bpf: Arc<Bpf>,
+    /// Programs attached to the VFS hooks.
+    attachments: attach::Attachments,
+    /// 1 when this runtime's hooks are installed on the VFS (a VFS takes one set of hooks).
+    hooks_installed: std::sync::atomic::AtomicUsize,
+    me: std::sync::Weak<Runtime>,
     helpers: Arc<Helpers>,
     protos: Arc<HelperProtos>,
     trace: Arc<TraceLog>,
@@ -92,13 +98,27 @@ impl Runtime {
         let mut helpers = Helpers::standard();
         let mut protos = HelperProtos::standard();
         hook_run::register(&mut helpers, &mut protos);
-        Arc::new(Runtime {
+        let rt = Arc::new_cyclic(|me| Runtime {
             bpf,
+            attachments: attach::Attachments::default(),
+            hooks_installed: std::sync::atomic::AtomicUsize::new(0),
+            me: me.clone(),
             helpers: Arc::new(helpers),
             protos: Arc::new(protos),
             trace: Arc::new(TraceLog::new(trace::DEFAULT_CAPACITY)),
             config,
-        })
+        });
+        // The VFS takes one set of hooks; a second runtime on the same tree cannot attach.
+        if rt
+            .bpf
+            .vfs()
+            .set_hooks(Arc::new(attach::BpfHooks::new(Arc::downgrade(&rt))))
+            .is_ok()
+        {
+            rt.hooks_installed
+                .store(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        rt
     }
 
     pub fn bpf(&self) -> &Arc<Bpf> {

@@ -426,6 +426,7 @@ impl Runtime {
             maps: arcs,
             direct,
             type_entry: entry,
+            section_kind: kind,
             verified,
             checked: self.config().checked,
         };
