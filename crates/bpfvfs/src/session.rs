@@ -308,6 +308,8 @@ impl BpfSession {
             "prog_load" => self.prog_load(&a),
             "prog_test_run" => self.prog_test_run(&a),
             "trace_read" => self.trace_read(&a),
+            "link_create" => self.link_create(&a),
+            "link_detach" => self.link_detach(&a),
             _ => return None,
         };
         Some(r)

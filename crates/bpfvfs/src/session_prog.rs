@@ -113,6 +113,31 @@ impl BpfSession {
         Ok(r)
     }
 
+    /// BPF_LINK_CREATE for a VFS hook: attach the program where its section says (or at
+    /// `target`); the link is a new handle.
+    pub(super) fn link_create(&mut self, a: &Args) -> Result<Value, ControlError> {
+        let rt = self.runtime(a.op)?;
+        let h = self.handle(a, "handle")?.clone();
+        let target = match a.get("target") {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(invalid(a.op, "\"target\" must be a string")),
+        };
+        let link = rt
+            .attach(&h, target.as_deref())
+            .map_err(|e| runtime_error(a.op, &e))?;
+        self.opened(link)
+    }
+
+    /// BPF_LINK_DETACH: the program leaves its hook now; the link object lives on, defunct,
+    /// while referenced.
+    pub(super) fn link_detach(&mut self, a: &Args) -> Result<Value, ControlError> {
+        let h = self.handle(a, "handle")?;
+        let l = h.obj.as_link().map_err(|e| errno(a.op, e))?;
+        l.detach();
+        Ok(json!({}))
+    }
+
     pub(super) fn trace_read(&mut self, a: &Args) -> Result<Value, ControlError> {
         let rt = self.runtime(a.op)?;
         let max = a.u32_or("max", 256)?.clamp(1, 4096) as usize;

@@ -15,7 +15,8 @@ pub fn prog_help_text() -> String {
          \x20      {b} {o} pin   PROG FILE\n\
          \x20      {b} {o} {{ load | loadall }} OBJ  PATH \\\n\
          \x20                        [type TYPE] [map {{ idx IDX | name NAME }} MAP]\\\n\
-         \x20                        [pinmaps MAP_DIR]\n\
+         \x20                        [pinmaps MAP_DIR] [autoattach]\n\
+         \x20      {b} {o} attach PROG LINK_FILE [target HOOK]\n\
          \x20      {b} {o} run PROG \\\n\
          \x20                        [data_in FILE [data_out FILE [data_size_out L]]] \\\n\
          \x20                        [ctx_in FILE [ctx_out FILE [ctx_size_out M]]] \\\n\
@@ -25,7 +26,7 @@ pub fn prog_help_text() -> String {
          \n\
          \x20      MAP := {{ id MAP_ID | pinned FILE | name MAP_NAME }}\n\
          \x20      PROG := {{ id PROG_ID | pinned FILE | tag PROG_TAG | name PROG_NAME }}\n\
-         \x20      TYPE := {{ socket | xdp | syscall }}\n\
+         \x20      TYPE := {{ socket | xdp | syscall | lsm/HOOK | fentry/FUNC | fexit/FUNC }}\n\
          \x20      FILE := a path in the bpfvfs tree (/sys/fs/bpf/...), or the same path under\n\
          \x20              the daemon's mount point\n\
          \x20      OPTIONS := {{ {{-j|--json}} [{{-p|--pretty}}] | {{-f|--bpffs}} | {{-n|--nomount}} }}\n"
@@ -37,6 +38,7 @@ pub fn link_help_text() -> String {
     format!(
         "Usage: {b} {o} {{ show | list }}   [LINK]\n\
          \x20      {b} {o} pin        LINK  FILE\n\
+         \x20      {b} {o} detach     LINK\n\
          \x20      {b} {o} help\n\
          \n\
          \x20      LINK := {{ id LINK_ID | pinned FILE }}\n\
@@ -138,7 +140,7 @@ impl Tool {
             ("pin", Some(Tool::prog_pin)),
             ("load", Some(Tool::prog_load)),
             ("loadall", Some(Tool::prog_loadall)),
-            ("attach", None),
+            ("attach", Some(Tool::prog_attach)),
             ("detach", None),
             ("tracelog", None),
             ("run", Some(Tool::prog_run)),
@@ -153,7 +155,7 @@ impl Tool {
             ("list", Some(Tool::link_show)),
             ("help", Some(|t: &mut Tool, _| Ok(t.help()))),
             ("pin", Some(Tool::link_pin)),
-            ("detach", None),
+            ("detach", Some(Tool::link_detach_cmd)),
         ];
         self.cmd_select(args, cmds)
     }
@@ -385,6 +387,10 @@ impl Tool {
     }
 
     // ---- LINK := id N | pinned FILE ----
+
+    pub(super) fn link_parse_fd_pub(&mut self, argv: &mut Argv) -> R<Result<Obj, i32>> {
+        self.link_parse_fd(argv)
+    }
 
     fn link_parse_fd(&mut self, argv: &mut Argv) -> R<Result<Obj, i32>> {
         let w = argv.arg();

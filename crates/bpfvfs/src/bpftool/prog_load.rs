@@ -13,7 +13,7 @@
 //! times (the reported duration is the average of the N runs, measured by the daemon).
 
 use super::cstr::{is_prefix, strerror, strtoul};
-use super::{Argv, Tool, R};
+use super::{Argv, Obj, Tool, R};
 use bpfvfs_bpf::uapi::ProgType;
 use bpfvfs_ebpf_obj::LoadedObject;
 use serde_json::{json, Value};
@@ -51,9 +51,13 @@ impl Tool {
         let mut prog_type: Option<String> = None;
         let mut pinmaps: Option<String> = None;
         let mut replaces: Vec<MapReplace> = Vec::new();
+        let mut autoattach = false;
         while argv.argc() > 0 {
             let w = argv.arg();
-            if is_prefix(w, "type") {
+            if is_prefix(w, "autoattach") {
+                autoattach = true;
+                argv.next();
+            } else if is_prefix(w, "type") {
                 argv.next();
                 if !self.req_args(&argv, 1) {
                     return Ok(-1);
@@ -181,7 +185,12 @@ impl Tool {
                 return Ok(-1);
             }
             let path = self.conn.tree_path(&pinfile)?;
-            if let Err(e) = self.sys("obj_pin", json!({"handle": first["handle"], "path": path}))? {
+            let what = if autoattach {
+                self.auto_attach(first)?
+            } else {
+                first["handle"].clone()
+            };
+            if let Err(e) = self.sys("obj_pin", json!({"handle": what, "path": path}))? {
                 let section = parsed
                     .programs
                     .first()
@@ -193,15 +202,15 @@ impl Tool {
                 return Ok(-1);
             }
         } else {
-            let names: Vec<(String, Value)> = progs
-                .iter()
-                .map(|p| {
-                    (
-                        p["name"].as_str().unwrap_or("").to_string(),
-                        p["handle"].clone(),
-                    )
-                })
-                .collect();
+            let mut names: Vec<(String, Value)> = Vec::new();
+            for p in &progs {
+                let what = if autoattach {
+                    self.auto_attach(p)?
+                } else {
+                    p["handle"].clone()
+                };
+                names.push((p["name"].as_str().unwrap_or("").to_string(), what));
+            }
             if self.pin_all(&pinfile, &names)?.is_err() {
                 self.p_err("failed to pin all programs");
                 return Ok(-1);
@@ -226,6 +235,90 @@ impl Tool {
             self.j_null();
         }
         Ok(0)
+    }
+
+    /// bpftool's auto_attach_program: attach where the section says and return the link's
+    /// handle (pinned instead of the program); a program that cannot be attached is pinned
+    /// itself, with bpftool's notice.
+    fn auto_attach(&mut self, prog: &Value) -> R<Value> {
+        match self.sys("link_create", json!({"handle": prog["handle"]}))? {
+            Ok(l) => Ok(l["handle"].clone()),
+            Err(_) => {
+                self.p_info(format!(
+                    "Program {} does not support autoattach, falling back to pinning",
+                    prog["name"].as_str().unwrap_or("")
+                ));
+                Ok(prog["handle"].clone())
+            }
+        }
+    }
+
+    /// `prog attach PROG LINK_FILE [target HOOK]`: attach to a VFS hook (where the section
+    /// says, or HOOK) and pin the link, which keeps the program attached.
+    pub(super) fn prog_attach(&mut self, mut argv: Argv) -> R<i32> {
+        if !self.req_args(&argv, 3) {
+            return Ok(-1);
+        }
+        let o = match self.prog_parse_fd(&mut argv)? {
+            Ok(o) => o,
+            Err(_) => return Ok(-1),
+        };
+        let link_path = argv.get().to_string();
+        let mut args = json!({"handle": o.handle});
+        if argv.argc() > 0 {
+            if !is_prefix(argv.arg(), "target") || argv.argc() != 2 {
+                self.p_err(format!("expected 'target HOOK', got: '{}'?", argv.arg()));
+                self.close(&o)?;
+                return Ok(-1);
+            }
+            argv.next();
+            args["target"] = json!(argv.get());
+        }
+        let link = match self.sys_full("link_create", args)? {
+            Ok(l) => l,
+            Err(e) => {
+                self.p_err(format!("failed to attach program: {}", e.message));
+                self.close(&o)?;
+                return Ok(-1);
+            }
+        };
+        let l = Obj {
+            handle: link["handle"].as_u64().unwrap_or(0),
+            id: link["id"].as_u64().unwrap_or(0) as u32,
+            kind: "link".into(),
+        };
+        let err = self.do_pin_fd(&l, &link_path)?;
+        self.close(&l)?;
+        self.close(&o)?;
+        if err == 0 && self.json_output {
+            self.j_null();
+        }
+        Ok(if err == 0 { 0 } else { -1 })
+    }
+
+    /// `link detach LINK`: the program leaves its hook; the link stays (defunct) while pinned.
+    pub(super) fn link_detach_cmd(&mut self, mut argv: Argv) -> R<i32> {
+        if !self.req_args(&argv, 2) {
+            return Ok(-1);
+        }
+        let o = match self.link_parse_fd_pub(&mut argv)? {
+            Ok(o) => o,
+            Err(_) => return Ok(-1),
+        };
+        let r = self.sys("link_detach", json!({"handle": o.handle}))?;
+        self.close(&o)?;
+        match r {
+            Ok(_) => {
+                if self.json_output {
+                    self.j_null();
+                }
+                Ok(0)
+            }
+            Err(e) => {
+                self.p_err(format!("failed link detach: {}", strerror(e)));
+                Ok(-e)
+            }
+        }
     }
 
     /// A request whose error reply is kept whole (message and verifier log).
