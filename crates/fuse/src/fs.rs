@@ -80,7 +80,19 @@ fn to_fuser(e: Errno) -> fuser::Errno {
     fuser::Errno::from_i32(e.0)
 }
 
+/// Record the request's caller as this worker thread's current task, for hooks and the
+/// programs they run.
+fn note_caller(req: &Request) {
+    vfs::task::set_caller(Some(vfs::task::Caller {
+        pid: req.pid(),
+        uid: req.uid(),
+        gid: req.gid(),
+    }));
+}
+
+/// The caller's credentials (and the caller noted as the current task).
 fn cred_of(req: &Request) -> Cred {
+    note_caller(req);
     cred::for_request(req.uid(), req.gid(), req.pid())
 }
 
@@ -427,7 +439,8 @@ impl Filesystem for FuseFs {
         self.shared.nodes.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        note_caller(req);
         let at = match fh.and_then(|fh| self.file(fh).ok()) {
             Some(f) => Ok(f.path().clone()),
             None => self.node(ino),
@@ -619,7 +632,7 @@ impl Filesystem for FuseFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -628,6 +641,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        note_caller(req);
         let r = (|| {
             let f = self.file(fh)?;
             let mut buf = vec![0u8; size.min(MAX_READ) as usize];
@@ -643,7 +657,7 @@ impl Filesystem for FuseFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -653,6 +667,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        note_caller(req);
         let r = self
             .file(fh)
             .and_then(|f| self.shared.vfs.write(&f, data, offset));

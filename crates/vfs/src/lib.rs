@@ -38,6 +38,7 @@ pub mod errno;
 pub mod file;
 pub mod fsnotify;
 pub mod hooks;
+pub mod task;
 pub mod inode;
 pub mod memfs;
 mod mkobj;
