@@ -315,7 +315,11 @@ impl FuseFs {
             attr.mode = None;
         }
         let vfs = &self.shared.vfs;
-        let mut st = vfs.setattr(cred, &at, &attr, via_open_file)?;
+        // With a handle, a size change is a truncation of the open file (file_truncate).
+        let mut st = match &file {
+            Some(f) => vfs.setattr_file(cred, f, &attr)?,
+            None => vfs.setattr(cred, &at, &attr, false)?,
+        };
         if let Some(m) = kill {
             let kill_attr = SetAttr {
                 mode: Some(m),
@@ -446,10 +450,11 @@ impl Filesystem for FuseFs {
             None => self.node(ino),
         };
         match at {
-            Ok(at) => {
-                let st = self.shared.vfs.getattr(&at);
-                reply.attr(&self.attr_ttl, &self.attr(&st))
-            }
+            // A stat: through the VFS's inode_getattr hook.
+            Ok(at) => match self.shared.vfs.stat_at(&at) {
+                Ok(st) => reply.attr(&self.attr_ttl, &self.attr(&st)),
+                Err(e) => reply.error(to_fuser(e)),
+            },
             Err(e) => reply.error(to_fuser(e)),
         }
     }

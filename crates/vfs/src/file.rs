@@ -1,35 +1,53 @@
 //! Open files (struct file). A file holds a counted reference to its dentry (and so to its
 //! inode): an unlinked file stays readable until the last open handle closes, and only then
 //! is the inode evicted.
+//!
+//! A file is allocated before it is opened (alloc_empty_file, then do_dentry_open): the
+//! `file_open` hook sees it before the filesystem's `open` runs. Until
+//! [`File::is_open`] (FMODE_OPENED) dropping it does nothing but release its path: no
+//! `IN_CLOSE_*`, no `FileSystem::release`, not counted in `files_open`.
 
 use crate::inode::Inode;
 use crate::mount::PathRef;
 use crate::types::oflags;
 use std::any::Any;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub struct File {
     path: PathRef,
     flags: AtomicI32,
     /// The file position, for callers that use read/write without an explicit offset.
     pub pos: Mutex<u64>,
-    private: Box<dyn Any + Send + Sync>,
+    /// The filesystem's per-open state; set once the open succeeded (FMODE_OPENED).
+    private: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl File {
-    pub(crate) fn new(path: PathRef, flags: i32, private: Box<dyn Any + Send + Sync>) -> File {
-        path.inode()
-            .sb()
-            .counters
-            .files_open
-            .fetch_add(1, Ordering::Relaxed);
+    /// A file not opened yet (see the module docs).
+    pub(crate) fn alloc(path: PathRef, flags: i32) -> File {
         File {
             path,
             flags: AtomicI32::new(flags),
             pos: Mutex::new(0),
-            private,
+            private: OnceLock::new(),
         }
+    }
+    /// The filesystem opened it: from now on it counts as open and its drop closes it.
+    pub(crate) fn set_opened(&self, private: Box<dyn Any + Send + Sync>) {
+        if self.private.set(private).is_ok() {
+            self.path
+                .inode()
+                .sb()
+                .counters
+                .files_open
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// Whether the filesystem's open ran (false only while an open is in progress, e.g.
+    /// for the `file_open` hook and the `vfs_open` entry trace).
+    pub fn is_open(&self) -> bool {
+        self.private.get().is_some()
     }
     pub fn path(&self) -> &PathRef {
         &self.path
@@ -56,12 +74,15 @@ impl File {
     }
     /// The filesystem's per-open state.
     pub fn private<T: Any>(&self) -> Option<&T> {
-        self.private.downcast_ref::<T>()
+        self.private.get()?.downcast_ref::<T>()
     }
 }
 
 impl Drop for File {
     fn drop(&mut self) {
+        if !self.is_open() {
+            return; // never opened (a failed or denied open): nothing to close
+        }
         // IN_CLOSE_* before the release and before `path` (and maybe the inode) goes.
         crate::fsnotify::file_closed(self);
         let sb = self.path.inode().sb().clone();

@@ -39,7 +39,7 @@ impl Vfs {
         if children.get(name).is_some() {
             return Err(Errno::EEXIST);
         }
-        dir.permission(cred, may::WRITE | may::EXEC)?;
+        self.inode_permission(cred, dir, may::WRITE | may::EXEC)?;
         let attrs = crate::inode::NewInode {
             mode: S_IFREG | (mode & 0o7777 & !cred.umask),
             uid: cred.uid,
@@ -50,6 +50,10 @@ impl Vfs {
             },
             rdev: 0,
         };
+        // vfs_mkobj asks security_inode_create, as any regular-file create.
+        if let Some(h) = self.hooks() {
+            h.inode_create(parent.dentry.arc(), name, attrs.mode)?;
+        }
         let sb = dir.sb().clone();
         let inode = sb.fs().mkobj(&sb, dir, name, &attrs, payload)?;
         let d = self.d_add_locked(&mut children, &parent.dentry, name, &inode);

@@ -3,11 +3,21 @@
 //!
 //! Each operation has an `_at` form taking an already-resolved parent directory and a name
 //! (the FUSE edge works that way) and a path form that resolves first.
+//!
+//! Security and tracing hooks ([`crate::hooks`]) are called here at the kernel's places
+//! (the per-operation table is in that module's docs). Each call site costs one branch on
+//! [`Vfs::hooks`] when they are off. Concurrency: LSM hooks run inside the directory locks
+//! the operation holds (lock order: directory locks, then whatever the hook takes); no hook
+//! is called with a watch-mark lock, a dentry-hash stripe lock or `Dentry::links` held, and
+//! eviction (`inode_free_security`, the `evict` trace) never runs with a directory lock held.
+//! An operation reads [`Vfs::hooks`] once for its trace point, so entry and exit always come
+//! in pairs even if the hooks are switched meanwhile.
 
 use crate::dentry::DentryRef;
 use crate::errno::{Errno, Result};
 use crate::file::File;
 use crate::fsnotify::{self, IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY};
+use crate::hooks::{TracePoint, VfsHooks};
 use crate::inode::{Inode, NewInode};
 use crate::mount::PathRef;
 use crate::namei::{LOOKUP_DIRECTORY, LOOKUP_FOLLOW};
@@ -75,6 +85,15 @@ fn check_rw_range(offset: u64, len: usize) -> Result<()> {
     }
 }
 
+/// A traced function's return value: 0 or -errno.
+#[inline]
+fn trace_ret<T>(r: &Result<T>) -> i64 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => -i64::from(e.raw()),
+    }
+}
+
 fn is_dot(name: &[u8]) -> bool {
     name == b"." || name == b".."
 }
@@ -92,27 +111,48 @@ fn check_sticky(cred: &Cred, dir: &Inode, victim: &Inode) -> Result<()> {
     Err(Errno::EPERM)
 }
 
-/// xattr_permission, reduced: the security, system and trusted namespaces are left to the
-/// filesystem; anything else needs the access asked for.
-fn xattr_permission(cred: &Cred, inode: &Inode, name: &[u8], mask: u32) -> Result<()> {
-    if name.starts_with(b"security.")
-        || name.starts_with(b"system.")
-        || name.starts_with(b"trusted.")
-    {
-        return Ok(());
-    }
-    inode.permission(cred, mask)
-}
-
-fn may_modify_dir(cred: &Cred, dir: &PathRef) -> Result<()> {
-    let inode = dir.inode();
-    if !inode.is_dir() {
-        return Err(Errno::ENOTDIR);
-    }
-    inode.permission(cred, may::WRITE | may::EXEC)
-}
-
 impl Vfs {
+    /// inode_permission: the DAC check (generic_permission), then, once it allowed, the
+    /// `inode_permission` hook with the same mask. Every permission check of an operation
+    /// goes through here; the per-component search check of the path walk does not (see
+    /// `namei.rs`).
+    #[inline]
+    pub fn inode_permission(&self, cred: &Cred, inode: &Arc<Inode>, mask: u32) -> Result<()> {
+        inode.permission(cred, mask)?;
+        if let Some(h) = self.hooks() {
+            h.inode_permission(inode, mask)?;
+        }
+        Ok(())
+    }
+
+    /// xattr_permission, reduced: the security, system and trusted namespaces are left to
+    /// the filesystem; anything else needs the access asked for.
+    fn xattr_permission(
+        &self,
+        cred: &Cred,
+        inode: &Arc<Inode>,
+        name: &[u8],
+        mask: u32,
+    ) -> Result<()> {
+        if name.starts_with(b"security.")
+            || name.starts_with(b"system.")
+            || name.starts_with(b"trusted.")
+        {
+            return Ok(());
+        }
+        self.inode_permission(cred, inode, mask)
+    }
+
+    /// Write and search permission on a directory whose entries change (may_create /
+    /// may_delete's inode_permission).
+    fn may_modify_dir(&self, cred: &Cred, dir: &PathRef) -> Result<()> {
+        let inode = dir.inode();
+        if !inode.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        self.inode_permission(cred, inode, may::WRITE | may::EXEC)
+    }
+
     fn new_inode_attrs(&self, cred: &Cred, dir: &Inode, mode: u32, rdev: u32) -> NewInode {
         let mut mode = mode;
         let ftype = mode & S_IFMT;
@@ -179,29 +219,87 @@ impl Vfs {
         if parent.dentry.is_dead() || dir.nlink() == 0 {
             return Err(Errno::ENOENT);
         }
-        may_modify_dir(cred, parent)?;
+        // vfs_mkdir is entered here, with the name looked up (filename_create) and the
+        // directory locked; its exit is traced once the lock is dropped.
+        let traced = match kind {
+            NewKind::Dir => self.hooks(),
+            _ => None,
+        };
+        let dmode = mode & 0o1777 & !cred.umask; // vfs_mkdir's mode (umask applied)
+        if let Some(h) = traced {
+            h.trace(
+                TracePoint::VfsMkdir {
+                    parent: parent.dentry.arc(),
+                    name,
+                    mode: dmode,
+                    created: None,
+                },
+                None,
+            );
+        }
+        let r = self.create_locked(cred, parent, &mut children, name, kind, mode);
+        drop(children);
+        if let Some(h) = traced {
+            h.trace(
+                TracePoint::VfsMkdir {
+                    parent: parent.dentry.arc(),
+                    name,
+                    mode: dmode,
+                    created: r.as_ref().ok().map(|p| p.dentry.arc()),
+                },
+                Some(trace_ret(&r)),
+            );
+        }
+        r
+    }
+
+    /// create_at's part under the directory lock, from may_create on (vfs_create,
+    /// vfs_mkdir, vfs_symlink, vfs_mknod): the LSM hook runs after the VFS's checks, right
+    /// before the filesystem is asked.
+    fn create_locked(
+        &self,
+        cred: &Cred,
+        parent: &PathRef,
+        children: &mut crate::dentry::Children,
+        name: &[u8],
+        kind: NewKind<'_>,
+        mode: u32,
+    ) -> Result<PathRef> {
+        let dir = parent.inode();
+        self.may_modify_dir(cred, parent)?;
         let sb = dir.sb().clone();
         let fs = sb.fs().clone();
         let inode = match kind {
-            NewKind::File => fs.create(
-                &sb,
-                dir,
-                name,
-                &self.new_inode_attrs(cred, dir, S_IFREG | (mode & 0o7777), 0),
-            )?,
-            NewKind::Dir => fs.mkdir(
-                &sb,
-                dir,
-                name,
-                &self.new_inode_attrs(cred, dir, S_IFDIR | (mode & 0o7777), 0),
-            )?,
-            NewKind::Symlink(target) => fs.symlink(
-                &sb,
-                dir,
-                name,
-                target,
-                &self.new_inode_attrs(cred, dir, S_IFLNK | 0o777, 0),
-            )?,
+            NewKind::File => {
+                let attrs = self.new_inode_attrs(cred, dir, S_IFREG | (mode & 0o7777), 0);
+                if let Some(h) = self.hooks() {
+                    h.inode_create(parent.dentry.arc(), name, attrs.mode)?;
+                }
+                fs.create(&sb, dir, name, &attrs)?
+            }
+            NewKind::Dir => {
+                if let Some(h) = self.hooks() {
+                    h.inode_mkdir(parent.dentry.arc(), name, mode & 0o1777 & !cred.umask)?;
+                }
+                fs.mkdir(
+                    &sb,
+                    dir,
+                    name,
+                    &self.new_inode_attrs(cred, dir, S_IFDIR | (mode & 0o7777), 0),
+                )?
+            }
+            NewKind::Symlink(target) => {
+                if let Some(h) = self.hooks() {
+                    h.inode_symlink(parent.dentry.arc(), name, target)?;
+                }
+                fs.symlink(
+                    &sb,
+                    dir,
+                    name,
+                    target,
+                    &self.new_inode_attrs(cred, dir, S_IFLNK | 0o777, 0),
+                )?
+            }
             NewKind::Node { rdev } => {
                 let ft = mode & S_IFMT;
                 let ft = if ft == 0 { S_IFREG } else { ft };
@@ -209,6 +307,11 @@ impl Vfs {
                     return Err(Errno::EPERM);
                 }
                 let attrs = self.new_inode_attrs(cred, dir, ft | (mode & 0o7777), rdev);
+                // mknod(S_IFREG) is vfs_create in Linux too; other types go to the same
+                // hook here (there is no inode_mknod): the mode's type bits tell them apart.
+                if let Some(h) = self.hooks() {
+                    h.inode_create(parent.dentry.arc(), name, attrs.mode)?;
+                }
                 if ft == S_IFREG {
                     fs.create(&sb, dir, name, &attrs)?
                 } else {
@@ -216,11 +319,10 @@ impl Vfs {
                 }
             }
         };
-        let d = self.d_add_locked(&mut children, &parent.dentry, name, &inode);
+        let d = self.d_add_locked(children, &parent.dentry, name, &inode);
         // Under the directory lock: one directory's events are queued in the order its
         // entries changed.
         fsnotify::notify_name(dir, IN_CREATE, inode.is_dir(), name, 0);
-        drop(children);
         Ok(PathRef {
             mnt: parent.mnt.clone(),
             dentry: d,
@@ -246,30 +348,56 @@ impl Vfs {
         if is_dot(name) {
             return Err(Errno::EISDIR);
         }
-        let removed;
-        {
-            let mut children = parent.dentry.lock_children()?;
-            // Linux's order: lookup (ENOENT), then may_delete: permission on the directory
-            // (EACCES), the sticky rule (EPERM), the type (EISDIR); then mount points (EBUSY).
-            let victim = Self::child_locked(&children, name)?;
-            let vi = victim.inode();
-            may_modify_dir(cred, parent)?;
-            check_sticky(cred, parent.inode(), vi)?;
-            if vi.is_dir() {
-                return Err(Errno::EISDIR);
-            }
-            if victim.is_mountpoint() {
-                return Err(Errno::EBUSY);
-            }
-            parent.inode().sb().fs().unlink(parent.inode(), name, vi)?;
-            fsnotify::notify_inode(vi, IN_ATTRIB); // the link count changed
-            self.unhash(&parent.dentry, name, &victim);
-            removed = children.remove(name);
-            self.notify_deleted(parent, name, &victim);
+        let mut children = parent.dentry.lock_children()?;
+        // Linux's order: lookup (ENOENT), then vfs_unlink: may_delete: permission on the
+        // directory (EACCES), the sticky rule (EPERM), the type (EISDIR); then mount points
+        // (EBUSY), then the LSM hook.
+        let victim = Self::child_locked(&children, name)?;
+        // vfs_unlink is entered once the victim is found (under the directory lock).
+        let traced = self.hooks();
+        let point = TracePoint::VfsUnlink {
+            parent: parent.dentry.arc(),
+            victim: victim.arc(),
+        };
+        if let Some(h) = traced {
+            h.trace(point, None);
         }
-        // Dropped with no directory lock held: this may evict the inode.
-        drop(removed);
-        Ok(())
+        let r = self.unlink_locked(cred, parent, &mut children, name, &victim);
+        drop(children);
+        if let Some(h) = traced {
+            h.trace(point, Some(trace_ret(&r)));
+        }
+        drop(victim);
+        // The removed entry is dropped with no directory lock held: this may evict the inode.
+        r.map(drop)
+    }
+
+    fn unlink_locked(
+        &self,
+        cred: &Cred,
+        parent: &PathRef,
+        children: &mut crate::dentry::Children,
+        name: &[u8],
+        victim: &DentryRef,
+    ) -> Result<Option<DentryRef>> {
+        let vi = victim.inode();
+        self.may_modify_dir(cred, parent)?;
+        check_sticky(cred, parent.inode(), vi)?;
+        if vi.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        if victim.is_mountpoint() {
+            return Err(Errno::EBUSY);
+        }
+        if let Some(h) = self.hooks() {
+            h.inode_unlink(parent.dentry.arc(), victim.arc())?;
+        }
+        parent.inode().sb().fs().unlink(parent.inode(), name, vi)?;
+        fsnotify::notify_inode(vi, IN_ATTRIB); // the link count changed
+        self.unhash(&parent.dentry, name, victim);
+        let removed = children.remove(name);
+        self.notify_deleted(parent, name, victim);
+        Ok(removed)
     }
 
     /// rmdir(2) of `name` in `parent`.
@@ -281,32 +409,57 @@ impl Vfs {
         if name == b".." {
             return Err(Errno::ENOTEMPTY);
         }
-        let removed;
-        {
-            let mut children = parent.dentry.lock_children()?;
-            // As in unlink_at: ENOENT, EACCES, EPERM (sticky), ENOTDIR, EBUSY, ENOTEMPTY.
-            let victim = Self::child_locked(&children, name)?;
-            let vi = victim.inode();
-            may_modify_dir(cred, parent)?;
-            check_sticky(cred, parent.inode(), vi)?;
-            if !vi.is_dir() {
-                return Err(Errno::ENOTDIR);
-            }
-            if victim.is_mountpoint() {
-                return Err(Errno::EBUSY);
-            }
-            let vchildren = victim.lock_children()?;
-            if !vchildren.is_empty() {
-                return Err(Errno::ENOTEMPTY);
-            }
-            parent.inode().sb().fs().rmdir(parent.inode(), name, vi)?;
-            drop(vchildren);
-            self.unhash(&parent.dentry, name, &victim);
-            removed = children.remove(name);
-            self.notify_deleted(parent, name, &victim);
+        let mut children = parent.dentry.lock_children()?;
+        // As in unlink_at: ENOENT, EACCES, EPERM (sticky), ENOTDIR, EBUSY, the LSM hook
+        // (with the victim locked, as vfs_rmdir), ENOTEMPTY (the filesystem's in Linux).
+        let victim = Self::child_locked(&children, name)?;
+        let traced = self.hooks();
+        let point = TracePoint::VfsRmdir {
+            parent: parent.dentry.arc(),
+            victim: victim.arc(),
+        };
+        if let Some(h) = traced {
+            h.trace(point, None);
         }
-        drop(removed);
-        Ok(())
+        let r = self.rmdir_locked(cred, parent, &mut children, name, &victim);
+        drop(children);
+        if let Some(h) = traced {
+            h.trace(point, Some(trace_ret(&r)));
+        }
+        drop(victim);
+        r.map(drop)
+    }
+
+    fn rmdir_locked(
+        &self,
+        cred: &Cred,
+        parent: &PathRef,
+        children: &mut crate::dentry::Children,
+        name: &[u8],
+        victim: &DentryRef,
+    ) -> Result<Option<DentryRef>> {
+        let vi = victim.inode();
+        self.may_modify_dir(cred, parent)?;
+        check_sticky(cred, parent.inode(), vi)?;
+        if !vi.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if victim.is_mountpoint() {
+            return Err(Errno::EBUSY);
+        }
+        let vchildren = victim.lock_children()?;
+        if let Some(h) = self.hooks() {
+            h.inode_rmdir(parent.dentry.arc(), victim.arc())?;
+        }
+        if !vchildren.is_empty() {
+            return Err(Errno::ENOTEMPTY);
+        }
+        parent.inode().sb().fs().rmdir(parent.inode(), name, vi)?;
+        drop(vchildren);
+        self.unhash(&parent.dentry, name, victim);
+        let removed = children.remove(name);
+        self.notify_deleted(parent, name, victim);
+        Ok(removed)
     }
 
     /// link(2): a new name `new_name` in `new_parent` for the inode at `old`.
@@ -335,9 +488,13 @@ impl Vfs {
         if new_parent.dentry.is_dead() || new_parent.inode().nlink() == 0 {
             return Err(Errno::ENOENT);
         }
-        may_modify_dir(cred, new_parent)?;
+        self.may_modify_dir(cred, new_parent)?;
         if inode.is_dir() {
             return Err(Errno::EPERM);
+        }
+        // vfs_link: the LSM hook before the unlinked-source check.
+        if let Some(h) = self.hooks() {
+            h.inode_link(old.dentry.arc(), new_parent.dentry.arc(), new_name)?;
         }
         if inode.nlink() == 0 {
             return Err(Errno::ENOENT);
@@ -484,114 +641,155 @@ impl Vfs {
                 }
             }
         }
-        if let Some(t) = &target {
-            if Arc::ptr_eq(t.inode(), &vi) {
-                return Ok(()); // Both names are the same file: nothing to do (POSIX).
-            }
-        }
-        // may_delete(old_dir, victim)
-        may_modify_dir(cred, old_parent)?;
-        check_sticky(cred, old_parent.inode(), &vi)?;
-        match &target {
-            // may_create(new_dir)
-            None => may_modify_dir(cred, new_parent)?,
-            // may_delete(new_dir, target)
-            Some(t) => {
-                let ti = t.inode();
-                may_modify_dir(cred, new_parent)?;
-                check_sticky(cred, new_parent.inode(), ti)?;
-                if !exchange {
-                    if vi.is_dir() && !ti.is_dir() {
-                        return Err(Errno::ENOTDIR);
-                    }
-                    if !vi.is_dir() && ti.is_dir() {
-                        return Err(Errno::EISDIR);
-                    }
-                }
-            }
-        }
-        if !same_dir && !cred.is_privileged() {
-            // A directory changing parent has its ".." rewritten: needs write on it.
-            if vi.is_dir() {
-                vi.permission(cred, may::WRITE)?;
-            }
-            if exchange {
-                if let Some(t) = &target {
-                    if t.inode().is_dir() {
-                        t.inode().permission(cred, may::WRITE)?;
-                    }
-                }
-            }
-        }
-        if victim.is_mountpoint() || target.as_ref().is_some_and(|t| t.is_mountpoint()) {
-            return Err(Errno::EBUSY);
-        }
-        if let Some(t) = &target {
-            if !exchange && t.inode().is_dir() && !t.lock_children()?.is_empty() {
-                return Err(Errno::ENOTEMPTY);
-            }
-        }
-        sb.fs().rename(
-            old_parent.inode(),
-            old_name,
-            &vi,
-            new_parent.inode(),
+        // vfs_rename is entered here: both names looked up, the lookups' errors (ENOENT,
+        // EEXIST, ENOTDIR, ancestry) decided. Its exit is traced after the locks are dropped.
+        let traced = self.hooks();
+        let point = TracePoint::VfsRename {
+            old_parent: old_parent.dentry.arc(),
+            old: victim.arc(),
+            new_parent: new_parent.dentry.arc(),
             new_name,
-            target.as_ref().map(|t| &**t.inode()),
-            flags,
-        )?;
-
-        // Update the dcache; lockless walkers see an odd sequence and retry locked.
-        self.rename_seq.fetch_add(1, Ordering::AcqRel);
+        };
+        if let Some(h) = traced {
+            h.trace(point, None);
+        }
         let mut dropped: Vec<DentryRef> = Vec::new();
-        {
-            let old_children = g_old.as_mut().unwrap();
-            self.unhash(&old_parent.dentry, old_name, &victim);
-            let v = old_children
-                .remove(old_name)
-                .expect("victim is in its parent");
-            let t = target.as_ref().map(|t| {
-                self.unhash(&new_parent.dentry, new_name, t);
-                let g = if same_dir {
-                    g_old.as_mut().unwrap()
-                } else {
-                    g_new.as_mut().unwrap()
-                };
-                g.remove(new_name).expect("target is in its parent")
-            });
-            self.set_links(&v, &new_parent.dentry, new_name);
-            {
-                let g = if same_dir {
-                    g_old.as_mut().unwrap()
-                } else {
-                    g_new.as_mut().unwrap()
-                };
-                self.rehash(&new_parent.dentry, new_name, &v);
-                g.insert(new_name, v);
-            }
-            if let Some(t) = t {
-                if exchange {
-                    self.set_links(&t, &old_parent.dentry, old_name);
-                    self.rehash(&old_parent.dentry, old_name, &t);
-                    g_old.as_mut().unwrap().insert(old_name, t);
-                } else {
-                    dropped.push(t);
+        let r = (|| -> Result<()> {
+            if let Some(t) = &target {
+                if Arc::ptr_eq(t.inode(), &vi) {
+                    return Ok(()); // Both names are the same file: nothing to do (POSIX).
                 }
             }
-        }
-        self.rename_seq.fetch_add(1, Ordering::AcqRel);
-        if fsnotify::active() {
-            // Still under the directory locks, as the dcache change itself.
-            self.notify_rename(
-                old_parent, old_name, new_parent, new_name, &vi, &target, exchange,
-            );
-        }
+
+            // may_delete(old_dir, victim)
+            self.may_modify_dir(cred, old_parent)?;
+            check_sticky(cred, old_parent.inode(), &vi)?;
+            match &target {
+                // may_create(new_dir)
+                None => self.may_modify_dir(cred, new_parent)?,
+                // may_delete(new_dir, target)
+                Some(t) => {
+                    let ti = t.inode();
+                    self.may_modify_dir(cred, new_parent)?;
+                    check_sticky(cred, new_parent.inode(), ti)?;
+                    if !exchange {
+                        if vi.is_dir() && !ti.is_dir() {
+                            return Err(Errno::ENOTDIR);
+                        }
+                        if !vi.is_dir() && ti.is_dir() {
+                            return Err(Errno::EISDIR);
+                        }
+                    }
+                }
+            }
+            if !same_dir && !cred.is_privileged() {
+                // A directory changing parent has its ".." rewritten: needs write on it.
+                if vi.is_dir() {
+                    self.inode_permission(cred, &vi, may::WRITE)?;
+                }
+                if exchange {
+                    if let Some(t) = &target {
+                        if t.inode().is_dir() {
+                            self.inode_permission(cred, t.inode(), may::WRITE)?;
+                        }
+                    }
+                }
+            }
+            // security_inode_rename: after the permission checks, before the mount point and
+            // emptiness checks (vfs_rename's order). An exchange asks twice, the target's move
+            // first, as the LSM framework does.
+            if let Some(h) = self.hooks() {
+                if let (true, Some(t)) = (exchange, &target) {
+                    h.inode_rename(
+                        new_parent.dentry.arc(),
+                        t.arc(),
+                        old_parent.dentry.arc(),
+                        old_name,
+                        Some(victim.arc()),
+                    )?;
+                }
+                h.inode_rename(
+                    old_parent.dentry.arc(),
+                    victim.arc(),
+                    new_parent.dentry.arc(),
+                    new_name,
+                    target.as_ref().map(|t| t.arc()),
+                )?;
+            }
+            if victim.is_mountpoint() || target.as_ref().is_some_and(|t| t.is_mountpoint()) {
+                return Err(Errno::EBUSY);
+            }
+            if let Some(t) = &target {
+                if !exchange && t.inode().is_dir() && !t.lock_children()?.is_empty() {
+                    return Err(Errno::ENOTEMPTY);
+                }
+            }
+            sb.fs().rename(
+                old_parent.inode(),
+                old_name,
+                &vi,
+                new_parent.inode(),
+                new_name,
+                target.as_ref().map(|t| &**t.inode()),
+                flags,
+            )?;
+
+            // Update the dcache; lockless walkers see an odd sequence and retry locked.
+            self.rename_seq.fetch_add(1, Ordering::AcqRel);
+            {
+                let old_children = g_old.as_mut().unwrap();
+                self.unhash(&old_parent.dentry, old_name, &victim);
+                let v = old_children
+                    .remove(old_name)
+                    .expect("victim is in its parent");
+                let t = target.as_ref().map(|t| {
+                    self.unhash(&new_parent.dentry, new_name, t);
+                    let g = if same_dir {
+                        g_old.as_mut().unwrap()
+                    } else {
+                        g_new.as_mut().unwrap()
+                    };
+                    g.remove(new_name).expect("target is in its parent")
+                });
+                self.set_links(&v, &new_parent.dentry, new_name);
+                {
+                    let g = if same_dir {
+                        g_old.as_mut().unwrap()
+                    } else {
+                        g_new.as_mut().unwrap()
+                    };
+                    self.rehash(&new_parent.dentry, new_name, &v);
+                    g.insert(new_name, v);
+                }
+                if let Some(t) = t {
+                    if exchange {
+                        self.set_links(&t, &old_parent.dentry, old_name);
+                        self.rehash(&old_parent.dentry, old_name, &t);
+                        g_old.as_mut().unwrap().insert(old_name, t);
+                    } else {
+                        dropped.push(t);
+                    }
+                }
+            }
+            self.rename_seq.fetch_add(1, Ordering::AcqRel);
+            if fsnotify::active() {
+                // Still under the directory locks, as the dcache change itself.
+                self.notify_rename(
+                    old_parent, old_name, new_parent, new_name, &vi, &target, exchange,
+                );
+            }
+            Ok(())
+        })();
         drop(g_new);
         drop(g_old);
         drop(_rename_guard);
+        if let Some(h) = traced {
+            h.trace(point, Some(trace_ret(&r)));
+        }
+        drop(victim);
         drop(target);
         drop(dropped);
-        Ok(())
+        r
     }
 
     /// fsnotify_move, once per moved entry (twice for an exchange): MOVED_FROM / MOVED_TO
@@ -748,7 +946,7 @@ impl Vfs {
                 return Err(Errno::EINVAL);
             }
             if !via_open_file {
-                inode.permission(cred, may::WRITE)?;
+                self.inode_permission(cred, inode, may::WRITE)?;
             }
             if size > i64::MAX as u64 {
                 // A negative loff_t to truncate(2): EINVAL (EFBIG is for sizes beyond the
@@ -763,12 +961,23 @@ impl Vfs {
             match t {
                 Some(TimeSet::At(_)) if !owner => return Err(Errno::EPERM),
                 Some(TimeSet::Now) if !owner && attr.size.is_none() => {
+                    // The DAC refusal is EACCES whatever it was; a hook's errno stands.
                     inode
                         .permission(cred, may::WRITE)
                         .map_err(|_| Errno::EACCES)?;
+                    if let Some(h) = self.hooks() {
+                        h.inode_permission(inode, may::WRITE)?;
+                    }
                 }
                 _ => {}
             }
+        }
+        // security_inode_setattr, with the attributes as they will be applied (the set-id
+        // bits a chown clears, the mtime a truncation sets), after the checks above (which
+        // Linux makes in setattr_prepare, inside ->setattr: after the hook). Also for a
+        // change of nothing (chown(f, -1, -1)), which Linux also hands to notify_change.
+        if let Some(h) = self.hooks() {
+            h.inode_setattr(at.dentry.arc(), &attr)?;
         }
         if attr.is_empty() {
             return Ok(inode.sb().fs().getattr(inode));
@@ -781,8 +990,33 @@ impl Vfs {
         Ok(inode.sb().fs().getattr(inode))
     }
 
+    /// The attributes, unchecked (no hook): for the VFS's own use and replies that carry
+    /// attributes without a stat (a FUSE lookup's entry). A stat is [`Vfs::stat_at`].
     pub fn getattr(&self, at: &PathRef) -> Stat {
         at.inode().sb().fs().getattr(at.inode())
+    }
+
+    /// setattr through an open file (ftruncate, fchmod, futimens; a FUSE SETATTR with a
+    /// handle): a size change of a regular file opened for writing is a truncation of the
+    /// open file (do_ftruncate): the `file_truncate` hook first, then [`Vfs::setattr`]
+    /// without the write permission check.
+    pub fn setattr_file(&self, cred: &Cred, file: &File, attr: &SetAttr) -> Result<Stat> {
+        let writable = file.writable();
+        if attr.size.is_some() && writable && file.inode().file_type() == FileType::Regular {
+            if let Some(h) = self.hooks() {
+                h.file_truncate(file)?;
+            }
+        }
+        self.setattr(cred, file.path(), attr, writable)
+    }
+
+    /// stat of a resolved location (vfs_getattr): the `inode_getattr` hook, then the
+    /// attributes. The FUSE edge's GETATTR.
+    pub fn stat_at(&self, at: &PathRef) -> Result<Stat> {
+        if let Some(h) = self.hooks() {
+            h.inode_getattr(at)?;
+        }
+        Ok(self.getattr(at))
     }
 
     /// Open the file at `at` (already resolved): access checks, truncation, the filesystem's
@@ -810,23 +1044,55 @@ impl Vfs {
             if acc == 3 {
                 mask |= may::READ | may::WRITE;
             }
-            inode.permission(cred, mask)?;
+            self.inode_permission(cred, inode, mask)?;
         }
-        let private = inode.sb().fs().open(inode, flags)?;
-        // The file exists from here on: IN_OPEN now (before the truncation's IN_MODIFY, as
-        // vfs_open does), and a failed truncation closes it again (IN_CLOSE_*, release).
-        let file = Arc::new(File::new(at.clone(), flags, private));
-        fsnotify::file_opened(&file);
+        // The file exists from here on: IN_OPEN was reported (before the truncation's
+        // IN_MODIFY, as vfs_open does), and a failed truncation closes it again
+        // (IN_CLOSE_*, release).
+        let file = self.vfs_open(at, flags)?;
         if flags & oflags::O_TRUNC != 0 && inode.file_type() == FileType::Regular {
             let attr = SetAttr {
                 size: Some(0),
                 mtime: Some(TimeSet::Now),
                 ..Default::default()
             };
+            // handle_truncate: security_file_truncate, then do_truncate's notify_change
+            // (security_inode_setattr).
+            if let Some(h) = self.hooks() {
+                h.file_truncate(&file)?;
+                h.inode_setattr(at.dentry.arc(), &attr)?;
+            }
             inode.sb().fs().setattr(inode, &attr)?;
             fsnotify::notify_dentry(&at.dentry, IN_MODIFY);
         }
         Ok(file)
+    }
+
+    /// vfs_open (do_dentry_open): a file is allocated unopened, the `file_open` hook sees
+    /// it, then the filesystem opens it and IN_OPEN is reported. A denied or failed open
+    /// drops the unopened file: no release, no IN_OPEN / IN_CLOSE_*. Traced as `vfs_open`.
+    fn vfs_open(&self, at: &PathRef, flags: i32) -> Result<Arc<File>> {
+        let file = Arc::new(File::alloc(at.clone(), flags));
+        let traced = self.hooks();
+        if let Some(h) = traced {
+            let point = TracePoint::VfsOpen { at, file: &file };
+            h.trace(point, None);
+            let r = h.file_open(&file).and_then(|()| self.finish_open(&file));
+            h.trace(point, Some(trace_ret(&r)));
+            r?;
+        } else {
+            self.finish_open(&file)?;
+        }
+        Ok(file)
+    }
+
+    #[inline]
+    fn finish_open(&self, file: &File) -> Result<()> {
+        let inode = file.inode();
+        let private = inode.sb().fs().open(inode, file.flags())?;
+        file.set_opened(private);
+        fsnotify::file_opened(file);
+        Ok(())
     }
 
     /// open(2) / openat(2), creating with O_CREAT.
@@ -867,11 +1133,10 @@ impl Vfs {
             match self.create_at(cred, &parent, &last, NewKind::File, mode) {
                 Ok(at) => {
                     // A file just created is opened with the mode it was asked for, whatever
-                    // its permission bits say (open(2)).
-                    let private = at.inode().sb().fs().open(at.inode(), flags)?;
-                    let file = Arc::new(File::new(at, flags, private));
-                    fsnotify::file_opened(&file);
-                    return Ok(file);
+                    // its permission bits say (open(2)): no permission check (Linux's
+                    // may_open asks inode_permission with MAY_OPEN alone; no rwx bits, so
+                    // no hook call here), and no truncation.
+                    return self.vfs_open(&at, flags);
                 }
                 Err(Errno::EEXIST) if flags & oflags::O_EXCL == 0 => {
                     match self.resolve(cred, Some(&parent), &last, follow) {
@@ -904,12 +1169,41 @@ impl Vfs {
         }
     }
 
-    /// pread: read at `offset`.
+    /// pread: read at `offset`. Traced as `vfs_read` (exit: the byte count or -errno).
     pub fn read(&self, file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
+        let Some(h) = self.hooks() else {
+            return self.read_inner(file, buf, offset, None);
+        };
+        let point = TracePoint::VfsRead {
+            file,
+            count: buf.len() as u64,
+            pos: offset,
+        };
+        h.trace(point, None);
+        let r = self.read_inner(file, buf, offset, Some(h));
+        h.trace(
+            point,
+            Some(r.map_or_else(|e| -i64::from(e.raw()), |n| n as i64)),
+        );
+        r
+    }
+
+    #[inline]
+    fn read_inner(
+        &self,
+        file: &File,
+        buf: &mut [u8],
+        offset: u64,
+        hooks: Option<&dyn VfsHooks>,
+    ) -> Result<usize> {
         if !file.readable() {
             return Err(Errno::EBADF);
         }
+        // rw_verify_area: the range, then security_file_permission.
         check_rw_range(offset, buf.len())?;
+        if let Some(h) = hooks {
+            h.file_permission(file, may::READ)?;
+        }
         if file.inode().is_dir() {
             return Err(Errno::EISDIR);
         }
@@ -921,11 +1215,40 @@ impl Vfs {
     }
 
     /// pwrite: write at `offset` (at the end with O_APPEND). Returns bytes written.
+    /// Traced as `vfs_write` (exit: the byte count or -errno).
     pub fn write(&self, file: &File, data: &[u8], offset: u64) -> Result<usize> {
+        let Some(h) = self.hooks() else {
+            return self.write_inner(file, data, offset, None);
+        };
+        let point = TracePoint::VfsWrite {
+            file,
+            count: data.len() as u64,
+            pos: offset,
+        };
+        h.trace(point, None);
+        let r = self.write_inner(file, data, offset, Some(h));
+        h.trace(
+            point,
+            Some(r.map_or_else(|e| -i64::from(e.raw()), |n| n as i64)),
+        );
+        r
+    }
+
+    #[inline]
+    fn write_inner(
+        &self,
+        file: &File,
+        data: &[u8],
+        offset: u64,
+        hooks: Option<&dyn VfsHooks>,
+    ) -> Result<usize> {
         if !file.writable() {
             return Err(Errno::EBADF);
         }
         check_rw_range(offset, data.len())?;
+        if let Some(h) = hooks {
+            h.file_permission(file, may::WRITE)?;
+        }
         let n = file.inode().sb().fs().write(file, data, offset)?;
         if n > 0 {
             fsnotify::notify_dentry(&file.path().dentry, IN_MODIFY);
@@ -938,6 +1261,10 @@ impl Vfs {
     pub fn fallocate(&self, file: &File, mode: i32, offset: u64, len: u64) -> Result<()> {
         if !file.writable() {
             return Err(Errno::EBADF);
+        }
+        // vfs_fallocate asks security_file_permission(MAY_WRITE) before the type checks.
+        if let Some(h) = self.hooks() {
+            h.file_permission(file, may::WRITE)?;
         }
         let inode = file.inode();
         if inode.is_dir() {
@@ -962,7 +1289,7 @@ impl Vfs {
         value: &[u8],
         flags: i32,
     ) -> Result<()> {
-        xattr_permission(cred, at.inode(), name, may::WRITE)?;
+        self.xattr_permission(cred, at.inode(), name, may::WRITE)?;
         at.inode()
             .sb()
             .fs()
@@ -973,7 +1300,7 @@ impl Vfs {
 
     /// removexattr(2) on a resolved location; IN_ATTRIB on success.
     pub fn removexattr_at(&self, cred: &Cred, at: &PathRef, name: &[u8]) -> Result<()> {
-        xattr_permission(cred, at.inode(), name, may::WRITE)?;
+        self.xattr_permission(cred, at.inode(), name, may::WRITE)?;
         at.inode().sb().fs().removexattr(at.inode(), name)?;
         fsnotify::notify_dentry(&at.dentry, IN_ATTRIB);
         Ok(())
@@ -1068,9 +1395,9 @@ impl Vfs {
     /// access(2) on a resolved location (real ids are the caller's business).
     pub fn access_at(&self, cred: &Cred, at: &PathRef, mask: u32) -> Result<()> {
         if mask == 0 {
-            return Ok(());
+            return Ok(()); // F_OK: Linux asks inode_permission(MAY_ACCESS) alone; no hook
         }
-        at.inode().permission(cred, mask)
+        self.inode_permission(cred, at.inode(), mask)
     }
 
     // ---- path forms ----
@@ -1186,6 +1513,11 @@ impl Vfs {
         follow: bool,
     ) -> Result<Stat> {
         let flags = if follow { LOOKUP_FOLLOW } else { 0 };
+        if self.hooks().is_some() {
+            // inode_getattr takes the path: a counted walk instead of a borrowed inode.
+            let at = self.resolve(cred, base, path, flags)?;
+            return self.stat_at(&at);
+        }
         self.with_resolved(cred, base, path, flags, |inode| {
             inode.sb().fs().getattr(inode)
         })
