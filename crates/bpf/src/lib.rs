@@ -4,6 +4,7 @@
 //! with Linux's reference and id semantics, bpffs, and [`Bpf`], the bpf(2)-equivalent API.
 //! Depends on the VFS; the VFS does not know this crate exists.
 
+pub mod bench;
 pub mod bpffs;
 pub mod map;
 pub mod maps;

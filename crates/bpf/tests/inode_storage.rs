@@ -5,8 +5,7 @@
 
 use bpfvfs_bpf::maps::inode_storage::{storage_delete, storage_get, InodeStorageMap};
 use bpfvfs_bpf::maps::local_storage::{
-    set_reentry_probe, ElemStats, BPF_LOCAL_STORAGE_GET_F_CREATE as F_CREATE,
-    STORAGE_GET_F_NOALLOC,
+    set_reentry_probe, ElemStats, BPF_LOCAL_STORAGE_GET_F_CREATE as F_CREATE, STORAGE_GET_F_NOALLOC,
 };
 use bpfvfs_bpf::maps::ENOTSUPP;
 use bpfvfs_bpf::uapi::*;
@@ -83,7 +82,10 @@ fn assert_map_drained(stats: &ElemStats, what: &str) {
     let c = stats.snapshot();
     assert_eq!(c.live, 0, "{what}: live elements {c:?}");
     assert_eq!(c.charged_storages, 0, "{what}: charged storages {c:?}");
-    assert_eq!(c.outstanding, 0, "{what}: blocks not back in the pool {c:?}");
+    assert_eq!(
+        c.outstanding, 0,
+        "{what}: blocks not back in the pool {c:?}"
+    );
     assert_eq!(c.created, c.unlinked, "{what}: {c:?}");
 }
 
@@ -132,7 +134,8 @@ fn user_api_flags_values_and_errnos() {
             bpf.inode_storage_update(&h, &f, &v8(1), BPF_EXIST),
             Err(Errno::ENOENT)
         );
-        bpf.inode_storage_update(&h, &f, &v8(7), BPF_NOEXIST).unwrap();
+        bpf.inode_storage_update(&h, &f, &v8(7), BPF_NOEXIST)
+            .unwrap();
         assert_eq!(
             bpf.inode_storage_update(&h, &f, &v8(8), BPF_NOEXIST),
             Err(Errno::EEXIST)
@@ -200,9 +203,7 @@ fn user_api_flags_values_and_errnos() {
             Err(Errno::EPERM)
         );
         // A map of another type.
-        let hash = bpf
-            .map_create(MapDef::new(MapType::Hash, 4, 8, 4))
-            .unwrap();
+        let hash = bpf.map_create(MapDef::new(MapType::Hash, 4, 8, 4)).unwrap();
         assert_eq!(bpf.inode_storage_lookup(&hash, &f), Err(Errno::EINVAL));
         // The fd-keyed map operations: every key is a bad fd; no key iteration.
         assert_eq!(bpf.map_lookup_elem(&h, &[0; 4]), Err(Errno::EBADF));
@@ -312,16 +313,15 @@ fn unlinked_open_file_keeps_storage_until_last_close() {
         let h = mkmap(&bpf, 8);
         let stats = ism(&h).stats_handle();
         vfs.write_file(&root(), b"/f", b"data").unwrap();
-        let f1 = vfs
-            .open(&root(), None, b"/f", oflags::O_RDONLY, 0)
-            .unwrap();
-        let f2 = vfs
-            .open(&root(), None, b"/f", oflags::O_RDONLY, 0)
-            .unwrap();
+        let f1 = vfs.open(&root(), None, b"/f", oflags::O_RDONLY, 0).unwrap();
+        let f2 = vfs.open(&root(), None, b"/f", oflags::O_RDONLY, 0).unwrap();
         bpf.inode_storage_update(&h, f1.inode(), &v8(42), BPF_ANY)
             .unwrap();
         vfs.unlink(&root(), None, b"/f").unwrap();
-        assert_eq!(bpf.inode_storage_lookup_path(&h, &root(), b"/f"), Err(Errno::ENOENT));
+        assert_eq!(
+            bpf.inode_storage_lookup_path(&h, &root(), b"/f"),
+            Err(Errno::ENOENT)
+        );
         assert_eq!(bpf.inode_storage_lookup(&h, f2.inode()).unwrap(), v8(42));
         drop(f1);
         assert_eq!(bpf.inode_storage_lookup(&h, f2.inode()).unwrap(), v8(42));
@@ -500,9 +500,7 @@ fn helper_get_and_delete_semantics() {
         assert_eq!(storage_delete(m, Some(&f), &g), 0);
         assert_eq!(storage_delete(m, Some(&f), &g), -(Errno::ENOENT.0 as i64));
         // Not an inode-storage map.
-        let hash = bpf
-            .map_create(MapDef::new(MapType::Hash, 4, 8, 4))
-            .unwrap();
+        let hash = bpf.map_create(MapDef::new(MapType::Hash, 4, 8, 4)).unwrap();
         assert!(storage_get(hash.map().unwrap(), Some(&f), None, F_CREATE, &g).is_none());
         assert_eq!(
             storage_delete(hash.map().unwrap(), Some(&f), &g),
@@ -560,8 +558,9 @@ fn concurrent_creators_get_one_element() {
 
 static REENTRY_CALLS: AtomicUsize = AtomicUsize::new(0);
 static REENTRY_BAD: AtomicI64 = AtomicI64::new(0);
-static REENTRY_MAP: std::sync::Mutex<Option<(Handle, Arc<Inode>, Arc<Inode>)>> =
-    std::sync::Mutex::new(None);
+/// (map, inode with an element, inode without).
+type ReentryCtx = (Handle, Arc<Inode>, Arc<Inode>);
+static REENTRY_MAP: std::sync::Mutex<Option<ReentryCtx>> = std::sync::Mutex::new(None);
 
 /// Stands in for a program firing inside storage code on the same thread.
 fn reentrant_program() {
@@ -607,7 +606,8 @@ fn reentry_returns_null_or_ebusy() {
         assert!(ism(&h).get(Some(&other), None, F_CREATE, &g).is_some());
         let h2 = mkmap(&bpf, 8);
         assert!(ism(&h2).get(Some(&other), None, F_CREATE, &g).is_some());
-        bpf.inode_storage_update(&h, &other, &v8(5), BPF_ANY).unwrap();
+        bpf.inode_storage_update(&h, &other, &v8(5), BPF_ANY)
+            .unwrap();
         assert_eq!(ism(&h).delete(Some(&other), &g), 0);
         set_reentry_probe(None);
         assert!(REENTRY_CALLS.load(Ordering::SeqCst) >= 4, "{l:?}");
@@ -625,8 +625,8 @@ fn reentry_returns_null_or_ebusy() {
                     let guard = REENTRY_MAP.lock().unwrap();
                     let (h, _, fresh) = guard.as_ref().unwrap();
                     let g = crossbeam_epoch::pin();
-                    let ok = storage_get(h.map().unwrap(), Some(fresh), None, F_CREATE, &g)
-                        .is_some();
+                    let ok =
+                        storage_get(h.map().unwrap(), Some(fresh), None, F_CREATE, &g).is_some();
                     let del = storage_delete(h.map().unwrap(), Some(fresh), &g);
                     ok && del == 0
                 })

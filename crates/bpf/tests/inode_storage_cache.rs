@@ -22,7 +22,10 @@ fn least_used_slot_like_linux() {
     let bpf = Bpf::new_with_inode_storage(Vfs::new_memfs(), StorageLayout::InodeField).unwrap();
     assert_eq!(INODE_CACHE.usage(), [0; 16]);
     let mut maps: Vec<Handle> = (0..16).map(|_| mkmap(&bpf)).collect();
-    assert_eq!(maps.iter().map(idx).collect::<Vec<_>>(), (0..16).collect::<Vec<_>>());
+    assert_eq!(
+        maps.iter().map(idx).collect::<Vec<_>>(),
+        (0..16).collect::<Vec<_>>()
+    );
     // The 17th and 18th share slots 0 and 1 with the 1st and 2nd.
     maps.push(mkmap(&bpf));
     maps.push(mkmap(&bpf));

@@ -179,7 +179,11 @@ fn creators_race_eviction_of_their_inode() {
             assert!(ism(&m).get(Some(&raw), None, F_CREATE, &g).is_none());
         }
         assert_eq!(attached_after_eviction, 0, "{l:?}");
-        assert_eq!(bpf.inode_storage_counts().unwrap().storages_live, 0, "{l:?}");
+        assert_eq!(
+            bpf.inode_storage_counts().unwrap().storages_live,
+            0,
+            "{l:?}"
+        );
         drop(m);
         assert_drained(&bpf, &[stats], l.name());
     }
@@ -222,7 +226,8 @@ fn mixed_stress() {
                         let g = crossbeam_epoch::pin();
                         match rng.below(8) {
                             0..=2 => {
-                                if let Some(p) = ism(h).get(Some(inode), Some(&[7; 8]), F_CREATE, &g)
+                                if let Some(p) =
+                                    ism(h).get(Some(inode), Some(&[7; 8]), F_CREATE, &g)
                                 {
                                     // SAFETY: value words are AtomicU64, valid under `g`.
                                     unsafe {
@@ -305,11 +310,18 @@ fn mixed_stress() {
             }
             stop.store(true, Ordering::Relaxed);
         });
-        assert!(ops.load(Ordering::Relaxed) > 100, "{l:?}: too few operations");
+        assert!(
+            ops.load(Ordering::Relaxed) > 100,
+            "{l:?}: too few operations"
+        );
         for i in 0..PATHS {
             let _ = vfs.unlink(&root(), None, format!("/s{i}").as_bytes());
         }
-        assert_eq!(bpf.inode_storage_counts().unwrap().storages_live, 0, "{l:?}");
+        assert_eq!(
+            bpf.inode_storage_counts().unwrap().storages_live,
+            0,
+            "{l:?}"
+        );
         drop(shared);
         let stats = stats.into_inner().unwrap();
         assert_drained(&bpf, &stats, l.name());

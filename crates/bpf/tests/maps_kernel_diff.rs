@@ -144,7 +144,7 @@ fn load_btf(value_size: u32) -> Result<Fd, i32> {
     types.extend([0, 3 << 24, 0, 2, 1, value_size]); // ARRAY of [2], index [1]
     let type_len = (types.len() * 4) as u32;
     let mut blob = Vec::new();
-    blob.extend(0xeB9Fu16.to_ne_bytes());
+    blob.extend(0xEB9F_u16.to_ne_bytes());
     blob.extend([1u8, 0u8]);
     for w in [24u32, 0, type_len, type_len, strs.len() as u32] {
         blob.extend(w.to_ne_bytes());
@@ -922,7 +922,10 @@ fn kernel_diff_inode_storage() {
         ("value_size 65408, max_entries 1", d(4, 65408, 1, np)),
         ("BPF_F_RDONLY_PROG", d(4, 8, 0, np | BPF_F_RDONLY_PROG)),
         ("BPF_F_RDONLY", d(4, 8, 0, np | BPF_F_RDONLY)),
-        ("BPF_F_RDONLY | BPF_F_WRONLY", d(4, 8, 0, np | BPF_F_RDONLY | BPF_F_WRONLY)),
+        (
+            "BPF_F_RDONLY | BPF_F_WRONLY",
+            d(4, 8, 0, np | BPF_F_RDONLY | BPF_F_WRONLY),
+        ),
         ("BPF_F_NUMA_NODE", d(4, 8, 0, np | BPF_F_NUMA_NODE)),
         ("BPF_F_MMAPABLE", d(4, 8, 0, np | BPF_F_MMAPABLE)),
         ("BPF_F_ZERO_SEED", d(4, 8, 0, np | BPF_F_ZERO_SEED)),

@@ -205,9 +205,7 @@ impl InodeStorageDomain {
                 Some(w) => w,
                 None => return std::ptr::null_mut(),
             },
-            StorageLayout::HashTable => {
-                return self.core.table_get(inode as *const Inode as usize)
-            }
+            StorageLayout::HashTable => return self.core.table_get(inode as *const Inode as usize),
         };
         w.load(Ordering::Acquire) as *mut Storage
     }
@@ -284,9 +282,7 @@ pub fn attach(vfs: &Vfs, layout: StorageLayout) -> Result<StorageLayout> {
             core: DomainCore::new(layout == StorageLayout::HashTable),
         })
     });
-    let d = v
-        .downcast_ref::<InodeStorageDomain>()
-        .ok_or(Errno::EBUSY)?;
+    let d = v.downcast_ref::<InodeStorageDomain>().ok_or(Errno::EBUSY)?;
     if mine {
         vfs.register_evict_hook(Arc::new(|inode: &Arc<Inode>| {
             if let Some(d) = domain_of(inode) {
@@ -368,6 +364,10 @@ impl InodeStorageMap {
     /// Bytes of one element block.
     pub fn elem_bytes(&self) -> usize {
         self.inner.smap().elem_bytes()
+    }
+    /// Bytes mapped for this map's elements (live and free).
+    pub fn pool_bytes(&self) -> u64 {
+        self.inner.smap().pool_bytes()
     }
 
     /// bpf_inode_storage_get (see the contract at the top of this file).

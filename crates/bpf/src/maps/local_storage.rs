@@ -304,8 +304,14 @@ pub(crate) struct Pool {
     chunks: AtomicPtr<ChunkHdr>,
     next_chunk: AtomicUsize,
     reserved: AtomicU64,
-    popped: AtomicU64,
-    returned: AtomicU64,
+    counts: Arc<PoolCounts>,
+}
+
+/// Blocks popped from and returned to a pool; shared so a map's counters outlive its pool.
+#[derive(Default, Debug)]
+pub struct PoolCounts {
+    pub popped: AtomicU64,
+    pub returned: AtomicU64,
 }
 
 // SAFETY: all shared state is atomic; chunk headers are written before being published with
@@ -323,8 +329,7 @@ impl Pool {
             chunks: AtomicPtr::new(ptr::null_mut()),
             next_chunk: AtomicUsize::new(first_chunk.max(PAGE)),
             reserved: AtomicU64::new(0),
-            popped: AtomicU64::new(0),
-            returned: AtomicU64::new(0),
+            counts: Arc::default(),
         }
     }
 
@@ -356,8 +361,11 @@ impl Pool {
                 .is_ok()
             {
                 let prev = self.state(h).swap(NEW, Ordering::AcqRel);
-                assert_eq!(prev, FREE, "local storage: popped a block that was not free");
-                self.popped.fetch_add(1, Ordering::Relaxed);
+                assert_eq!(
+                    prev, FREE,
+                    "local storage: popped a block that was not free"
+                );
+                self.counts.popped.fetch_add(1, Ordering::Relaxed);
                 return NonNull::new(h);
             }
         }
@@ -433,7 +441,7 @@ impl Pool {
             prev == NEW || prev == DEAD,
             "local storage: block freed twice (state {prev})"
         );
-        self.returned.fetch_add(1, Ordering::Relaxed);
+        self.counts.returned.fetch_add(1, Ordering::Relaxed);
         self.splice(b, b);
     }
 
@@ -452,7 +460,8 @@ impl Pool {
 
     /// Blocks handed out and not yet returned.
     pub(crate) fn outstanding(&self) -> i64 {
-        self.popped.load(Ordering::Relaxed) as i64 - self.returned.load(Ordering::Relaxed) as i64
+        self.counts.popped.load(Ordering::Relaxed) as i64
+            - self.counts.returned.load(Ordering::Relaxed) as i64
     }
     pub(crate) fn reserved(&self) -> u64 {
         self.reserved.load(Ordering::Relaxed)
@@ -541,9 +550,8 @@ pub struct ElemStats {
     pub unlinked: AtomicU64,
     /// Storages charged to this map now.
     pub charged_storages: AtomicI64,
-    /// Blocks popped from / returned to the pool.
-    pub pool_popped: AtomicU64,
-    pub pool_returned: AtomicU64,
+    /// The element pool's counts.
+    pub pool: Arc<PoolCounts>,
 }
 
 /// A snapshot of [`ElemStats`].
@@ -564,8 +572,8 @@ impl ElemStats {
             created: self.created.load(Ordering::Relaxed),
             unlinked: self.unlinked.load(Ordering::Relaxed),
             charged_storages: self.charged_storages.load(Ordering::Relaxed),
-            outstanding: self.pool_popped.load(Ordering::Relaxed) as i64
-                - self.pool_returned.load(Ordering::Relaxed) as i64,
+            outstanding: self.pool.popped.load(Ordering::Relaxed) as i64
+                - self.pool.returned.load(Ordering::Relaxed) as i64,
         }
     }
 }
@@ -594,6 +602,10 @@ impl Smap {
     pub fn elem_bytes(&self) -> usize {
         self.pool.block_size()
     }
+    /// Bytes mapped by this map's element pool.
+    pub fn pool_bytes(&self) -> u64 {
+        self.pool.reserved()
+    }
     /// Bytes charged to this map: its structures, every chunk its pool mapped (live and free
     /// elements alike), and the storages charged to it.
     pub fn mem_usage(&self) -> u64 {
@@ -602,14 +614,6 @@ impl Smap {
             + self.pool.reserved()
             + self.stats.charged_storages.load(Ordering::Relaxed).max(0) as u64
                 * STORAGE_BYTES as u64
-    }
-    fn sync_pool_stats(&self) {
-        self.stats
-            .pool_popped
-            .fetch_max(self.pool.popped.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.stats
-            .pool_returned
-            .fetch_max(self.pool.returned.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -686,9 +690,7 @@ impl DomainCore {
     pub fn new(with_table: bool) -> Arc<DomainCore> {
         Arc::new(DomainCore {
             pool: Pool::new(STORAGE_BYTES, STORAGE_STATE_OFF, 16 * PAGE),
-            table: with_table.then(|| {
-                papaya::HashMap::builder().hasher(FastHash).build()
-            }),
+            table: with_table.then(|| papaya::HashMap::builder().hasher(FastHash).build()),
             stats: DomainStats::default(),
         })
     }
@@ -719,7 +721,9 @@ impl DomainCore {
     #[inline]
     pub(crate) fn table_get(&self, k: usize) -> *mut Storage {
         let t = self.table.as_ref().expect("table home without a table");
-        t.pin().get(&k).map_or(ptr::null_mut(), |v| *v as *mut Storage)
+        t.pin()
+            .get(&k)
+            .map_or(ptr::null_mut(), |v| *v as *mut Storage)
     }
 
     fn alloc_storage(&self, guard: &Guard) -> Option<*mut Storage> {
@@ -796,13 +800,18 @@ impl Smap {
     pub fn new(value_size: usize, cache_alloc: &'static CacheIdxAllocator) -> Arc<Smap> {
         let words = value_size.div_ceil(8);
         let block = ELEM_HDR + words * 8;
+        let pool = Pool::new(block, ELEM_STATE_OFF, PAGE);
+        let stats = Arc::new(ElemStats {
+            pool: pool.counts.clone(),
+            ..Default::default()
+        });
         Arc::new(Smap {
             value_size,
             words,
             cache_idx: cache_alloc.get(),
-            pool: Pool::new(block, ELEM_STATE_OFF, PAGE),
+            pool,
             cache_alloc,
-            stats: Arc::default(),
+            stats,
         })
     }
 
@@ -959,9 +968,7 @@ impl Smap {
         if owner.dying() {
             return Err(LsError::NoOwnerStorage);
         }
-        let home = owner
-            .home(true, noalloc)?
-            .ok_or(LsError::NoOwnerStorage)?;
+        let home = owner.home(true, noalloc)?.ok_or(LsError::NoOwnerStorage)?;
         let e = self.alloc_elem(guard)?;
         // SAFETY: `e` is a block we own (state NEW) of this map's pool.
         unsafe {
@@ -1110,7 +1117,6 @@ impl Smap {
                 retire_storage(spare, guard);
             }
         }
-        self.sync_pool_stats();
         result
     }
 
@@ -1154,7 +1160,6 @@ impl Smap {
                     retire_storage(s, guard);
                 }
             }
-            self.sync_pool_stats();
             return Ok(());
         }
     }
@@ -1214,12 +1219,8 @@ fn unlink_locked(dom: &DomainCore, s: &Storage, e: *mut Elem) -> bool {
             link = &(*cur).next;
         }
         let idx = (*smap).cache_idx;
-        let _ = s.cache[idx].compare_exchange(
-            e,
-            ptr::null_mut(),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        let _ =
+            s.cache[idx].compare_exchange(e, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed);
         (*e).state.store(DEAD, Ordering::Release);
         (&*smap).stats.live.fetch_sub(1, Ordering::Relaxed);
         (&*smap).stats.unlinked.fetch_add(1, Ordering::Relaxed);
@@ -1232,8 +1233,14 @@ fn unlink_locked(dom: &DomainCore, s: &Storage, e: *mut Elem) -> bool {
         if charged == smap {
             // Keep the charge on a map that still has an element here.
             let to = (*head).smap.load(Ordering::Relaxed);
-            (&*smap).stats.charged_storages.fetch_sub(1, Ordering::Relaxed);
-            (&*to).stats.charged_storages.fetch_add(1, Ordering::Relaxed);
+            (&*smap)
+                .stats
+                .charged_storages
+                .fetch_sub(1, Ordering::Relaxed);
+            (&*to)
+                .stats
+                .charged_storages
+                .fetch_add(1, Ordering::Relaxed);
             s.charged_to.store(to, Ordering::Relaxed);
         }
         false
@@ -1260,7 +1267,12 @@ fn kill_locked(dom: &DomainCore, s: &Storage, charged: *mut Smap) {
         // SAFETY: the owner's word outlives every storage published in it: the owner's
         // destroy hook runs before it goes and waits for this lock (see `destroy`).
         let ok = unsafe {
-            (*w).compare_exchange(me as *mut (), ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+            (*w).compare_exchange(
+                me as *mut (),
+                ptr::null_mut(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
         };
         debug_assert!(ok.is_ok(), "local storage: home held another storage");
     } else if let Some(t) = dom.table.as_ref() {
@@ -1287,7 +1299,6 @@ unsafe fn retire_elem(e: *mut Elem, guard: &Guard) {
         // SAFETY: the count taken above keeps the map's core (and its pool) alive.
         unsafe {
             (*smap.0).pool.push_now(e.0 as *mut u8);
-            (*smap.0).sync_pool_stats();
             Arc::decrement_strong_count(smap.0);
         }
     });
@@ -1397,7 +1408,7 @@ impl Drop for LocalStorageMap {
         let mut n = 0u32;
         smap.pool.for_each_block(|b| {
             n = n.wrapping_add(1);
-            if n % 256 == 0 {
+            if n.is_multiple_of(256) {
                 guard.repin();
             }
             let e = b as *mut Elem;
@@ -1425,7 +1436,6 @@ impl Drop for LocalStorageMap {
                 }
             }
         });
-        smap.sync_pool_stats();
         // The core goes after every reader that may hold one of its elements, and after every
         // pending element return (each holds a count).
         guard.defer(move || drop(smap));
@@ -1488,6 +1498,6 @@ mod tests {
     #[test]
     fn layout_sizes() {
         assert_eq!(ELEM_HDR, 32);
-        assert!(STORAGE_BYTES <= 224, "{STORAGE_BYTES}");
+        const { assert!(STORAGE_BYTES <= 224) };
     }
 }
