@@ -957,17 +957,20 @@ impl Vfs {
                 attr.mtime.get_or_insert(TimeSet::Now);
             }
         }
+        let mut touch_checked = false;
         for t in [attr.atime, attr.mtime] {
             match t {
                 Some(TimeSet::At(_)) if !owner => return Err(Errno::EPERM),
-                Some(TimeSet::Now) if !owner && attr.size.is_none() => {
+                Some(TimeSet::Now) if !owner && attr.size.is_none() && !touch_checked => {
                     // The DAC refusal is EACCES whatever it was; a hook's errno stands.
+                    // One check for both times (may_setattr's ATTR_TOUCH).
                     inode
                         .permission(cred, may::WRITE)
                         .map_err(|_| Errno::EACCES)?;
                     if let Some(h) = self.hooks() {
                         h.inode_permission(inode, may::WRITE)?;
                     }
+                    touch_checked = true;
                 }
                 _ => {}
             }
