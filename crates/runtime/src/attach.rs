@@ -122,6 +122,10 @@ impl Attachments {
             // SAFETY: unreachable once swapped out; readers that loaded it hold guards.
             unsafe { guard.defer_destroy(prev) };
         }
+        // Hand the old list (and the program references it holds) to the collector now, so
+        // a detached program is freed one grace period later, not whenever this thread's
+        // local garbage bag happens to fill.
+        guard.flush();
     }
 
     /// Programs attached at `p`, for one dispatch.

@@ -202,11 +202,11 @@ impl Runtime {
             arena: &arena,
             maps: &lp.maps[..],
         };
-        let mut sink = |m: &[u8]| {
-            let t = bpfvfs_ebpf::TaskInfo::current();
-            self.trace().push(&t.comm, t.pid, t.cpu.unwrap_or(0), m)
-        };
+        let task = current_task();
+        let (comm, pid) = (task.comm, task.pid);
+        let mut sink = |m: &[u8]| self.trace().push(&comm, pid, 0, m);
         let mut env = Env::new().with_maps(&maps).with_trace(&mut sink);
+        env.task = task;
         env.user = Some(&mut ext);
         let mut runner = Runner::new(lp)?;
         let mut regions: Vec<Region<'_>> = arena.regions();
@@ -220,4 +220,41 @@ impl Runtime {
         regions.push(ctx_region);
         Ok(runner.run([r1, 0, 0, 0, 0], &regions, &mut env)?)
     }
+}
+
+/// The task a hook runs for: the caller the edge recorded (a FUSE request's process), with
+/// its thread-group id and name from /proc (cached per thread for the last pid seen), or
+/// the serving thread itself.
+pub fn current_task() -> bpfvfs_ebpf::TaskInfo {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(u32, u32, bpfvfs_ebpf::TaskInfo)>> = const { RefCell::new(None) };
+    }
+    let Some(c) = bpfvfs_vfs::task::caller() else {
+        return bpfvfs_ebpf::TaskInfo::current();
+    };
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((pid, uid, t)) = &*last {
+            if *pid == c.pid && *uid == c.uid && t.gid == c.gid {
+                return t.clone();
+            }
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid)).unwrap_or_default();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+        };
+        let tgid = field("Tgid:").and_then(|v| v.parse().ok()).unwrap_or(c.pid);
+        let name = field("Name:").unwrap_or_default();
+        let mut t = bpfvfs_ebpf::TaskInfo::current().with_comm(&name);
+        t.pid = c.pid;
+        t.tgid = tgid;
+        t.uid = c.uid;
+        t.gid = c.gid;
+        *last = Some((c.pid, c.uid, t.clone()));
+        t
+    })
 }
