@@ -449,4 +449,12 @@ mod tests {
         ]);
         check_bytes(&stored, &[], 16).unwrap();
     }
+
+    /// Regression (equiv fuzz target): a `bpf_loop` of 2^23 iterations stops at the budget in
+    /// both engines, with the same error (it used to run all of them, four times).
+    #[test]
+    fn bpf_loop_stops_at_the_budget_in_both_engines() {
+        let prog = Insn::slots_to_bytes(&crate::interp::tests::bpf_loop_slots(1 << 23));
+        check_bytes(&prog, &[], 16).unwrap();
+    }
 }

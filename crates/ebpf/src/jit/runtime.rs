@@ -360,6 +360,15 @@ unsafe fn jit_hook(
         (*ctx).budget = st.budget;
         (*ctx).args = args;
         (*ctx).r10 = st.stack_top - (depth * STACK_FRAME_SIZE) as u64;
+        // A callback invocation costs one unit of the budget, as in the interpreter (see
+        // `RunState::call`); `ctx.budget` is the run's current count here.
+        if depth > 0 {
+            if (*ctx).budget == 0 {
+                (*ctx).st = saved_st;
+                return Err(ExecError::Budget { pc: entry });
+            }
+            (*ctx).budget -= 1;
+        }
         let r0 = (code.entry_fn())(ctx, target);
         (*ctx).st = saved_st;
         if let Some(p) = (*ctx).panic.take() {
