@@ -2,6 +2,7 @@
 # The test command: set the machine up, run every test suite, print one closing line
 # "N passed, M failed".  Usage: scripts/test.sh
 #   BPFVFS_SKIP_FS_SUITES=1  skip pjdfstest/fsx against the FUSE mount
+#   BPFVFS_SKIP_KERNEL_PARITY=1  skip the kernel-parity step (qemu; docs/kernel-parity.md)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
@@ -27,6 +28,21 @@ if [ "${BPFVFS_SKIP_FS_SUITES:-0}" != 1 ]; then
         passed=$((passed + sp)); failed=$((failed + sf))
     fi
     [ $rc -ne 0 ] && failed=$((failed + 1))
+fi
+
+# 4. Kernel parity in a real kernel (docs/kernel-parity.md): the VFS-hook examples in Debian's
+#    6.1 kernel under qemu and in bpfvfs, step by step; scripts/qemu-oracle/ installs qemu and
+#    fetches the kernel when missing. Skipped tests (no root, no qemu, guest timeout) are not
+#    counted as passed.
+if [ "${BPFVFS_SKIP_KERNEL_PARITY:-0}" != 1 ]; then
+    cargo test -p bpfvfs --test kernel_parity_qemu -- --ignored --nocapture --test-threads 1 \
+        2>&1 | tee "$log/parity.txt"
+    rc=${PIPESTATUS[0]}
+    read -r kp kf < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$log/parity.txt")
+    ks=$(grep -c 'SKIPPED: ' "$log/parity.txt")
+    [ "$ks" -gt 0 ] && echo "kernel parity: $ks test(s) skipped, not counted"
+    passed=$((passed + kp - (ks < kp ? ks : kp))); failed=$((failed + kf))
+    [ "$rc" -ne 0 ] && [ "$kf" -eq 0 ] && failed=$((failed + 1))
 fi
 
 echo
