@@ -19,7 +19,7 @@
 
 use crate::error::RuntimeError;
 use crate::hook_run::HookArg;
-use crate::hooks::{self, HookKind};
+use crate::hooks::{self, id, HookKind, HOOKS};
 use crate::kobj::{attr, Iattr};
 use crate::Runtime;
 use bpfvfs_bpf::{Handle, Prog};
@@ -29,12 +29,12 @@ use crossbeam_epoch::{Atomic, Guard, Owned};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-/// Where a program runs.
+/// Where a program runs: a row of [`hooks::HOOKS`], and for functions entry or exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Point {
-    Lsm(&'static str),
-    Entry(&'static str),
-    Exit(&'static str),
+    Lsm(usize),
+    Entry(usize),
+    Exit(usize),
 }
 
 impl Point {
@@ -47,9 +47,16 @@ impl Point {
         }
     }
     pub fn target(self) -> &'static str {
+        HOOKS[self.row()].name
+    }
+    fn row(self) -> usize {
         match self {
-            Point::Lsm(n) | Point::Entry(n) | Point::Exit(n) => n,
+            Point::Lsm(i) | Point::Entry(i) | Point::Exit(i) => i,
         }
+    }
+    /// Slot number: two per row (entry or LSM, exit).
+    fn slot(self) -> usize {
+        self.row() * 2 + matches!(self, Point::Exit(_)) as usize
     }
 }
 
@@ -64,6 +71,9 @@ type List = Vec<Entry>;
 /// found by index, so a dispatch takes no lock.
 pub struct Attachments {
     slots: Box<[Atomic<List>]>,
+    /// Bit `slot` set while that slot has programs: the dispatch's first (and, with nothing
+    /// attached there, only) test.
+    mask: std::sync::atomic::AtomicU64,
     /// Serializes writers (attach, detach).
     write: Mutex<()>,
     next_token: AtomicU64,
@@ -73,9 +83,8 @@ pub struct Attachments {
 impl Default for Attachments {
     fn default() -> Self {
         Attachments {
-            slots: (0..hooks::HOOKS.len() * 2)
-                .map(|_| Atomic::null())
-                .collect(),
+            slots: (0..HOOKS.len() * 2).map(|_| Atomic::null()).collect(),
+            mask: std::sync::atomic::AtomicU64::new(0),
             write: Mutex::new(()),
             next_token: AtomicU64::new(1),
             attached: AtomicUsize::new(0),
@@ -98,14 +107,13 @@ impl Drop for Attachments {
 
 impl Attachments {
     fn slot(&self, p: Point) -> &Atomic<List> {
-        let i = hooks::HOOKS
-            .iter()
-            .position(|h| {
-                h.name == p.target() && (h.kind == HookKind::Lsm) == matches!(p, Point::Lsm(_))
-            })
-            .expect("points come from the hook table");
-        let exit = matches!(p, Point::Exit(_)) as usize;
-        &self.slots[i * 2 + exit]
+        &self.slots[p.slot()]
+    }
+
+    /// Anything attached at `p`? One relaxed load.
+    #[inline]
+    fn has(&self, p: Point) -> bool {
+        self.mask.load(Ordering::Relaxed) & (1 << p.slot()) != 0
     }
 
     fn modify(&self, p: Point, f: impl FnOnce(&List) -> List) {
@@ -117,6 +125,12 @@ impl Attachments {
         // SAFETY: `cur` is null or a list published by a writer, valid under `guard`.
         let old: &List = unsafe { cur.as_ref() }.unwrap_or(&empty);
         let new = f(old);
+        let bit = 1u64 << p.slot();
+        if new.is_empty() {
+            self.mask.fetch_and(!bit, Ordering::Relaxed);
+        } else {
+            self.mask.fetch_or(bit, Ordering::Relaxed);
+        }
         let prev = l.swap(Owned::new(new), Ordering::AcqRel, &guard);
         if !prev.is_null() {
             // SAFETY: unreachable once swapped out; readers that loaded it hold guards.
@@ -144,22 +158,27 @@ impl Attachments {
 /// The VFS hooks of a runtime.
 pub struct BpfHooks {
     rt: Weak<Runtime>,
+    attachments: Arc<Attachments>,
 }
 
 impl BpfHooks {
-    pub(crate) fn new(rt: Weak<Runtime>) -> BpfHooks {
-        BpfHooks { rt }
+    pub(crate) fn new(rt: Weak<Runtime>, attachments: Arc<Attachments>) -> BpfHooks {
+        BpfHooks { rt, attachments }
     }
 
     /// Run every program at an LSM point; the first non-zero return denies with it.
-    fn lsm(&self, name: &'static str, args: &[HookArg<'_>]) -> bpfvfs_vfs::Result<()> {
+    fn lsm(&self, row: usize, args: &[HookArg<'_>]) -> bpfvfs_vfs::Result<()> {
+        if !self.attachments.has(Point::Lsm(row)) {
+            return Ok(());
+        }
         let Some(rt) = self.rt.upgrade() else {
             return Ok(());
         };
         let guard = crossbeam_epoch::pin();
-        let Some(list) = rt.attachments().programs(Point::Lsm(name), &guard) else {
+        let Some(list) = rt.attachments().programs(Point::Lsm(row), &guard) else {
             return Ok(());
         };
+        let name = HOOKS[row].name;
         for e in list {
             match rt.run_with_args(&e.prog, args) {
                 Ok(r) => {
@@ -176,14 +195,18 @@ impl BpfHooks {
         Ok(())
     }
 
-    fn trace_point(&self, name: &'static str, exit: Option<i64>, args: &[HookArg<'_>]) {
+    fn trace_point(&self, row: usize, exit: Option<i64>, args: &[HookArg<'_>]) {
+        let point = match exit {
+            None => Point::Entry(row),
+            Some(_) => Point::Exit(row),
+        };
+        if !self.attachments.has(point) {
+            return;
+        }
         let Some(rt) = self.rt.upgrade() else {
             return;
         };
-        let point = match exit {
-            None => Point::Entry(name),
-            Some(_) => Point::Exit(name),
-        };
+        let name = HOOKS[row].name;
         let guard = crossbeam_epoch::pin();
         let Some(list) = rt.attachments().programs(point, &guard) else {
             return;
@@ -231,7 +254,7 @@ fn iattr_of(a: &SetAttr) -> Iattr {
 impl VfsHooks for BpfHooks {
     fn inode_create(&self, parent: &Arc<Dentry>, name: &[u8], mode: u32) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "inode_create",
+            id::INODE_CREATE,
             &[
                 HookArg::Inode(parent.inode()),
                 HookArg::NewDentry {
@@ -245,7 +268,7 @@ impl VfsHooks for BpfHooks {
     }
     fn inode_mkdir(&self, parent: &Arc<Dentry>, name: &[u8], mode: u32) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "inode_mkdir",
+            id::INODE_MKDIR,
             &[
                 HookArg::Inode(parent.inode()),
                 HookArg::NewDentry {
@@ -264,7 +287,7 @@ impl VfsHooks for BpfHooks {
         target: &[u8],
     ) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "inode_symlink",
+            id::INODE_SYMLINK,
             &[
                 HookArg::Inode(parent.inode()),
                 HookArg::NewDentry {
@@ -283,7 +306,7 @@ impl VfsHooks for BpfHooks {
         new_name: &[u8],
     ) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "inode_link",
+            id::INODE_LINK,
             &[
                 HookArg::Dentry(old),
                 HookArg::Inode(new_parent.inode()),
@@ -297,13 +320,13 @@ impl VfsHooks for BpfHooks {
     }
     fn inode_unlink(&self, parent: &Arc<Dentry>, victim: &Arc<Dentry>) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "inode_unlink",
+            id::INODE_UNLINK,
             &[HookArg::Inode(parent.inode()), HookArg::Dentry(victim)],
         )
     }
     fn inode_rmdir(&self, parent: &Arc<Dentry>, victim: &Arc<Dentry>) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "inode_rmdir",
+            id::INODE_RMDIR,
             &[HookArg::Inode(parent.inode()), HookArg::Dentry(victim)],
         )
     }
@@ -324,7 +347,7 @@ impl VfsHooks for BpfHooks {
             },
         };
         self.lsm(
-            "inode_rename",
+            id::INODE_RENAME,
             &[
                 HookArg::Inode(old_parent.inode()),
                 HookArg::Dentry(old),
@@ -335,43 +358,43 @@ impl VfsHooks for BpfHooks {
     }
     fn inode_setattr(&self, dentry: &Arc<Dentry>, a: &SetAttr) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "inode_setattr",
+            id::INODE_SETATTR,
             &[HookArg::Dentry(dentry), HookArg::Iattr(iattr_of(a))],
         )
     }
     fn inode_getattr(&self, at: &PathRef) -> bpfvfs_vfs::Result<()> {
-        self.lsm("inode_getattr", &[HookArg::Path(at.dentry.arc())])
+        self.lsm(id::INODE_GETATTR, &[HookArg::Path(at.dentry.arc())])
     }
     fn inode_permission(&self, inode: &Arc<Inode>, mask: u32) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "inode_permission",
+            id::INODE_PERMISSION,
             &[HookArg::Inode(inode), HookArg::Scalar(mask as u64)],
         )
     }
     fn file_open(&self, file: &File) -> bpfvfs_vfs::Result<()> {
-        self.lsm("file_open", &[HookArg::File(file)])
+        self.lsm(id::FILE_OPEN, &[HookArg::File(file)])
     }
     fn file_permission(&self, file: &File, mask: u32) -> bpfvfs_vfs::Result<()> {
         self.lsm(
-            "file_permission",
+            id::FILE_PERMISSION,
             &[HookArg::File(file), HookArg::Scalar(mask as u64)],
         )
     }
     fn file_truncate(&self, file: &File) -> bpfvfs_vfs::Result<()> {
-        self.lsm("file_truncate", &[HookArg::File(file)])
+        self.lsm(id::FILE_TRUNCATE, &[HookArg::File(file)])
     }
     fn inode_free_security(&self, inode: &Arc<Inode>) {
-        let _ = self.lsm("inode_free_security", &[HookArg::Inode(inode)]);
+        let _ = self.lsm(id::INODE_FREE_SECURITY, &[HookArg::Inode(inode)]);
     }
     fn trace(&self, point: TracePoint<'_>, exit: Option<i64>) {
         match point {
             TracePoint::VfsOpen { at, file } => self.trace_point(
-                "vfs_open",
+                id::VFS_OPEN,
                 exit,
                 &[HookArg::Path(at.dentry.arc()), HookArg::File(file)],
             ),
             TracePoint::VfsRead { file, count, pos } => self.trace_point(
-                "vfs_read",
+                id::VFS_READ,
                 exit,
                 &[
                     HookArg::File(file),
@@ -381,7 +404,7 @@ impl VfsHooks for BpfHooks {
                 ],
             ),
             TracePoint::VfsWrite { file, count, pos } => self.trace_point(
-                "vfs_write",
+                id::VFS_WRITE,
                 exit,
                 &[
                     HookArg::File(file),
@@ -391,7 +414,7 @@ impl VfsHooks for BpfHooks {
                 ],
             ),
             TracePoint::VfsUnlink { parent, victim } => self.trace_point(
-                "vfs_unlink",
+                id::VFS_UNLINK,
                 exit,
                 &[
                     HookArg::Scalar(0),
@@ -415,7 +438,7 @@ impl VfsHooks for BpfHooks {
                     },
                 };
                 self.trace_point(
-                    "vfs_mkdir",
+                    id::VFS_MKDIR,
                     exit,
                     &[
                         HookArg::Scalar(0),
@@ -426,7 +449,7 @@ impl VfsHooks for BpfHooks {
                 )
             }
             TracePoint::VfsRmdir { parent, victim } => self.trace_point(
-                "vfs_rmdir",
+                id::VFS_RMDIR,
                 exit,
                 &[
                     HookArg::Scalar(0),
@@ -435,10 +458,10 @@ impl VfsHooks for BpfHooks {
                 ],
             ),
             TracePoint::VfsRename { .. } => {
-                self.trace_point("vfs_rename", exit, &[HookArg::Scalar(0)])
+                self.trace_point(id::VFS_RENAME, exit, &[HookArg::Scalar(0)])
             }
             TracePoint::Evict { inode } => {
-                self.trace_point("evict", exit, &[HookArg::Inode(inode)])
+                self.trace_point(id::EVICT, exit, &[HookArg::Inode(inode)])
             }
         }
     }
@@ -474,14 +497,14 @@ impl Runtime {
                 })
             }
         };
-        let def = hooks::find(kind, name).ok_or_else(|| RuntimeError::ProgType {
+        let row = hooks::index(kind, name).ok_or_else(|| RuntimeError::ProgType {
             prog: p.info().name.clone(),
             reason: format!("no attach point {name:?}"),
         })?;
         let point = match (kind, lp.section_kind) {
-            (HookKind::Lsm, _) => Point::Lsm(def.name),
-            (_, ProgramKind::Fexit) => Point::Exit(def.name),
-            _ => Point::Entry(def.name),
+            (HookKind::Lsm, _) => Point::Lsm(row),
+            (_, ProgramKind::Fexit) => Point::Exit(row),
+            _ => Point::Entry(row),
         };
         if self.hooks_installed.load(Ordering::Relaxed) == 0 {
             return Err(RuntimeError::Os {

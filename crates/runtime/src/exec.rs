@@ -26,6 +26,7 @@ use bpfvfs_ebpf::{
 };
 use crossbeam_epoch::Guard;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 
 #[cfg(target_arch = "x86_64")]
@@ -46,8 +47,105 @@ pub(crate) struct DirectValue {
     pub writable: bool,
 }
 
+/// Prepared runners of one program, reused across runs: one slot per thread class, taken by
+/// swapping it out and put back by compare-and-swap, so no lock is taken on the run path.
+pub(crate) struct RunnerPool {
+    slots: [AtomicPtr<Runner<'static>>; POOL_SLOTS],
+}
+
+const POOL_SLOTS: usize = 16;
+
+// Pooled runners move between threads (a slot is shared by a class of threads).
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Runner<'static>>();
+};
+
+impl Default for RunnerPool {
+    fn default() -> Self {
+        RunnerPool {
+            slots: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+        }
+    }
+}
+
+impl Drop for RunnerPool {
+    fn drop(&mut self) {
+        for s in &self.slots {
+            let p = s.swap(std::ptr::null_mut(), Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: every non-null slot holds a Box::into_raw of ours, taken once.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+fn pool_slot() -> usize {
+    use std::cell::Cell;
+    thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    SLOT.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % POOL_SLOTS);
+        }
+        s.get()
+    })
+}
+
+/// A runner borrowed from its program's pool; returned on drop.
+pub struct PooledRunner<'p> {
+    runner: Option<Box<Runner<'static>>>,
+    pool: &'p RunnerPool,
+    _lp: std::marker::PhantomData<&'p LoadedProg>,
+}
+
+impl<'p> std::ops::Deref for PooledRunner<'p> {
+    type Target = Runner<'p>;
+    fn deref(&self) -> &Runner<'p> {
+        self.runner.as_deref().expect("present until drop")
+    }
+}
+
+impl<'p> std::ops::DerefMut for PooledRunner<'p> {
+    fn deref_mut(&mut self) -> &mut Runner<'p> {
+        // SAFETY: shortening 'static to 'p; the runner borrows the LoadedProg, which outlives
+        // 'p.
+        unsafe {
+            std::mem::transmute::<&mut Runner<'static>, &mut Runner<'p>>(
+                self.runner.as_deref_mut().expect("present until drop"),
+            )
+        }
+    }
+}
+
+impl Drop for PooledRunner<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = self.runner.take() {
+            let p = Box::into_raw(r);
+            let slot = &self.pool.slots[pool_slot()];
+            if slot
+                .compare_exchange(
+                    std::ptr::null_mut(),
+                    p,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                // SAFETY: `p` came from Box::into_raw just above and was not published.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
 /// What a [`bpfvfs_bpf::Prog`] carries as its executable (`Prog::exec::<LoadedProg>()`).
 pub struct LoadedProg {
+    /// Declared first so it is dropped first: pooled runners borrow the fields below.
+    pub(crate) pool: RunnerPool,
     pub(crate) program: Program,
     pub(crate) helpers: Arc<Helpers>,
     #[cfg(target_arch = "x86_64")]
@@ -59,10 +157,36 @@ pub struct LoadedProg {
     /// The section kind (fentry and fexit share a program type).
     pub section_kind: bpfvfs_ebpf_obj::ProgramKind,
     pub verified: VerifiedInfo,
+    /// What of the kernel-object views this program can read.
+    pub(crate) view_needs: crate::kobj::Needs,
     pub(crate) checked: bool,
 }
 
 impl LoadedProg {
+    /// A runner for this program: a pooled one (no allocation, no JIT fingerprinting), or a
+    /// new one the first time on this thread class.
+    pub fn runner(&self) -> Result<PooledRunner<'_>, crate::RuntimeError> {
+        let slot = &self.pool.slots[pool_slot()];
+        let p = slot.swap(std::ptr::null_mut(), Ordering::Acquire);
+        let runner = if p.is_null() {
+            let r = Runner::new(self)?;
+            // SAFETY: lengthening the borrow of `self` to 'static for storage in self.pool.
+            // The runner is only ever used through PooledRunner<'_> (re-shortened to a borrow
+            // of self) and is dropped with the pool, which is declared first in LoadedProg
+            // and so dropped before the program and helpers it borrows; LoadedProg itself
+            // never moves (it lives boxed in its Prog). Runners hold no thread-bound state.
+            Box::new(unsafe { std::mem::transmute::<Runner<'_>, Runner<'static>>(r) })
+        } else {
+            // SAFETY: non-null slots hold a Box::into_raw of ours; the swap took ownership.
+            unsafe { Box::from_raw(p) }
+        };
+        Ok(PooledRunner {
+            runner: Some(runner),
+            pool: &self.pool,
+            _lp: std::marker::PhantomData,
+        })
+    }
+
     pub fn maps(&self) -> &[Arc<Map>] {
         &self.maps
     }

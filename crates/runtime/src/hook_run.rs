@@ -9,7 +9,7 @@
 //! for the run only.
 
 use crate::error::RuntimeError;
-use crate::exec::{LoadedProg, RunMaps, Runner};
+use crate::exec::{LoadedProg, RunMaps};
 use crate::kobj::{Iattr, ViewArena};
 use crate::Runtime;
 use bpfvfs_bpf::maps::inode_storage;
@@ -170,7 +170,29 @@ impl Runtime {
                 format!("program {} has no executable form here", prog.info().name),
             )
         })?;
-        let mut arena = ViewArena::new();
+        // One arena per thread, reused (a nested run on the same thread gets its own).
+        thread_local! {
+            static ARENA: std::cell::RefCell<ViewArena> = std::cell::RefCell::new(ViewArena::new());
+        }
+        ARENA.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut arena) => {
+                arena.reset(lp.view_needs);
+                self.run_in(lp, &mut arena, args)
+            }
+            Err(_) => {
+                let mut a = ViewArena::new();
+                a.reset(lp.view_needs);
+                self.run_in(lp, &mut a, args)
+            }
+        })
+    }
+
+    fn run_in(
+        &self,
+        lp: &LoadedProg,
+        arena: &mut ViewArena,
+        args: &[HookArg<'_>],
+    ) -> Result<u64, RuntimeError> {
         let mut ctx = [0u64; 12];
         if args.len() > ctx.len() {
             return Err(RuntimeError::test_run(
@@ -197,18 +219,25 @@ impl Runtime {
                 HookArg::Scalar(v) => *v,
             };
         }
+        let arena: &ViewArena = arena;
         let maps = RunMaps::new(lp);
         let mut ext = RunExt {
-            arena: &arena,
+            arena,
             maps: &lp.maps[..],
         };
         let task = current_task();
         let (comm, pid) = (task.comm, task.pid);
         let mut sink = |m: &[u8]| self.trace().push(&comm, pid, 0, m);
-        let mut env = Env::new().with_maps(&maps).with_trace(&mut sink);
-        env.task = task;
-        env.user = Some(&mut ext);
-        let mut runner = Runner::new(lp)?;
+        // Built field by field: Env::new asks the kernel for the task and the time.
+        let mut env = Env {
+            maps: Some(&maps),
+            trace: Some(&mut sink),
+            task,
+            clock: bpfvfs_ebpf::helpers::real_clock,
+            prandom: next_seed(),
+            user: Some(&mut ext),
+        };
+        let mut runner = lp.runner()?;
         let mut regions: Vec<Region<'_>> = arena.regions();
         let n = args.len().max(1);
         let ctx_bytes = {
@@ -222,6 +251,22 @@ impl Runtime {
     }
 }
 
+/// A fresh non-zero PRNG state per run (bpf_get_prandom_u32), from a per-thread sequence.
+fn next_seed() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            bpfvfs_ebpf::helpers::real_clock(bpfvfs_ebpf::helpers::Clock::Monotonic)
+                ^ (&STATE as *const _ as u64).rotate_left(17),
+        );
+    }
+    STATE.with(|s| {
+        let x = s.get().wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(1);
+        s.set(x);
+        x | 1
+    })
+}
+
 /// The task a hook runs for: the caller the edge recorded (a FUSE request's process), with
 /// its thread-group id and name from /proc (cached per thread for the last pid seen), or
 /// the serving thread itself.
@@ -230,8 +275,11 @@ pub fn current_task() -> bpfvfs_ebpf::TaskInfo {
     thread_local! {
         static LAST: RefCell<Option<(u32, u32, bpfvfs_ebpf::TaskInfo)>> = const { RefCell::new(None) };
     }
+    thread_local! {
+        static SELF: bpfvfs_ebpf::TaskInfo = bpfvfs_ebpf::TaskInfo::current();
+    }
     let Some(c) = bpfvfs_vfs::task::caller() else {
-        return bpfvfs_ebpf::TaskInfo::current();
+        return SELF.with(|t| t.clone());
     };
     LAST.with(|last| {
         let mut last = last.borrow_mut();

@@ -168,9 +168,79 @@ pub static HOOKS: &[HookDef] = &[
     },
 ];
 
+/// Indexes into [`HOOKS`], for dispatch without a name search (a test checks them).
+pub mod id {
+    pub const INODE_CREATE: usize = 0;
+    pub const INODE_MKDIR: usize = 1;
+    pub const INODE_RMDIR: usize = 2;
+    pub const INODE_UNLINK: usize = 3;
+    pub const INODE_LINK: usize = 4;
+    pub const INODE_SYMLINK: usize = 5;
+    pub const INODE_RENAME: usize = 6;
+    pub const INODE_SETATTR: usize = 7;
+    pub const INODE_GETATTR: usize = 8;
+    pub const INODE_PERMISSION: usize = 9;
+    pub const FILE_OPEN: usize = 10;
+    pub const FILE_PERMISSION: usize = 11;
+    pub const FILE_TRUNCATE: usize = 12;
+    pub const INODE_FREE_SECURITY: usize = 13;
+    pub const VFS_OPEN: usize = 14;
+    pub const VFS_READ: usize = 15;
+    pub const VFS_WRITE: usize = 16;
+    pub const VFS_UNLINK: usize = 17;
+    pub const VFS_MKDIR: usize = 18;
+    pub const VFS_RMDIR: usize = 19;
+    pub const VFS_RENAME: usize = 20;
+    pub const EVICT: usize = 21;
+}
+
 /// The attach point `name` of `kind`.
 pub fn find(kind: HookKind, name: &str) -> Option<&'static HookDef> {
-    HOOKS.iter().find(|h| h.kind == kind && h.name == name)
+    index(kind, name).map(|i| &HOOKS[i])
+}
+
+/// The index in [`HOOKS`] of the attach point `name` of `kind`.
+pub fn index(kind: HookKind, name: &str) -> Option<usize> {
+    HOOKS.iter().position(|h| h.kind == kind && h.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_name_their_rows() {
+        let names = [
+            (id::INODE_CREATE, "inode_create"),
+            (id::INODE_MKDIR, "inode_mkdir"),
+            (id::INODE_RMDIR, "inode_rmdir"),
+            (id::INODE_UNLINK, "inode_unlink"),
+            (id::INODE_LINK, "inode_link"),
+            (id::INODE_SYMLINK, "inode_symlink"),
+            (id::INODE_RENAME, "inode_rename"),
+            (id::INODE_SETATTR, "inode_setattr"),
+            (id::INODE_GETATTR, "inode_getattr"),
+            (id::INODE_PERMISSION, "inode_permission"),
+            (id::FILE_OPEN, "file_open"),
+            (id::FILE_PERMISSION, "file_permission"),
+            (id::FILE_TRUNCATE, "file_truncate"),
+            (id::INODE_FREE_SECURITY, "inode_free_security"),
+            (id::VFS_OPEN, "vfs_open"),
+            (id::VFS_READ, "vfs_read"),
+            (id::VFS_WRITE, "vfs_write"),
+            (id::VFS_UNLINK, "vfs_unlink"),
+            (id::VFS_MKDIR, "vfs_mkdir"),
+            (id::VFS_RMDIR, "vfs_rmdir"),
+            (id::VFS_RENAME, "vfs_rename"),
+            (id::EVICT, "evict"),
+        ];
+        assert_eq!(names.len(), HOOKS.len());
+        for (i, n) in names {
+            assert_eq!(HOOKS[i].name, n);
+        }
+        // Two slots (entry, exit) per row must fit the dispatch bitmask.
+        assert!(HOOKS.len() * 2 <= 64);
+    }
 }
 
 fn arg_names(args: &[ArgType]) -> Vec<Option<&'static str>> {
@@ -181,7 +251,10 @@ fn arg_names(args: &[ArgType]) -> Vec<Option<&'static str>> {
 pub fn lsm_spec(attach: Option<&str>) -> Result<ProgTypeSpec, String> {
     let name = attach.ok_or("an lsm program needs a hook name (SEC(\"lsm/inode_unlink\"))")?;
     let h = find(HookKind::Lsm, name).ok_or_else(|| format!("unknown LSM hook {name:?}"))?;
-    Ok(ProgTypeSpec::lsm(&arg_names(h.args), kobj::struct_specs()))
+    let mut spec = ProgTypeSpec::lsm(&arg_names(h.args), kobj::struct_specs());
+    // bpf_probe_read_kernel_str, for names (tracing helpers Linux gives LSM programs).
+    spec.helpers.add(&[115]);
+    Ok(spec)
 }
 
 /// The verifier's description of an `fentry/NAME` program.
@@ -206,6 +279,6 @@ fn func_spec(attach: Option<&str>, exit: bool) -> Result<ProgTypeSpec, String> {
     }
     let mut spec = ProgTypeSpec::tracing(&args, kobj::struct_specs());
     // bpfvfs lets tracing programs use inode storage (the Nov 2024 series' proposal).
-    spec.helpers.add(&[145, 146]);
+    spec.helpers.add(&[145, 146, 115]);
     Ok(spec)
 }

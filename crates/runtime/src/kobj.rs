@@ -27,6 +27,8 @@ use std::sync::Arc;
 pub const VIEW_WORDS: usize = 8;
 /// Views per run (d_parent chains are cut at this depth: the last view's parent is itself).
 pub const MAX_VIEWS: usize = 48;
+/// Bytes of names and strings a run keeps inline (more spill to the heap).
+pub const NAME_BUF: usize = 4096;
 /// Longest d_parent chain built.
 pub const MAX_PARENT_DEPTH: usize = 16;
 
@@ -106,8 +108,9 @@ pub fn struct_specs() -> Vec<StructSpec> {
             fields: vec![
                 s("d_flags", D_FLAGS as u32, 4),
                 p("d_parent", D_PARENT as u32, "dentry", false),
-                // hash and len, or both as hash_len.
-                s("d_name", D_NAME_HASH as u32, 8),
+                // hash and len (the kernel refuses an 8-byte hash_len read through BTF too).
+                s("d_name.hash", D_NAME_HASH as u32, 4),
+                s("d_name.len", D_NAME_LEN as u32, 4),
                 // An address for bpf_probe_read_kernel_str, not a pointer the verifier tracks.
                 s("d_name.name", D_NAME_NAME as u32, 8),
                 p("d_inode", D_INODE as u32, "inode", true),
@@ -174,14 +177,53 @@ pub mod attr {
     pub const CTIME: u32 = 1 << 6;
 }
 
+/// Which parts of the views a program can reach (from the verifier's list of the struct
+/// fields it reads): what no program load can observe is not built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// `dentry->d_parent` is read: build the parent chain.
+    pub parent: bool,
+    /// `dentry->d_name.*` is read: copy names.
+    pub names: bool,
+    /// `file->f_path.dentry` or `path->dentry` is read.
+    pub file_dentry: bool,
+    /// `inode->i_sb` or `dentry->d_sb` is read.
+    pub sb: bool,
+}
+
+impl Needs {
+    pub const ALL: Needs = Needs {
+        parent: true,
+        names: true,
+        file_dentry: true,
+        sb: true,
+    };
+
+    /// From the verifier's (struct, field) read list.
+    pub fn from_reads(reads: &[(String, String)]) -> Needs {
+        let has = |st: &str, f: &str| reads.iter().any(|(a, b)| a == st && b.starts_with(f));
+        Needs {
+            parent: has("dentry", "d_parent"),
+            names: has("dentry", "d_name"),
+            file_dentry: has("file", "f_path.dentry") || has("path", "dentry"),
+            sb: has("inode", "i_sb") || has("dentry", "d_sb"),
+        }
+    }
+}
+
 /// One run's views: a fixed block of words (so addresses never move while the run holds
 /// them), the names `d_name.name` points to, and the table from view address to the object.
 pub struct ViewArena {
     words: Box<[u64; MAX_VIEWS * VIEW_WORDS]>,
     used: usize,
+    /// Names and strings, bump-allocated (NUL-terminated); `names_used` bytes are in use.
+    name_buf: Box<[u8; NAME_BUF]>,
+    names_used: usize,
+    /// Strings that did not fit in `name_buf`.
     names: Vec<Box<[u8]>>,
     inodes: Vec<(u64, Arc<Inode>)>,
     sbs: Vec<(u64, *const SuperBlock)>,
+    needs: Needs,
     dentries: Vec<(u64, *const Dentry)>,
 }
 
@@ -201,16 +243,27 @@ impl ViewArena {
         ViewArena {
             words: Box::new([0; MAX_VIEWS * VIEW_WORDS]),
             used: 0,
+            name_buf: Box::new([0; NAME_BUF]),
+            names_used: 0,
             names: Vec::new(),
             inodes: Vec::new(),
             sbs: Vec::new(),
+            needs: Needs::ALL,
             dentries: Vec::new(),
         }
+    }
+
+    /// Forget every view (the memory is reused by the next run), and build only what
+    /// `needs` says from now on.
+    pub fn reset(&mut self, needs: Needs) {
+        self.clear();
+        self.needs = needs;
     }
 
     /// Forget every view (the memory is reused by the next run).
     pub fn clear(&mut self) {
         self.used = 0;
+        self.names_used = 0;
         self.names.clear();
         self.inodes.clear();
         self.sbs.clear();
@@ -265,7 +318,11 @@ impl ViewArena {
         if let Some((a, _)) = self.inodes.iter().find(|(_, i)| Arc::ptr_eq(i, inode)) {
             return Ok(*a);
         }
-        let sb = self.super_block(inode.sb())?;
+        let sb = if self.needs.sb {
+            self.super_block(inode.sb())?
+        } else {
+            0
+        };
         let w = self.alloc(VIEW_WORDS)?;
         self.put(w, off::I_MODE, &(inode.mode() as u16).to_ne_bytes());
         self.put(w, off::I_UID, &inode.uid().to_ne_bytes());
@@ -285,7 +342,15 @@ impl ViewArena {
     }
 
     fn name(&mut self, name: &[u8]) -> u64 {
-        let mut b = Vec::with_capacity(name.len() + 1);
+        let need = name.len() + 1;
+        if self.names_used + need <= NAME_BUF {
+            let at = self.names_used;
+            self.name_buf[at..at + name.len()].copy_from_slice(name);
+            self.name_buf[at + name.len()] = 0;
+            self.names_used += need;
+            return (self.name_buf.as_ptr() as usize + at) as u64;
+        }
+        let mut b = Vec::with_capacity(need);
         b.extend_from_slice(name);
         b.push(0);
         let b = b.into_boxed_slice();
@@ -339,19 +404,38 @@ impl ViewArena {
         let w = self.alloc(VIEW_WORDS)?;
         let me = self.addr_of(w);
         self.dentries.push((me, key));
-        let parent = match d.parent() {
-            Some(p) if depth < MAX_PARENT_DEPTH && !Arc::ptr_eq(&p, d) => {
-                self.dentry_chain(&p, depth + 1)?
-            }
-            _ => me,
+        // Name and parent in one read; the name is copied straight into the arena.
+        let (parent, name_at, len, hash) = if self.needs.parent || self.needs.names {
+            let (want_parent, want_name) = (self.needs.parent, self.needs.names);
+            d.with_parent_and_name(|p, name| {
+                let p = match p {
+                    Some(p) if want_parent && depth < MAX_PARENT_DEPTH && !Arc::ptr_eq(p, d) => {
+                        Some(p.clone())
+                    }
+                    _ => None,
+                };
+                if want_name {
+                    (p, self.name(name), name.len(), name_hash(name))
+                } else {
+                    (p, 0, 0, 0)
+                }
+            })
+        } else {
+            (None, 0, 0, 0)
+        };
+        let parent = match parent {
+            Some(p) => self.dentry_chain(&p, depth + 1)?,
+            None => me,
         };
         let inode = self.inode(d.inode())?;
-        let sb = self.super_block(d.inode().sb())?;
-        let name = d.name();
-        let name_at = self.name(&name);
+        let sb = if self.needs.sb {
+            self.super_block(d.inode().sb())?
+        } else {
+            0
+        };
         self.put(w, off::D_PARENT, &parent.to_ne_bytes());
-        self.put(w, off::D_NAME_HASH, &name_hash(&name).to_ne_bytes());
-        self.put(w, off::D_NAME_LEN, &(name.len() as u32).to_ne_bytes());
+        self.put(w, off::D_NAME_HASH, &hash.to_ne_bytes());
+        self.put(w, off::D_NAME_LEN, &(len as u32).to_ne_bytes());
         self.put(w, off::D_NAME_NAME, &name_at.to_ne_bytes());
         self.put(w, off::D_INODE, &inode.to_ne_bytes());
         self.put(w, off::D_SB, &sb.to_ne_bytes());
@@ -360,7 +444,11 @@ impl ViewArena {
 
     /// The view of an open file.
     pub fn file(&mut self, f: &File) -> Result<u64, ArenaFull> {
-        let dentry = self.dentry(&f.path().dentry.arc().clone())?;
+        let dentry = if self.needs.file_dentry {
+            self.dentry(f.path().dentry.arc())?
+        } else {
+            0
+        };
         let inode = self.inode(f.inode())?;
         let w = self.alloc(VIEW_WORDS)?;
         self.put(w, off::F_PATH_DENTRY, &dentry.to_ne_bytes());
@@ -379,7 +467,11 @@ impl ViewArena {
 
     /// A `struct path` for a positive dentry.
     pub fn path(&mut self, d: &Arc<Dentry>) -> Result<u64, ArenaFull> {
-        let dentry = self.dentry(d)?;
+        let dentry = if self.needs.file_dentry {
+            self.dentry(d)?
+        } else {
+            0
+        };
         let w = self.alloc(2)?;
         self.put(w, off::PATH_DENTRY, &dentry.to_ne_bytes());
         Ok(self.addr_of(w))
@@ -403,7 +495,13 @@ impl ViewArena {
 
     /// The views and names as read-only regions for one run.
     pub fn regions(&self) -> Vec<Region<'_>> {
-        let mut v = Vec::with_capacity(1 + self.names.len());
+        let mut v = Vec::with_capacity(3 + self.names.len());
+        if self.names_used > 0 {
+            v.push(Region::readonly(
+                RegionKind::Other,
+                &self.name_buf[..self.names_used],
+            ));
+        }
         if self.used > 0 {
             let bytes = &self.words[..self.used];
             // SAFETY: the words live in self, borrowed for the regions' lifetime.

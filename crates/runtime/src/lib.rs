@@ -70,8 +70,8 @@ impl Default for RuntimeConfig {
 /// instance is verified and run against, and its trace log.
 pub struct Runtime {
     bpf: Arc<Bpf>,
-    /// Programs attached to the VFS hooks.
-    attachments: attach::Attachments,
+    /// Programs attached to the VFS hooks (shared with the hooks object the VFS calls).
+    attachments: Arc<attach::Attachments>,
     /// 1 when this runtime's hooks are installed on the VFS (a VFS takes one set of hooks).
     hooks_installed: std::sync::atomic::AtomicUsize,
     me: std::sync::Weak<Runtime>,
@@ -100,7 +100,7 @@ impl Runtime {
         hook_run::register(&mut helpers, &mut protos);
         let rt = Arc::new_cyclic(|me| Runtime {
             bpf,
-            attachments: attach::Attachments::default(),
+            attachments: Arc::default(),
             hooks_installed: std::sync::atomic::AtomicUsize::new(0),
             me: me.clone(),
             helpers: Arc::new(helpers),
@@ -112,7 +112,10 @@ impl Runtime {
         if rt
             .bpf
             .vfs()
-            .set_hooks(Arc::new(attach::BpfHooks::new(Arc::downgrade(&rt))))
+            .set_hooks(Arc::new(attach::BpfHooks::new(
+                Arc::downgrade(&rt),
+                rt.attachments.clone(),
+            )))
             .is_ok()
         {
             rt.hooks_installed

@@ -419,6 +419,7 @@ impl Runtime {
             attach_to: spec.attach_target.clone().unwrap_or_default(),
         };
         let lp = LoadedProg {
+            pool: Default::default(),
             program,
             helpers: self.helpers().clone(),
             #[cfg(target_arch = "x86_64")]
@@ -427,6 +428,7 @@ impl Runtime {
             direct,
             type_entry: entry,
             section_kind: kind,
+            view_needs: crate::kobj::Needs::from_reads(&verified.struct_reads),
             verified,
             checked: self.config().checked,
         };

@@ -153,3 +153,59 @@ char LICENSE[] SEC("license") = "GPL";
         "{e}"
     );
 }
+
+#[test]
+fn programs_read_names_and_walk_parents() {
+    let dir = std::env::temp_dir().join(format!("bpfvfs-rt-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("names.bpf.c");
+    std::fs::write(
+        &src,
+        r#"#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+/* Deny unlinking anything directly under a directory named "locked". */
+SEC("lsm/inode_unlink") int BPF_PROG(deny_in_locked, struct inode *dir, struct dentry *victim)
+{
+	char name[8] = {};
+	struct dentry *parent = victim->d_parent;
+	if (parent->d_name.len != 6)
+		return 0;
+	bpf_probe_read_kernel_str(name, sizeof(name), parent->d_name.name);
+	if (name[0] == 'l' && name[1] == 'o' && name[5] == 'd')
+		return -1;
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"#,
+    )
+    .unwrap();
+    let Some(obj) = common::compile(&src) else {
+        return;
+    };
+    for cfg in common::configs() {
+        let (vfs, _bpf, rt) = common::instance(cfg);
+        let o = rt
+            .load_object(&obj, &LoadOpts::new("names"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", e.verifier_log().unwrap_or("")));
+        let p = o.progs[0].1.obj.as_prog().unwrap().clone();
+        let root = Cred::root();
+        for d in [&b"/locked"[..], b"/other"] {
+            vfs.mkdir(&root, None, d, 0o755).unwrap();
+        }
+        vfs.write_file(&root, b"/locked/f", b"x").unwrap();
+        vfs.write_file(&root, b"/other/f", b"x").unwrap();
+        for (path, want) in [(&b"/locked/f"[..], -1i32), (b"/other/f", 0)] {
+            let at = vfs.resolve(&root, None, path, 0).unwrap();
+            let victim = at.dentry.arc().clone();
+            let parent = victim.parent().unwrap();
+            let r = rt
+                .run_with_args(
+                    &p,
+                    &[HookArg::Inode(parent.inode()), HookArg::Dentry(&victim)],
+                )
+                .unwrap();
+            assert_eq!(r as i32, want, "{cfg:?} {}", String::from_utf8_lossy(path));
+        }
+    }
+}

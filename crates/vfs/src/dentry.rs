@@ -122,6 +122,12 @@ impl Dentry {
             .name
             .to_vec()
     }
+    /// The parent and the name under one read of the links, without copying the name (for
+    /// callers that snapshot both, like the BPF object views).
+    pub fn with_parent_and_name<R>(&self, f: impl FnOnce(Option<&Arc<Dentry>>, &[u8]) -> R) -> R {
+        let l = self.links.read().unwrap_or_else(|e| e.into_inner());
+        f(l.parent.as_ref(), &l.name)
+    }
     pub fn parent(&self) -> Option<Arc<Dentry>> {
         self.links
             .read()

@@ -93,6 +93,8 @@ pub struct Verifier<'a> {
     /// verification, so an instruction must not serve the context on one path and other
     /// memory on another.
     insn_ptr: Vec<u8>,
+    /// Fields of kernel structs the program loads: (struct name, field name).
+    struct_reads: std::collections::BTreeSet<(String, String)>,
 }
 
 const PTR_UNSEEN: u8 = 0;
@@ -217,6 +219,7 @@ impl<'a> Verifier<'a> {
             last_line: None,
             callback_site,
             insn_ptr: vec![PTR_UNSEEN; n],
+            struct_reads: Default::default(),
         };
         match v.do_check().and_then(|_| v.check_max_stack_depth()) {
             Ok(max_combined_stack) => {
@@ -236,6 +239,7 @@ impl<'a> Verifier<'a> {
                     max_states_per_insn: max_per_insn,
                     max_ctx_offset: v.max_ctx_off,
                     ctx_access_insns: (0..n).filter(|&pc| v.insn_ptr[pc] == PTR_CTX).collect(),
+                    struct_reads: v.struct_reads.iter().cloned().collect(),
                     helpers_used: v.helpers_used.iter().copied().collect(),
                     log: v.log.into_string(),
                 })
@@ -1195,9 +1199,19 @@ impl<'a> Verifier<'a> {
                 }
                 let s = &self.env.prog_type.structs[base.aux as usize];
                 let off = base.off as i64 + base.var.value as i64 + insn_off;
-                let acc = field_access(&s.fields, off, size as u32, false).map_err(|_| {
-                    format!("access beyond struct {} at off {off} size {size}", s.name)
+                let acc = field_access(&s.fields, off, size as u32, false).map_err(|why| {
+                    format!(
+                        "access beyond struct {} at off {off} size {size}{why}",
+                        s.name
+                    )
                 })?;
+                if let Some(f) = s
+                    .fields
+                    .iter()
+                    .find(|f| off >= f.off as i64 && off < (f.off + f.size) as i64)
+                {
+                    self.struct_reads.insert((s.name.clone(), f.name.clone()));
+                }
                 Ok(Some(self.field_value(acc.kind, size, signed)?))
             }
             t => Err(format!("R{regno} invalid mem access '{}'", t.name())),

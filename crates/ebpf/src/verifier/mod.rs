@@ -186,6 +186,9 @@ pub struct VerifiedInfo {
     /// Loads and stores whose memory operand is the context, by instruction index: what
     /// [`convert_ctx_accesses`] rewrites.
     pub ctx_access_insns: Vec<usize>,
+    /// Fields of kernel structs (`ProgTypeSpec::structs`) the program reads, as
+    /// (struct, field) names: a runtime need only build what is read.
+    pub struct_reads: Vec<(String, String)>,
     /// Helper ids called.
     pub helpers_used: Vec<u32>,
     /// The verifier log: the summary line `processed N insns (limit ...) ...`.
