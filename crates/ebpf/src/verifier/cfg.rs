@@ -35,7 +35,8 @@ fn succs(pc: usize, i: &Instruction) -> (Option<usize>, Option<i64>) {
     }
 }
 
-fn uses_defs(i: &Instruction) -> (RegSet, RegSet) {
+/// Registers an instruction reads and writes.
+pub(crate) fn uses_defs(i: &Instruction) -> (RegSet, RegSet) {
     use Instruction::*;
     let b = |r: u8| 1u16 << r;
     match *i {

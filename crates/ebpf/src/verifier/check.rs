@@ -283,11 +283,17 @@ impl<'a> Verifier<'a> {
     /// Rejects, wherever they are, the instructions that are wrong whether or not a path
     /// reaches them. Linux resolves every map `lddw` (and kfunc) before exploring; and the
     /// engine loads and lowers dead code too, so an instruction it cannot lower (legacy
-    /// packet access, kfunc calls) must not pass behind a branch the verifier proved never
-    /// taken. Found by the `verifier` fuzz target: `if r1 <= 0 goto` over a `BPF_LD_IND`,
-    /// with r1 known positive, was accepted and then refused by `Program::load`.
+    /// packet access, kfunc calls, a write to r10) must not pass behind a branch the verifier
+    /// proved never taken. Found by the `verifier` fuzz target: `if r1 <= 0 goto` over a
+    /// `BPF_LD_IND`, with r1 known positive, and a dead `w10 = 1` were accepted and then
+    /// refused by `Program::load`.
     fn check_all_insns(&mut self) -> Result<(), (usize, String)> {
         for pc in 0..self.dec.len() {
+            if let Some(insn) = &self.dec[pc] {
+                if super::cfg::uses_defs(insn).1 & (1 << crate::insn::FRAME_POINTER) != 0 {
+                    return Err((pc, "frame pointer is read only".into()));
+                }
+            }
             match self.dec[pc] {
                 Some(Instruction::LdAbs { .. } | Instruction::LdInd { .. }) => {
                     return Err((pc, LD_ABS_UNSUPPORTED.into()));
@@ -2549,6 +2555,9 @@ mod tests {
         let e = check(&behind_dead_branch(&lddw), &maps).unwrap_err();
         assert_eq!(e.0, 4);
         assert!(e.1.contains("fd 3"), "{}", e.1);
+        // w10 = 1
+        let e = check(&behind_dead_branch(&[Insn::new(0xb4, 10, 0, 0, 1)]), &[]).unwrap_err();
+        assert_eq!(e, (4, "frame pointer is read only".into()));
         // The same with an existing map loads and verifies.
         let mut ok = lddw;
         ok[0] = Insn::new(0x18, 1, 1, 0, 0);
