@@ -3,6 +3,7 @@
 # "N passed, M failed".  Usage: scripts/test.sh
 #   BPFVFS_SKIP_FS_SUITES=1  skip pjdfstest/fsx against the FUSE mount
 #   BPFVFS_SKIP_KERNEL_PARITY=1  skip the kernel-parity step (qemu; docs/kernel-parity.md)
+#   BPFVFS_SKIP_FUZZ=1       skip the fuzz targets (scripts/fuzz.sh; FUZZ_SECONDS per target)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
@@ -28,6 +29,18 @@ if [ "${BPFVFS_SKIP_FS_SUITES:-0}" != 1 ]; then
         passed=$((passed + sp)); failed=$((failed + sf))
     fi
     [ $rc -ne 0 ] && failed=$((failed + 1))
+fi
+
+# 3. Each cargo-fuzz target for a short while (docs/fuzzing.md); one count per target.
+if [ "${BPFVFS_SKIP_FUZZ:-0}" != 1 ]; then
+    scripts/fuzz.sh "$log"
+    rc=$?
+    if [ -f "$log/fuzz.counts" ]; then
+        read -r zp zf < "$log/fuzz.counts"
+        passed=$((passed + zp)); failed=$((failed + zf))
+    elif [ $rc -ne 0 ]; then
+        failed=$((failed + 1))
+    fi
 fi
 
 # 4. Kernel parity in a real kernel (docs/kernel-parity.md): the VFS-hook examples in Debian's
