@@ -179,20 +179,21 @@ impl BpfHooks {
             return Ok(());
         };
         let name = HOOKS[row].name;
-        for e in list {
-            match rt.run_with_args(&e.prog, args) {
-                Ok(r) => {
-                    let r = r as i32;
-                    if r < 0 {
-                        return Err(Errno(-r));
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(prog = %e.prog.info().name, hook = name, "program failed: {err}");
-                }
+        let mut verdict = Ok(());
+        rt.run_many(list.iter().map(|e| &*e.prog), args, |p, r| match r {
+            Ok(r) if (r as i32) < 0 => {
+                // The first denial wins; later programs do not run (as the kernel's
+                // call_int_hook stops at the first non-zero return).
+                verdict = Err(Errno(-(r as i32)));
+                false
             }
-        }
-        Ok(())
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(prog = %p.info().name, hook = name, "program failed: {err}");
+                true
+            }
+        });
+        verdict
     }
 
     fn trace_point(&self, row: usize, exit: Option<i64>, args: &[HookArg<'_>]) {
@@ -216,11 +217,12 @@ impl BpfHooks {
         if let Some(r) = exit {
             all.push(HookArg::Scalar(r as u64));
         }
-        for e in list {
-            if let Err(err) = rt.run_with_args(&e.prog, &all) {
-                tracing::warn!(prog = %e.prog.info().name, point = name, "program failed: {err}");
+        rt.run_many(list.iter().map(|e| &*e.prog), &all, |p, r| {
+            if let Err(err) = r {
+                tracing::warn!(prog = %p.info().name, point = name, "program failed: {err}");
             }
-        }
+            true
+        });
     }
 }
 

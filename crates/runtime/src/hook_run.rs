@@ -164,91 +164,132 @@ pub(crate) fn register(helpers: &mut Helpers, protos: &mut HelperProtos) {
 impl Runtime {
     /// Run an LSM or tracing program once with `args` (what a hook passes it). Returns r0.
     pub fn run_with_args(&self, prog: &Prog, args: &[HookArg<'_>]) -> Result<u64, RuntimeError> {
-        let lp = prog.exec::<LoadedProg>().ok_or_else(|| {
-            RuntimeError::test_run(
-                Errno::ENOTSUP_,
-                format!("program {} has no executable form here", prog.info().name),
-            )
-        })?;
+        let mut out = Ok(0);
+        self.run_many(std::iter::once(prog), args, |_, r| {
+            out = r;
+            false
+        });
+        out
+    }
+
+    /// Run `progs` in order with the same `args` (one hook invocation): the kernel-object
+    /// views are built once, for what any of the programs reads, and shared by the runs.
+    /// `each(prog, result)` says whether to go on.
+    pub fn run_many<'p>(
+        &self,
+        progs: impl Iterator<Item = &'p Prog> + Clone,
+        args: &[HookArg<'_>],
+        mut each: impl FnMut(&'p Prog, Result<u64, RuntimeError>) -> bool,
+    ) {
+        let loaded = |p: &'p Prog| {
+            p.exec::<LoadedProg>().ok_or_else(|| {
+                RuntimeError::test_run(
+                    Errno::ENOTSUP_,
+                    format!("program {} has no executable form here", p.info().name),
+                )
+            })
+        };
+        let mut needs = crate::kobj::Needs::NONE;
+        for p in progs.clone() {
+            if let Ok(lp) = loaded(p) {
+                needs = needs.union(lp.view_needs);
+            }
+        }
         // One arena per thread, reused (a nested run on the same thread gets its own).
         thread_local! {
             static ARENA: std::cell::RefCell<ViewArena> = std::cell::RefCell::new(ViewArena::new());
         }
+        let mut go = |arena: &mut ViewArena| {
+            arena.reset(needs);
+            let ctx = match build_ctx(arena, args) {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(p) = progs.clone().next() {
+                        each(p, Err(e));
+                    }
+                    return;
+                }
+            };
+            let arena: &ViewArena = arena;
+            let mut regions: Vec<Region<'_>> = arena.regions();
+            let n = args.len().max(1);
+            // SAFETY: u64 words viewed as bytes for the context region; borrowed for the runs.
+            let ctx_bytes = unsafe { std::slice::from_raw_parts(ctx.as_ptr().cast::<u8>(), n * 8) };
+            let ctx_region = Region::readonly(RegionKind::Context, ctx_bytes);
+            let r1 = ctx_region.addr();
+            regions.push(ctx_region);
+            let task = current_task();
+            for p in progs.clone() {
+                let r = loaded(p).and_then(|lp| self.run_prog(lp, arena, &task, r1, &regions));
+                if !each(p, r) {
+                    return;
+                }
+            }
+        };
         ARENA.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut arena) => {
-                arena.reset(lp.view_needs);
-                self.run_in(lp, &mut arena, args)
-            }
-            Err(_) => {
-                let mut a = ViewArena::new();
-                a.reset(lp.view_needs);
-                self.run_in(lp, &mut a, args)
-            }
+            Ok(mut arena) => go(&mut arena),
+            Err(_) => go(&mut ViewArena::new()),
         })
     }
 
-    fn run_in(
+    fn run_prog(
         &self,
         lp: &LoadedProg,
-        arena: &mut ViewArena,
-        args: &[HookArg<'_>],
+        arena: &ViewArena,
+        task: &bpfvfs_ebpf::TaskInfo,
+        r1: u64,
+        regions: &[Region<'_>],
     ) -> Result<u64, RuntimeError> {
-        let mut ctx = [0u64; 12];
-        if args.len() > ctx.len() {
-            return Err(RuntimeError::test_run(
-                Errno::EINVAL,
-                "more than 12 arguments",
-            ));
-        }
-        let full = |_| RuntimeError::test_run(Errno::E2BIG, "too many kernel objects");
-        for (slot, a) in ctx.iter_mut().zip(args) {
-            *slot = match a {
-                HookArg::Inode(i) => arena.inode(i).map_err(full)?,
-                HookArg::Dentry(d) => arena.dentry(d).map_err(full)?,
-                HookArg::NewDentry {
-                    parent,
-                    name,
-                    inode,
-                } => arena
-                    .dentry_for(name, Some(parent), *inode, parent.inode().sb())
-                    .map_err(full)?,
-                HookArg::File(f) => arena.file(f).map_err(full)?,
-                HookArg::Path(d) => arena.path(d).map_err(full)?,
-                HookArg::Iattr(ia) => arena.iattr(ia).map_err(full)?,
-                HookArg::Str(b) => arena.string(b),
-                HookArg::Scalar(v) => *v,
-            };
-        }
-        let arena: &ViewArena = arena;
         let maps = RunMaps::new(lp);
         let mut ext = RunExt {
             arena,
             maps: &lp.maps[..],
         };
-        let task = current_task();
         let (comm, pid) = (task.comm, task.pid);
         let mut sink = |m: &[u8]| self.trace().push(&comm, pid, 0, m);
         // Built field by field: Env::new asks the kernel for the task and the time.
         let mut env = Env {
             maps: Some(&maps),
             trace: Some(&mut sink),
-            task,
+            task: task.clone(),
             clock: bpfvfs_ebpf::helpers::real_clock,
             prandom: next_seed(),
             user: Some(&mut ext),
         };
         let mut runner = lp.runner()?;
-        let mut regions: Vec<Region<'_>> = arena.regions();
-        let n = args.len().max(1);
-        let ctx_bytes = {
-            // SAFETY: u64 words viewed as bytes for the context region; borrowed for the run.
-            unsafe { std::slice::from_raw_parts(ctx.as_ptr().cast::<u8>(), n * 8) }
-        };
-        let ctx_region = Region::readonly(RegionKind::Context, ctx_bytes);
-        let r1 = ctx_region.addr();
-        regions.push(ctx_region);
-        Ok(runner.run([r1, 0, 0, 0, 0], &regions, &mut env)?)
+        Ok(runner.run([r1, 0, 0, 0, 0], regions, &mut env)?)
     }
+}
+
+/// The argument array of a hook invocation, views built in `arena`.
+fn build_ctx(arena: &mut ViewArena, args: &[HookArg<'_>]) -> Result<[u64; 12], RuntimeError> {
+    let mut ctx = [0u64; 12];
+    if args.len() > ctx.len() {
+        return Err(RuntimeError::test_run(
+            Errno::EINVAL,
+            "more than 12 arguments",
+        ));
+    }
+    let full = |_| RuntimeError::test_run(Errno::E2BIG, "too many kernel objects");
+    for (slot, a) in ctx.iter_mut().zip(args) {
+        *slot = match a {
+            HookArg::Inode(i) => arena.inode(i).map_err(full)?,
+            HookArg::Dentry(d) => arena.dentry(d).map_err(full)?,
+            HookArg::NewDentry {
+                parent,
+                name,
+                inode,
+            } => arena
+                .dentry_for(name, Some(parent), *inode, parent.inode().sb())
+                .map_err(full)?,
+            HookArg::File(f) => arena.file(f).map_err(full)?,
+            HookArg::Path(d) => arena.path(d).map_err(full)?,
+            HookArg::Iattr(ia) => arena.iattr(ia).map_err(full)?,
+            HookArg::Str(b) => arena.string(b),
+            HookArg::Scalar(v) => *v,
+        };
+    }
+    Ok(ctx)
 }
 
 /// A fresh non-zero PRNG state per run (bpf_get_prandom_u32), from a per-thread sequence.

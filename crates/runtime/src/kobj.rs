@@ -192,6 +192,22 @@ pub struct Needs {
 }
 
 impl Needs {
+    pub const NONE: Needs = Needs {
+        parent: false,
+        names: false,
+        file_dentry: false,
+        sb: false,
+    };
+
+    pub fn union(self, o: Needs) -> Needs {
+        Needs {
+            parent: self.parent || o.parent,
+            names: self.names || o.names,
+            file_dentry: self.file_dentry || o.file_dentry,
+            sb: self.sb || o.sb,
+        }
+    }
+
     pub const ALL: Needs = Needs {
         parent: true,
         names: true,
