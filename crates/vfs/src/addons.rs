@@ -80,6 +80,7 @@ impl InodeAddons {
 pub struct AddonsCell(OnceBox<InodeAddons>);
 
 impl AddonsCell {
+    #[inline]
     pub fn get(&self) -> Option<&InodeAddons> {
         self.0.get()
     }

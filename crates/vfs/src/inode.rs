@@ -199,6 +199,7 @@ impl Inode {
     }
 
     /// The addons struct if some layer already allocated it.
+    #[inline]
     pub fn addons(&self) -> Option<&InodeAddons> {
         self.addons.get()
     }

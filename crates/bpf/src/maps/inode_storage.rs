@@ -336,6 +336,15 @@ impl Owner for InodeOwner<'_> {
 // ---------------------------------------------------------------------------------------
 // The map
 
+/// What the inlined part of a get found.
+enum Fast {
+    Hit(NonNull<u8>),
+    /// The inode has no storage (or cannot have one): NULL unless creating.
+    NoStorage,
+    /// Not a cache hit: list walk, table lookup or creation.
+    Slow,
+}
+
 /// An inode-storage map (the `MapOps` of `BPF_MAP_TYPE_INODE_STORAGE`).
 pub struct InodeStorageMap {
     inner: LocalStorageMap,
@@ -383,6 +392,52 @@ impl InodeStorageMap {
             return None;
         }
         let inode = inode?;
+        match self.cache_hit(inode) {
+            Fast::Hit(p) => Some(p),
+            Fast::NoStorage if flags & BPF_LOCAL_STORAGE_GET_F_CREATE == 0 => None,
+            // A sibling call: the paths above need no saved registers.
+            _ => self.get_cold(inode, init_value, flags, guard),
+        }
+    }
+
+    /// The hit path: loads and compares only, no call. The hash-table layout always goes
+    /// to `get_cold` (its lookup is a call of its own).
+    #[inline(always)]
+    fn cache_hit(&self, inode: &Inode) -> Fast {
+        let Some(d) = domain_of(inode) else {
+            return Fast::NoStorage;
+        };
+        let w = match d.layout {
+            StorageLayout::InodeField => inode.ext_word(),
+            StorageLayout::Addons => match inode.addons() {
+                Some(a) => a.word(AddonSlot::LocalStorage),
+                None => return Fast::NoStorage,
+            },
+            StorageLayout::Blob => match inode.blob_word(d.blob_idx) {
+                Some(w) => w,
+                None => return Fast::NoStorage,
+            },
+            StorageLayout::HashTable => return Fast::Slow,
+        };
+        let s = w.load(Ordering::Acquire) as *mut Storage;
+        if s.is_null() {
+            return Fast::NoStorage;
+        }
+        match NonNull::new(self.inner.smap().cached(s)) {
+            Some(e) => Fast::Hit(Elem::value_ptr(e)),
+            None => Fast::Slow,
+        }
+    }
+
+    /// Everything but a cache hit: list walk (and caching), table lookup, creation.
+    #[inline(never)]
+    fn get_cold(
+        &self,
+        inode: &Inode,
+        init_value: Option<&[u8]>,
+        flags: u64,
+        guard: &Guard,
+    ) -> Option<NonNull<u8>> {
         let d = domain_of(inode)?;
         let smap = self.inner.smap();
         let s = d.storage_of(inode);
@@ -394,22 +449,8 @@ impl InodeStorageMap {
         if flags & BPF_LOCAL_STORAGE_GET_F_CREATE == 0 {
             return None;
         }
-        self.get_slow(d, inode, init_value, flags, guard)
-    }
-
-    #[inline(never)]
-    fn get_slow(
-        &self,
-        d: &InodeStorageDomain,
-        inode: &Inode,
-        init_value: Option<&[u8]>,
-        flags: u64,
-        guard: &Guard,
-    ) -> Option<NonNull<u8>> {
         let owner = InodeOwner { d, inode };
-        self.inner
-            .smap()
-            .get(&d.core, &owner, init_value, flags, guard)
+        smap.get(&d.core, &owner, init_value, flags, guard)
             .ok()
             .map(Elem::value_ptr)
     }

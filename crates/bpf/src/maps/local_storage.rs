@@ -718,7 +718,9 @@ impl DomainCore {
         }
     }
 
-    #[inline]
+    // Out of line: the table lookup is large, and inlined into the get path it would cost
+    // every layout a heavier prologue.
+    #[inline(never)]
     pub(crate) fn table_get(&self, k: usize) -> *mut Storage {
         let t = self.table.as_ref().expect("table home without a table");
         t.pin()
@@ -820,9 +822,10 @@ impl Smap {
         self as *const Smap as *mut Smap
     }
 
-    /// Cache hit: the element in this map's slot of `s`, if it is this map's.
-    #[inline]
-    fn cached(&self, s: *mut Storage) -> *mut Elem {
+    /// Cache hit: the element in this map's slot of `s`, if it is this map's. `s` must have
+    /// been loaded from a home under the caller's guard.
+    #[inline(always)]
+    pub(crate) fn cached(&self, s: *mut Storage) -> *mut Elem {
         // SAFETY: `s` was loaded from a home under the caller's guard: valid until it unpins.
         // Elements in cache slots are valid under the same guard.
         unsafe {
