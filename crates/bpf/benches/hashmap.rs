@@ -202,6 +202,46 @@ fn bench(c: &mut Criterion) {
             });
             g.finish();
 
+            // The kernel anchor's pattern (../shared/anchors/kernel: one id looked up again
+            // and again in a large map): cache-hot, so it measures the lookup path itself.
+            let hot = f.order[len as usize / 3];
+            let mut g = c.benchmark_group(format!("lookup_hot_key/{label}/{threads}t"));
+            g.sample_size(30)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(2));
+            g.bench_function(BenchmarkId::from_parameter("bpfvfs_ops_lookup"), |b| {
+                b.iter_custom(|iters| {
+                    timed(threads, iters, &|_, _| {
+                        let mut buf = [0u8; 8];
+                        f.map.ops().lookup(&hot.to_ne_bytes(), &mut buf).unwrap();
+                        black_box(buf);
+                    })
+                })
+            });
+            g.bench_function(BenchmarkId::from_parameter("bpfvfs_lookup_ptr"), |b| {
+                b.iter_custom(|iters| {
+                    timed_pinned(threads, iters, &|_, _, guard| {
+                        let p = f.map.ops().lookup_ptr(&hot.to_ne_bytes(), guard);
+                        black_box(p);
+                    })
+                })
+            });
+            g.bench_function(BenchmarkId::from_parameter("dashmap"), |b| {
+                b.iter_custom(|iters| {
+                    timed(threads, iters, &|_, _| {
+                        black_box(*f.dash.get(&hot).unwrap());
+                    })
+                })
+            });
+            g.bench_function(BenchmarkId::from_parameter("std_rwlock_hashmap"), |b| {
+                b.iter_custom(|iters| {
+                    timed(threads, iters, &|_, _| {
+                        black_box(*f.std.read().unwrap().get(&hot).unwrap());
+                    })
+                })
+            });
+            g.finish();
+
             let mut g = c.benchmark_group(format!("update/{label}/{threads}t"));
             g.sample_size(30)
                 .warm_up_time(Duration::from_millis(700))
