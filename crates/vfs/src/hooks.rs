@@ -17,12 +17,64 @@
 //!   `file_truncate`: before truncation through an open file (or O_TRUNC).
 //! - `inode_getattr`: before attributes are returned by stat.
 //! - `inode_permission`: in the permission checks of the operations (the final object of an
-//!   open or access, directories being modified); not for each component of a lockless path
-//!   walk (a documented difference from Linux, which calls it per component).
+//!   open or access, directories being modified), after the DAC check allowed, with the
+//!   same MAY_READ / MAY_WRITE / MAY_EXEC mask (Linux's MAY_OPEN / MAY_ACCESS /
+//!   MAY_NOT_BLOCK bits are not passed, and the mask-only calls Linux makes for access(F_OK)
+//!   and the open of a file O_CREAT just made are not made); not for each component of a
+//!   lockless path walk (a documented difference from Linux, which calls it per component).
 //! - `inode_free_security`: once per inode at eviction, before the filesystem frees it.
 //! - `trace`: entry (`exit == None`) and exit (`Some(ret)`, 0 or -errno) of the traced VFS
-//!   functions, around the whole operation, outside directory locks where the operation
-//!   allows (exit after the locks are dropped).
+//!   functions. Entry where Linux enters the function — once the lookups that produce its
+//!   arguments are done, so an error those lookups decide (a missing name: ENOENT, an
+//!   existing one for mkdir: EEXIST, rename's ancestry checks) is not traced, as in Linux;
+//!   exit when the operation returns, after its directory locks are dropped. An operation
+//!   reads [`crate::Vfs::hooks`] once for its trace point: entry and exit always pair up.
+//!
+//! # Per operation (`ops.rs`, `mkobj.rs`)
+//! Hooks in call order; "perm(X, m)" is `inode_permission`, called right after the VFS's
+//! DAC check of the same mask allowed (`Vfs::inode_permission`).
+//! - create (`create_at` File, `open` O_CREAT of a new name; FUSE CREATE/MKNOD): perm(dir,
+//!   W|X), `inode_create(dir, name, S_IFREG | mode & ~umask)`; then the open below. mknod
+//!   of any type, and `mkobj_at` (bpffs pins, vfs_mkobj) also use `inode_create` — there
+//!   is no `inode_mknod` — with the type bits in the mode.
+//! - mkdir: `vfs_mkdir` entry (after EEXIST / dead-directory checks, directory locked),
+//!   perm(dir, W|X), `inode_mkdir(dir, name, mode & 01777 & ~umask)`; exit with `created`.
+//! - symlink: perm(dir, W|X), `inode_symlink`. link: perm(new dir, W|X), EPERM for a
+//!   directory, `inode_link`, then ENOENT for an unlinked source (vfs_link's order).
+//! - unlink / rmdir: victim looked up, `vfs_unlink`/`vfs_rmdir` entry, perm(dir, W|X),
+//!   sticky, type, EBUSY, `inode_unlink` / `inode_rmdir` (rmdir: with the victim's own
+//!   directory lock held, before ENOTEMPTY, which is the filesystem's check in Linux); exit
+//!   after unlocking; eviction of the removed inode after that.
+//! - rename: both names looked up, `vfs_rename` entry, perm on both directories (and on a
+//!   directory changing parent, MAY_WRITE), `inode_rename` before EBUSY and ENOTEMPTY. An
+//!   exchange calls `inode_rename` twice, the target's move first (as
+//!   `security_inode_rename` does); renaming onto another link of the same inode returns 0
+//!   inside `vfs_rename` without asking. The exit sees the moved dentry under its new name.
+//! - setattr (chmod, chown, truncate, utimens, FUSE SETATTR): the permission rules
+//!   (perm(inode, W) for a truncate by path and for utimens(NOW) by a non-owner, once),
+//!   then `inode_setattr` with the attributes as applied (set-id bits a chown clears, the
+//!   mtime a truncation sets) — also for a change of nothing. Linux runs its
+//!   setattr_prepare checks inside `->setattr`, after the hook; here they come first.
+//!   `setattr_file` (ftruncate; FUSE SETATTR with a handle): `file_truncate` first when it
+//!   changes the size of a regular file open for writing.
+//! - stat (`stat`, `stat_at` — FUSE GETATTR): `inode_getattr(path)`; with the hooks on,
+//!   `stat` takes a counted walk (the hook needs a `PathRef`). `getattr` (attributes for
+//!   a FUSE lookup's entry, internal uses) calls nothing.
+//! - open (`open`, `open_at`, FUSE OPEN/OPENDIR/CREATE): ELOOP/ENOTDIR/EISDIR, perm(file,
+//!   mask) (none for a file the open just created), then `vfs_open` entry, `file_open` on
+//!   a file not yet opened ([`crate::File::is_open`] false), the filesystem's open,
+//!   IN_OPEN, `vfs_open` exit; then for O_TRUNC `file_truncate` and `inode_setattr`
+//!   (handle_truncate). A denied `file_open` leaves no open file: the allocated one is
+//!   dropped unopened (no release, no IN_OPEN/IN_CLOSE_*); a denied truncation closes the
+//!   opened file again (IN_OPEN then IN_CLOSE_WRITE, as in Linux).
+//! - read / write: `vfs_read`/`vfs_write` entry first (so EBADF is traced), EBADF, range,
+//!   `file_permission(MAY_READ / MAY_WRITE)`, then the rest (EISDIR...); exit with the byte
+//!   count. fallocate: `file_permission(MAY_WRITE)` after EBADF, as vfs_fallocate.
+//! - access: perm(inode, mask); F_OK (mask 0) calls nothing. setxattr/removexattr:
+//!   perm(inode, W) outside the security/system/trusted namespaces.
+//! - Not hooked: the per-component search permission of the path walk (above), readdir
+//!   (takes no `File`, so no `file_permission`), getxattr/listxattr (the FUSE edge checks
+//!   them itself), inotify_add_watch's read check, statfs, readlink.
 //!
 //! # Rules for implementors
 //! Hooks must not call back into the VFS operations of the same tree (they may be called

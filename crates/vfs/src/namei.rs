@@ -294,6 +294,9 @@ impl Vfs {
             if !dir_inode.is_dir() {
                 return Err(Fail::Err(Errno::ENOTDIR));
             }
+            // DAC only: the `inode_permission` hook is not called per component (the
+            // lockless walk holds no reference a hook could be handed, and must not block);
+            // operations call it on the objects they act on (`Vfs::inode_permission`).
             dir_inode.permission(cred, may::EXEC)?;
             if comp.len() > NAME_MAX {
                 return Err(Fail::Err(Errno::ENAMETOOLONG));
