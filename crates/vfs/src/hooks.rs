@@ -66,7 +66,8 @@
 //!   IN_OPEN, `vfs_open` exit; then for O_TRUNC `file_truncate` and `inode_setattr`
 //!   (handle_truncate). A denied `file_open` leaves no open file: the allocated one is
 //!   dropped unopened (no release, no IN_OPEN/IN_CLOSE_*); a denied truncation closes the
-//!   opened file again (IN_OPEN then IN_CLOSE_WRITE, as in Linux).
+//!   opened file again (IN_OPEN then IN_CLOSE_WRITE, as in Linux). O_PATH: no permission
+//!   check and no `file_open` (do_dentry_open returns before it), `vfs_open` still traced.
 //! - read / write: `vfs_read`/`vfs_write` entry first (so EBADF is traced), EBADF, range,
 //!   `file_permission(MAY_READ / MAY_WRITE)`, then the rest (EISDIR...); exit with the byte
 //!   count. fallocate: `file_permission(MAY_WRITE)` after EBADF, as vfs_fallocate.

@@ -682,8 +682,9 @@ impl Vfs {
                     }
                 }
             }
-            if !same_dir && !cred.is_privileged() {
-                // A directory changing parent has its ".." rewritten: needs write on it.
+            if !same_dir {
+                // A directory changing parent has its ".." rewritten: needs write on it
+                // (always granted to a privileged caller, but the hook is still asked).
                 if vi.is_dir() {
                     self.inode_permission(cred, &vi, may::WRITE)?;
                 }
@@ -1080,7 +1081,12 @@ impl Vfs {
         if let Some(h) = traced {
             let point = TracePoint::VfsOpen { at, file: &file };
             h.trace(point, None);
-            let r = h.file_open(&file).and_then(|()| self.finish_open(&file));
+            // O_PATH: do_dentry_open returns before security_file_open.
+            let r = if flags & oflags::O_PATH != 0 {
+                self.finish_open(&file)
+            } else {
+                h.file_open(&file).and_then(|()| self.finish_open(&file))
+            };
             h.trace(point, Some(trace_ret(&r)));
             r?;
         } else {

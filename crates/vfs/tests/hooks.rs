@@ -404,6 +404,12 @@ fn open_existing_checks_the_final_object_only() {
         ]
     );
     assert_eq!(vfs.getattr(f.path()).size, 0);
+    // O_PATH: no permission check, and no file_open (do_dentry_open stops before it).
+    drop(ok!(vfs.open(&r(), None, b"/d/f", O_PATH, 0)));
+    assert_eq!(
+        lines(&rec.take()),
+        ["vfs_open> /d/f (unopened)", "vfs_open< /d/f = 0"]
+    );
     // open_at (the FUSE edge's form) is the same operation.
     let at = f.path().clone();
     drop(f);
@@ -550,7 +556,22 @@ fn rename_plain_replacing_and_exchange() {
     // Exchange across directories: the LSM is asked for both moves, the target's first.
     vfs.set_hooks_enabled(false);
     ok!(vfs.write_file(&r(), b"/e/x", b"x"));
+    ok!(vfs.mkdir(&r(), None, b"/d/m", 0o755));
     vfs.set_hooks_enabled(true);
+    // A directory changing parent: write permission on it (granted to root, still asked).
+    let m = ino(&vfs, "/d/m");
+    ok!(vfs.rename(&r(), b"/d/m", b"/e/m", 0));
+    assert_eq!(
+        lines(&rec.take()),
+        [
+            "vfs_rename> /d /d/m /e m",
+            perm.as_str(),
+            format!("inode_permission #{e} 3").as_str(),
+            format!("inode_permission #{m} 2").as_str(),
+            "inode_rename /d /d/m /e m -",
+            "vfs_rename< /d /e/m /e m = 0",
+        ]
+    );
     ok!(vfs.rename(&r(), b"/d/t", b"/e/x", rename_flags::RENAME_EXCHANGE));
     assert_eq!(
         lines(&rec.take()),
