@@ -38,7 +38,6 @@ pub mod errno;
 pub mod file;
 pub mod fsnotify;
 pub mod hooks;
-pub mod task;
 pub mod inode;
 pub mod memfs;
 mod mkobj;
@@ -47,6 +46,7 @@ pub mod namei;
 pub mod ops;
 pub mod sb;
 pub mod stats;
+pub mod task;
 pub mod types;
 
 pub use addons::{AddonSlot, InodeAddons, InodeExtensions};
