@@ -393,7 +393,7 @@ impl FuseFs {
         {
             return Ok(());
         }
-        at.inode().permission(cred, mask)
+        self.shared.vfs.inode_permission(cred, at.inode(), mask)
     }
 }
 
