@@ -213,6 +213,12 @@ impl InodeStorageDomain {
     /// Eviction: release the inode's storage (exactly once; see `local_storage::destroy`).
     fn evict(&self, inode: &Inode) {
         if let Some(home) = self.home_existing(inode) {
+            // Most inodes never had storage: answer them without pinning. The fence pairs
+            // with the one a creator issues after publishing (see `destroy`).
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.core.load(home).is_null() {
+                return;
+            }
             let guard = crossbeam_epoch::pin();
             local_storage::destroy(&self.core, home, &guard);
         }
