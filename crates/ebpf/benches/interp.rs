@@ -15,7 +15,7 @@
 //! the kernel's JIT and rbpf's JIT. (`JIT` rows need x86-64.)
 
 use bpfvfs_ebpf::asm::assemble;
-use bpfvfs_ebpf::helpers::{HelperCtx, HelperError};
+use bpfvfs_ebpf::helpers::{DirectHelper, HelperCtx, HelperError};
 #[cfg(target_arch = "x86_64")]
 use bpfvfs_ebpf::jit::Jit;
 use bpfvfs_ebpf::{Env, Helpers, Insn, Interpreter, MapAccess, MemRef, Program, RegionKind};
@@ -170,7 +170,7 @@ impl Ours {
     fn new(name: &str, src: &str) -> Self {
         let mut helpers = Helpers::standard();
         if name == "map_raw" {
-            helpers.register(1, "raw_lookup", raw_lookup);
+            helpers.register_direct::<RawLookup>(1, "raw_lookup");
         }
         Ours {
             prog: Program::from_bytes(&bytes(src)).unwrap(),
@@ -182,6 +182,19 @@ impl Ours {
 /// `rbpf_lookup` as a bpfvfs helper, so `map_raw` compares call overhead, not map machinery:
 /// the key read with a plain load and the value pointer computed from it, as rbpf's; checked
 /// runs read the key through the checks and register the value (what makes it accessible).
+/// Registered with a direct JIT entry, as the standard map helpers are.
+struct RawLookup;
+
+// SAFETY: `raw_lookup` reads a[0] and a[1] only.
+unsafe impl DirectHelper for RawLookup {
+    const ARGS: u8 = 2;
+    #[inline(always)]
+    fn call(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+        raw_lookup(ctx, a)
+    }
+}
+
+#[inline(always)]
 fn raw_lookup(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
     if a[0] != 1 {
         return Ok(0);
@@ -321,22 +334,40 @@ fn benches(c: &mut Criterion) {
 
 criterion_group!(group, benches);
 
-/// Best-of-N wall-clock ns per instruction of `f`.
-fn ns_per_insn(insns: u64, mut f: impl FnMut() -> u64) -> f64 {
-    let mut best = Duration::MAX;
-    let deadline = Instant::now() + Duration::from_millis(700);
-    while Instant::now() < deadline {
-        let t = Instant::now();
-        black_box(f());
-        best = best.min(t.elapsed());
+/// Wall-clock ns per instruction of each of `fs`, measured in interleaved rounds (so load
+/// from other processes falls on every engine alike): per round and engine, the best of runs
+/// for ~100 ms. Returns, per engine, the per-round figures.
+fn ns_per_insn_rounds(insns: u64, fs: &mut [&mut dyn FnMut() -> u64]) -> Vec<Vec<f64>> {
+    const ROUNDS: usize = 7;
+    let mut out = vec![Vec::with_capacity(ROUNDS); fs.len()];
+    for _ in 0..ROUNDS {
+        for (f, o) in fs.iter_mut().zip(&mut out) {
+            let mut best = Duration::MAX;
+            let deadline = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                black_box(f());
+                best = best.min(t.elapsed());
+            }
+            o.push(best.as_nanos() as f64 / insns as f64);
+        }
     }
-    best.as_nanos() as f64 / insns as f64
+    out
+}
+
+fn best(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 fn summary() {
-    println!("\nns per executed instruction (best of runs, N = {N}):");
+    println!("\nns per executed instruction (best of 7 interleaved rounds, N = {N}):");
     println!(
-        "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {:>9} {:>11} {:>11}",
+        "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {:>9} {:>11} {:>11} {:>11}",
         "program",
         "interp",
         "interp-u",
@@ -346,41 +377,62 @@ fn summary() {
         "rbpf-jit",
         "interp/rb",
         "jit-u/kern",
-        "rbjit/jit-u"
+        "rbjit/jit-u",
+        "(median)"
     );
     println!(
         "{:<10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "", "checked", "unchckd", "interp", "checked", "unchckd", ""
     );
+    // `INTERP_PROGRAMS=map_raw,map_heavy` limits the table to those programs.
+    let only = std::env::var("INTERP_PROGRAMS").ok();
     for (name, src, insns, _) in programs() {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|p| p == name))
+        {
+            continue;
+        }
         let ours = Ours::new(name, &src);
         let code = bytes(&src);
         let maps = BenchMap;
         let mut env = Env::new().with_maps(&maps);
+        let mut env2 = Env::new().with_maps(&maps);
         let mut vm = Interpreter::new(&ours.prog, &ours.helpers).unwrap();
+        let mut vm2 = Interpreter::new(&ours.prog, &ours.helpers).unwrap();
         let rvm = rbpf_vm(&code);
-        let chk = ns_per_insn(insns, || run_ours(&mut vm, &mut env, true));
-        let unchk = ns_per_insn(insns, || run_ours(&mut vm, &mut env, false));
-        let rb = ns_per_insn(insns, || rvm.execute_program(&mut []).unwrap());
+        let mut chk = || run_ours(&mut vm, &mut env, true);
+        let mut unchk = || run_ours(&mut vm2, &mut env2, false);
+        let mut rb = || rvm.execute_program(&mut []).unwrap();
         #[cfg(target_arch = "x86_64")]
-        let (jc, ju, rj) = {
+        let r = {
             let mut jvm = Jit::new(&ours.prog, &ours.helpers).unwrap();
+            let mut jvm2 = Jit::new(&ours.prog, &ours.helpers).unwrap();
+            let (mut env3, mut env4) = (Env::new().with_maps(&maps), Env::new().with_maps(&maps));
             let rjit = rbpf_jit_vm(&code);
-            (
-                ns_per_insn(insns, || run_jit(&mut jvm, &mut env, true)),
-                ns_per_insn(insns, || run_jit(&mut jvm, &mut env, false)),
-                ns_per_insn(insns, || run_rbpf_jit(&rjit)),
+            let mut jc = || run_jit(&mut jvm, &mut env3, true);
+            let mut ju = || run_jit(&mut jvm2, &mut env4, false);
+            let mut rj = || run_rbpf_jit(&rjit);
+            ns_per_insn_rounds(
+                insns,
+                &mut [&mut chk, &mut unchk, &mut rb, &mut jc, &mut ju, &mut rj],
             )
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let (jc, ju, rj) = (f64::NAN, f64::NAN, f64::NAN);
+        let r = {
+            let mut r = ns_per_insn_rounds(insns, &mut [&mut chk, &mut unchk, &mut rb]);
+            r.extend([vec![f64::NAN], vec![f64::NAN], vec![f64::NAN]]);
+            r
+        };
+        let [chk, unchk, rb, jc, ju, rj] = [0, 1, 2, 3, 4, 5].map(|i| best(&r[i]));
+        let ratio_median = median(r[5].iter().zip(&r[4]).map(|(a, b)| a / b).collect());
         let kern = if name == "alu_chain" {
             format!("{:.2}x", ju / KERNEL_NS_PER_INSN)
         } else {
             "-".into()
         };
         println!(
-            "{name:<10} {chk:>8.3} {unchk:>8.3} {rb:>8.3} {jc:>8.3} {ju:>8.3} {rj:>8.3}  {:>8.1}x {kern:>11} {:>10.2}x",
+            "{name:<10} {chk:>8.3} {unchk:>8.3} {rb:>8.3} {jc:>8.3} {ju:>8.3} {rj:>8.3}  {:>8.1}x {kern:>11} {:>10.2}x {ratio_median:>10.2}x",
             rb / chk,
             rj / ju
         );
@@ -391,7 +443,106 @@ fn summary() {
     let _ = VALUES[0].load(Ordering::Relaxed);
 }
 
+/// `INTERP_ONE=program:engine[:reps]` (engine: interp, interp-u, rbpf, jit, jit-u, rbpf-jit)
+/// runs one program `reps` times (default 1) on one engine and exits, for instruction counts:
+/// `valgrind --tool=callgrind` at reps 1 and 11, difference / (10 N) = instructions per loop
+/// iteration (scripts in docs/benchmarks.md).
+fn one(spec: &str) {
+    let mut parts = spec.split(':');
+    let (name, engine) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let reps: u64 = parts.next().map_or(1, |r| r.parse().expect("reps"));
+    let (_, src, _, _) = programs()
+        .into_iter()
+        .find(|p| p.0 == name)
+        .unwrap_or_else(|| panic!("unknown program {name}"));
+    let ours = Ours::new(name, &src);
+    let code = bytes(&src);
+    let maps = BenchMap;
+    let mut env = Env::new().with_maps(&maps);
+    let mut acc = 0u64;
+    let mut rep = |f: &mut dyn FnMut() -> u64| {
+        for _ in 0..reps {
+            acc = acc.wrapping_add(black_box(f()));
+        }
+    };
+    match engine {
+        "interp" | "interp-u" => {
+            let mut vm = Interpreter::new(&ours.prog, &ours.helpers).unwrap();
+            rep(&mut || run_ours(&mut vm, &mut env, engine == "interp"));
+        }
+        "rbpf" => {
+            let rvm = rbpf_vm(&code);
+            rep(&mut || rvm.execute_program(&mut []).unwrap());
+        }
+        #[cfg(target_arch = "x86_64")]
+        "jit" | "jit-u" => {
+            let mut jvm = Jit::new(&ours.prog, &ours.helpers).unwrap();
+            if engine == "jit-u" {
+                jvm.unchecked_code().unwrap();
+            }
+            rep(&mut || run_jit(&mut jvm, &mut env, engine == "jit"));
+            // `INTERP_DUMP=FILE`: the code that ran (no budget: the body without back-edge
+            // counting), for `objdump -D -b binary -mi386:x86-64 FILE`.
+            if let Ok(path) = std::env::var("INTERP_DUMP") {
+                let code = if engine == "jit-u" {
+                    jvm.unchecked_code().unwrap().clone()
+                } else {
+                    jvm.checked_code().clone()
+                };
+                std::fs::write(path, code.unbounded_code().unwrap_or(code.code())).unwrap();
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        "rbpf-jit" => {
+            let rjit = rbpf_jit_vm(&code);
+            rep(&mut || run_rbpf_jit(&rjit));
+        }
+        _ => panic!("unknown engine {engine}"),
+    }
+    println!("{name} {engine} x{reps}: {acc}");
+}
+
+/// Every engine gives the same r0 on the map programs from the same map contents.
+fn check_map_results() {
+    for (name, src, _, _) in programs() {
+        if !name.starts_with("map") {
+            continue;
+        }
+        let ours = Ours::new(name, &src);
+        let code = bytes(&src);
+        let maps = BenchMap;
+        let mut env = Env::new().with_maps(&maps);
+        let reset = || VALUES.iter().for_each(|v| v.store(0, Ordering::Relaxed));
+        let mut results = Vec::new();
+        let mut vm = Interpreter::new(&ours.prog, &ours.helpers).unwrap();
+        reset();
+        results.push(("interp", run_ours(&mut vm, &mut env, true)));
+        reset();
+        results.push(("interp-u", run_ours(&mut vm, &mut env, false)));
+        reset();
+        results.push(("rbpf", rbpf_vm(&code).execute_program(&mut []).unwrap()));
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut jvm = Jit::new(&ours.prog, &ours.helpers).unwrap();
+            reset();
+            results.push(("jit", run_jit(&mut jvm, &mut env, true)));
+            reset();
+            results.push(("jit-u", run_jit(&mut jvm, &mut env, false)));
+            reset();
+            results.push(("rbpf-jit", run_rbpf_jit(&rbpf_jit_vm(&code))));
+        }
+        for (engine, r) in &results {
+            assert_eq!(*r, results[0].1, "{name}: {engine} disagrees: {results:?}");
+        }
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("INTERP_ONE") {
+        one(&spec);
+        return;
+    }
+    check_map_results();
     group();
     summary();
     Criterion::default().configure_from_args().final_summary();

@@ -84,6 +84,81 @@ pub type HelperFn = fn(&mut HelperCtx, [u64; 5]) -> Result<u64, HelperError>;
 pub struct HelperEntry {
     pub name: &'static str,
     pub func: HelperFn,
+    /// The JIT's direct entry, for helpers registered with [`Helpers::register_direct`].
+    pub(crate) direct: Option<DirectEntry>,
+}
+
+/// A helper the x86-64 JIT calls directly: its own `extern "sysv64"` entry
+/// (`jit::direct_entry::<H>`, the body inlined) instead of the generic trampoline, with only
+/// the registers the program still needs saved around it, and errors reported out of band.
+/// Same function, same results as through [`HelperFn`] (the interpreter calls `H::call`).
+/// See "Helper calls" in `jit/mod.rs` for the calling convention and what it saves.
+///
+/// # Safety
+/// `call` reads only `a[..ARGS]`: the JIT does not keep r{ARGS+1}-r5 for the call (the entry
+/// passes 0 in their place), so a helper reading more would see other values than the
+/// interpreter passes — and, in unchecked runs, trust them.
+pub unsafe trait DirectHelper: 'static {
+    /// How many of r1-r5 the helper reads (at most 5).
+    const ARGS: u8;
+    /// Whether, in unchecked runs, the helper looks at memory other helpers registered
+    /// ([`HelperCtx::probe`], [`HelperCtx::read_cstr`], [`HelperCtx::unregister_region`]:
+    /// `bpf_spin_lock` on a map value, `%s` of a map value). When none of the helpers a
+    /// program calls does (and it has no `callx`), the JIT's unchecked code does not register
+    /// map values at all ([`HelperCtx::register_region`] returns the address only): nothing in
+    /// the run could look them up, and the checks that would are the verifier's. A wrong
+    /// `false` makes such lookups fail (an error or `-EFAULT`), never unsafe.
+    const USES_REGIONS: bool = true;
+    fn call(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError>;
+}
+
+/// Where a [`DirectHelper`]'s JIT entries are (instantiations of `jit::direct_entry::<H, ..>`;
+/// only [`Helpers::register_direct`] makes these), and what the JIT needs to know of `H`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirectEntry {
+    /// `direct_entry::<H, CHECKED, TRACK>` for checked code, unchecked code, and unchecked
+    /// code that need not register helper-handed memory.
+    pub checked: usize,
+    pub unchecked: usize,
+    pub untracked: usize,
+    pub args: u8,
+    pub uses_regions: bool,
+}
+
+impl DirectEntry {
+    #[cfg(target_arch = "x86_64")]
+    fn of<H: DirectHelper>() -> Option<Self> {
+        use crate::jit::direct_entry;
+        Some(DirectEntry {
+            checked: direct_entry::<H, true, true> as *const () as usize,
+            unchecked: direct_entry::<H, false, true> as *const () as usize,
+            untracked: direct_entry::<H, false, false> as *const () as usize,
+            args: H::ARGS.min(5),
+            uses_regions: H::USES_REGIONS,
+        })
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn of<H: DirectHelper>() -> Option<Self> {
+        None
+    }
+}
+
+/// Declares a zero-sized [`DirectHelper`] `$ty` calling `$func`, which reads `a[..$args]`
+/// and (`$regions`) may look up registered memory in unchecked runs.
+macro_rules! direct_helper {
+    ($ty:ident, $func:path, $args:expr, $regions:expr) => {
+        struct $ty;
+        // SAFETY: `$func` reads only `a[..$args]` (checked where each is declared).
+        unsafe impl DirectHelper for $ty {
+            const ARGS: u8 = $args;
+            const USES_REGIONS: bool = $regions;
+            #[inline(always)]
+            fn call(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+                $func(ctx, a)
+            }
+        }
+    };
 }
 
 /// Helper number → implementation. Other crates start from [`Helpers::standard`] and
@@ -103,12 +178,13 @@ impl Helpers {
     /// through the run's [`MapAccess`]).
     pub fn standard() -> Self {
         let mut h = Helpers::empty();
-        h.register(ids::MAP_LOOKUP_ELEM, "bpf_map_lookup_elem", map_lookup_elem);
-        h.register(ids::MAP_UPDATE_ELEM, "bpf_map_update_elem", map_update_elem);
-        h.register(ids::MAP_DELETE_ELEM, "bpf_map_delete_elem", map_delete_elem);
-        h.register(ids::KTIME_GET_NS, "bpf_ktime_get_ns", ktime_get_ns);
+        // Direct JIT entries (`DirectHelper`) for the map helpers and the cheapest generic ones.
+        h.register_direct::<MapLookup>(ids::MAP_LOOKUP_ELEM, "bpf_map_lookup_elem");
+        h.register_direct::<MapUpdate>(ids::MAP_UPDATE_ELEM, "bpf_map_update_elem");
+        h.register_direct::<MapDelete>(ids::MAP_DELETE_ELEM, "bpf_map_delete_elem");
+        h.register_direct::<KtimeGetNs>(ids::KTIME_GET_NS, "bpf_ktime_get_ns");
         h.register(ids::TRACE_PRINTK, "bpf_trace_printk", trace_printk);
-        h.register(ids::GET_PRANDOM_U32, "bpf_get_prandom_u32", get_prandom_u32);
+        h.register_direct::<GetPrandomU32>(ids::GET_PRANDOM_U32, "bpf_get_prandom_u32");
         h.register(
             ids::GET_SMP_PROCESSOR_ID,
             "bpf_get_smp_processor_id",
@@ -168,7 +244,23 @@ impl Helpers {
         if self.table.len() <= i {
             self.table.resize(i + 1, None);
         }
-        self.table[i].replace(HelperEntry { name, func })
+        self.table[i].replace(HelperEntry {
+            name,
+            func,
+            direct: None,
+        })
+    }
+
+    /// Registers (or replaces) helper `id` as `H::call`, with `H`'s direct entry for the JIT
+    /// (see [`DirectHelper`]); returns the previous entry.
+    pub fn register_direct<H: DirectHelper>(
+        &mut self,
+        id: u32,
+        name: &'static str,
+    ) -> Option<HelperEntry> {
+        let prev = self.register(id, name, H::call);
+        self.table[id as usize].as_mut().unwrap().direct = DirectEntry::of::<H>();
+        prev
     }
 
     pub fn unregister(&mut self, id: u32) -> Option<HelperEntry> {
@@ -372,11 +464,43 @@ pub struct HelperCtx<'r, 'a, 'e> {
     st: &'r mut RunState<'a, 'e>,
     depth: usize,
     pc: usize,
+    /// `st.checked`, as a constant in the JIT's per-mode direct entries.
+    checked: bool,
+    /// Register memory helpers hand out even in unchecked runs (see [`DirectHelper::USES_REGIONS`]).
+    track: bool,
 }
 
 impl<'r, 'a, 'e> HelperCtx<'r, 'a, 'e> {
     pub(crate) fn new(st: &'r mut RunState<'a, 'e>, depth: usize, pc: usize) -> Self {
-        HelperCtx { st, depth, pc }
+        let checked = st.checked;
+        HelperCtx {
+            st,
+            depth,
+            pc,
+            checked,
+            track: true,
+        }
+    }
+
+    /// For the JIT's direct entries, instantiated per mode: `checked` equals `st.checked`;
+    /// `track == false` (unchecked runs only) skips registering helper-handed memory, for
+    /// programs whose helpers never look it up.
+    #[inline(always)]
+    pub(crate) fn new_direct(
+        st: &'r mut RunState<'a, 'e>,
+        depth: usize,
+        pc: usize,
+        checked: bool,
+        track: bool,
+    ) -> Self {
+        debug_assert_eq!(checked, st.checked);
+        HelperCtx {
+            st,
+            depth,
+            pc,
+            checked,
+            track: track || checked,
+        }
     }
 
     /// Slot index of the call instruction.
@@ -386,7 +510,7 @@ impl<'r, 'a, 'e> HelperCtx<'r, 'a, 'e> {
 
     /// Is this a checked run?
     pub fn is_checked(&self) -> bool {
-        self.st.checked
+        self.checked
     }
 
     pub fn env(&mut self) -> &mut Env<'e> {
@@ -395,13 +519,17 @@ impl<'r, 'a, 'e> HelperCtx<'r, 'a, 'e> {
 
     /// The run's maps, or [`HelperError::NoMaps`].
     pub fn maps(&self) -> Result<&'e dyn MapAccess, HelperError> {
-        self.st.env.maps.ok_or(HelperError::NoMaps)
+        // Not `ok_or`: an eagerly built error costs a drop call on every map helper call.
+        match self.st.env.maps {
+            Some(m) => Ok(m),
+            None => Err(HelperError::NoMaps),
+        }
     }
 
     /// Checks `[addr, addr+len)` against the registered regions — in checked runs only; in
     /// unchecked runs the verifier vouched for helper arguments.
     pub fn check(&self, addr: u64, len: u64, write: bool) -> Result<(), HelperError> {
-        if !self.st.checked || len == 0 || self.probe(addr, len, write) {
+        if !self.checked || len == 0 || self.probe(addr, len, write) {
             Ok(())
         } else {
             Err(HelperError::Fault { addr, len, write })
@@ -458,7 +586,9 @@ impl<'r, 'a, 'e> HelperCtx<'r, 'a, 'e> {
     }
 
     /// Registers memory the program may access until the end of the run (or until
-    /// [`HelperCtx::unregister_region`]); returns its address as the program sees it.
+    /// [`HelperCtx::unregister_region`]); returns its address as the program sees it. (The
+    /// JIT's unchecked code skips the registration when no helper of the program could look
+    /// it up: see [`DirectHelper::USES_REGIONS`].)
     ///
     /// # Safety
     /// `ptr..ptr+len` must stay valid (for writes too, if `writable`) until the run ends.
@@ -471,9 +601,11 @@ impl<'r, 'a, 'e> HelperCtx<'r, 'a, 'e> {
         writable: bool,
     ) -> u64 {
         let start = ptr.as_ptr().expose_provenance() as u64;
-        self.st
-            .mem
-            .add_dynamic(start, start + len as u64, writable, kind);
+        if self.track {
+            self.st
+                .mem
+                .add_dynamic(start, start + len as u64, writable, kind);
+        }
         start
     }
 
@@ -530,31 +662,49 @@ unsafe fn move_within(dst: u64, src: u64, len: usize) {
 }
 
 /// Copies `len` bytes of program memory at `addr` into a buffer (on the stack up to 64 bytes)
-/// and passes them to `f`.
+/// and passes them to `f`. The key-sized case inline (into the map helpers' JIT entries), the
+/// rest out of line.
+#[inline]
 fn with_bytes<R>(
     ctx: &HelperCtx,
     addr: u64,
     len: usize,
     f: impl FnOnce(&[u8]) -> Result<R, HelperError>,
 ) -> Result<R, HelperError> {
-    if len <= 8 {
-        // The common key sizes: one unaligned load instead of a memcpy call.
-        ctx.check(addr, len as u64, false)?;
-        let mut buf = [0u8; 8];
-        // SAFETY: as for `HelperCtx::read`; the copy length is the constant 8 only when the
-        // whole 8 bytes were checked, otherwise a byte loop.
-        unsafe {
-            let src = std::ptr::with_exposed_provenance::<u8>(addr as usize);
-            if len == 8 {
-                buf = src.cast::<[u8; 8]>().read_unaligned();
-            } else {
-                for (i, b) in buf.iter_mut().enumerate().take(len) {
-                    *b = src.add(i).read();
-                }
+    if len > 8 {
+        return with_more_bytes(ctx, addr, len, f);
+    }
+    // The common key sizes: one unaligned load instead of a memcpy call.
+    ctx.check(addr, len as u64, false)?;
+    let mut buf = [0u8; 8];
+    // SAFETY: as for `HelperCtx::read`; the copy length is the constant 8 only when the
+    // whole 8 bytes were checked, otherwise a byte loop.
+    unsafe {
+        let src = std::ptr::with_exposed_provenance::<u8>(addr as usize);
+        if len == 8 {
+            buf = src.cast::<[u8; 8]>().read_unaligned();
+        } else if len == 4 {
+            // u32 keys: one load too.
+            let w = src.cast::<[u8; 4]>().read_unaligned();
+            buf[..4].copy_from_slice(&w);
+        } else {
+            for (i, b) in buf.iter_mut().enumerate().take(len) {
+                *b = src.add(i).read();
             }
         }
-        f(&buf[..len])
-    } else if len <= 64 {
+    }
+    f(&buf[..len])
+}
+
+/// `with_bytes` for more than 8 bytes.
+#[inline(never)]
+fn with_more_bytes<R>(
+    ctx: &HelperCtx,
+    addr: u64,
+    len: usize,
+    f: impl FnOnce(&[u8]) -> Result<R, HelperError>,
+) -> Result<R, HelperError> {
+    if len <= 64 {
         let mut buf = [0u8; 64];
         ctx.read(addr, &mut buf[..len])?;
         f(&buf[..len])
@@ -575,9 +725,19 @@ fn neg(e: i64) -> u64 {
 // ---------------------------------------------------------------------------------------------
 
 fn key_size(maps: &dyn MapAccess, map: u64) -> Result<usize, HelperError> {
-    maps.key_size(map).ok_or(HelperError::InvalidMap(map))
+    // Not `ok_or`: building the error eagerly costs a drop call on every lookup.
+    #[allow(clippy::unnecessary_lazy_evaluations)]
+    maps.key_size(map)
+        .ok_or_else(|| HelperError::InvalidMap(map))
 }
 
+// The map helpers read (map, key), (map, key, value, flags) and (map, key), and look up no
+// registered memory (`with_bytes` checks arguments in checked runs only).
+direct_helper!(MapLookup, map_lookup_elem, 2, false);
+direct_helper!(MapUpdate, map_update_elem, 4, false);
+direct_helper!(MapDelete, map_delete_elem, 2, false);
+
+#[inline(always)] // into the JIT's per-mode direct entries (mode and tracking constant)
 fn map_lookup_elem(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
     let maps = ctx.maps()?;
     let found = with_bytes(ctx, a[1], key_size(maps, a[0])?, |key| {
@@ -592,9 +752,13 @@ fn map_lookup_elem(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError>
     }
 }
 
+#[inline(always)] // into the JIT's per-mode direct entries (mode and tracking constant)
 fn map_update_elem(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
     let maps = ctx.maps()?;
-    let vs = maps.value_size(a[0]).ok_or(HelperError::InvalidMap(a[0]))?;
+    #[allow(clippy::unnecessary_lazy_evaluations)] // as in `key_size`
+    let vs = maps
+        .value_size(a[0])
+        .ok_or_else(|| HelperError::InvalidMap(a[0]))?;
     with_bytes(ctx, a[1], key_size(maps, a[0])?, |key| {
         with_bytes(ctx, a[2], vs, |value| {
             Ok(maps.update(a[0], key, value, a[3]) as u64)
@@ -602,6 +766,7 @@ fn map_update_elem(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError>
     })
 }
 
+#[inline(always)] // into the JIT's per-mode direct entries (mode and tracking constant)
 fn map_delete_elem(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
     let maps = ctx.maps()?;
     with_bytes(ctx, a[1], key_size(maps, a[0])?, |key| {
@@ -832,6 +997,10 @@ fn skb_load_bytes_relative(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, Help
 // ---------------------------------------------------------------------------------------------
 // Generic helpers
 // ---------------------------------------------------------------------------------------------
+
+// No arguments, no memory.
+direct_helper!(KtimeGetNs, ktime_get_ns, 0, false);
+direct_helper!(GetPrandomU32, get_prandom_u32, 0, false);
 
 fn ktime_get_ns(ctx: &mut HelperCtx, _: [u64; 5]) -> Result<u64, HelperError> {
     Ok((ctx.env().clock)(Clock::Monotonic))

@@ -1,23 +1,30 @@
 //! Code generation: one pass over the lowered [`Op`]s, emitting x86-64 with dynasm-rs.
 //!
 //! Layout of the generated buffer: shared routines (entry/epilogue, unwind, helper call, slow
-//! memory check, error exits), then the program, one dynamic label per slot, then cold stubs
-//! (slow-path calls and error exits of individual instructions) so the hot path falls through.
+//! memory check, error exits), then the program, one dynamic label per slot (loop heads on 32
+//! bytes), then the words holding direct helper entries' addresses (`call [rip+slot]`), then
+//! cold stubs (slow-path calls and error exits of individual instructions) so the hot path
+//! falls through.
 //!
 //! Register use, beside the BPF mapping of [`super::BPF_REGS`]: r12 = [`JitCtx`] (callee-saved,
-//! survives helper calls), r9 = back-edge budget (spilled to the context around Rust calls),
-//! r10 and r11 = scratch. Stack discipline: in every BPF function body rsp ≡ 8 (mod 16); a
-//! local call pushes r6-r9 (rbx, r13, r14, r15) and 8 bytes of padding before `call`, so
-//! bodies keep that invariant, and the shared routines align to 16 before calling Rust.
+//! survives helper calls), r9 = back-edge budget (spilled to the context around Rust calls;
+//! unused in the budget-free body),
+//! r10 and r11 = scratch. Stack discipline: in every BPF function body rsp ≡ 0 (mod 16), so a
+//! direct helper call with an even number of saved registers (usually none) calls Rust
+//! without adjusting rsp; a local call pushes r6-r9 (rbx, r13, r14, r15) and 8 bytes of
+//! padding before `call`, so bodies keep that invariant, and the shared routines align to 16
+//! before calling Rust.
 
 // dynasm's expansion of dynamic registers (`Rq(r)` with `r: u8`) converts `u8` into `u8`.
 #![allow(clippy::useless_conversion)]
 
+use super::liveness::{self, RegSet};
 use super::runtime::{
-    jit_helper, jit_mem_slow, off, JitCtx, ERR_BAD_CALL, ERR_BUDGET, ERR_CALL_DEPTH, ERR_MISALIGNED,
+    jit_helper, jit_mem_slow, off, JitCtx, ERR_BAD_CALL, ERR_BUDGET, ERR_CALL_DEPTH, ERR_HELPER,
+    ERR_MISALIGNED,
 };
 use super::BPF_REGS;
-use crate::helpers::Helpers;
+use crate::helpers::{DirectEntry, Helpers};
 use crate::interp::{
     Code, Op, Program, FLAG_BACKWARD, FLAG_STACK_SAFE, FUNC_TOKEN_TAG, STACK_FRAME_SIZE,
 };
@@ -29,6 +36,15 @@ macro_rules! asm {
         dynasm!($a ; .arch x64 ; $($t)*)
     };
 }
+
+// `Gen::alu_imm` operations.
+const ADD: u8 = 0;
+const SUB: u8 = 1;
+const AND: u8 = 2;
+const OR: u8 = 3;
+const XOR: u8 = 4;
+const CMP: u8 = 5;
+const IMUL: u8 = 6;
 
 const RAX: u8 = 0;
 const RCX: u8 = 1;
@@ -88,6 +104,12 @@ enum Stub {
         info: u64,
         val_reg: Option<u8>,
     },
+    /// Report an error: `info` in r11, `val` in r10.
+    FailWith {
+        at: DynamicLabel,
+        info: u64,
+        val: u64,
+    },
 }
 
 struct Gen<'a> {
@@ -97,8 +119,22 @@ struct Gen<'a> {
     labels: Vec<DynamicLabel>,
     stubs: Vec<Stub>,
     checked: bool,
+    /// Count back-edges (and callback entries' charge, in the hook) against the budget in r9.
+    /// The budget-free body leaves r9 alone and never writes `ctx.budget`.
+    bounded: bool,
     /// Address of the function table (`table[pc]` = native address of function `pc`, or 0).
     table: u64,
+    /// Words after the stubs holding direct helper entries' addresses (`call [slot]`).
+    slots: Vec<(u64, DynamicLabel)>,
+    /// Registers live after each instruction (computed when the program calls a direct
+    /// helper; empty otherwise).
+    live_out: Vec<RegSet>,
+    /// Unchecked code whose helpers are all direct and never look up registered memory:
+    /// direct entries that do not register map values.
+    untracked: bool,
+    /// Slots control can reach other than from the slot before: jump targets and function
+    /// entries.
+    entered: Vec<bool>,
 }
 
 /// Compiles `prog` in the checked or unchecked mode, static helper calls resolved in
@@ -108,6 +144,7 @@ pub(crate) fn compile(
     prog: &Program,
     helpers: &Helpers,
     checked: bool,
+    bounded: bool,
     table: *const u64,
 ) -> Result<Compiled, String> {
     let a = Assembler::new().map_err(|e| format!("cannot allocate executable memory: {e}"))?;
@@ -118,12 +155,44 @@ pub(crate) fn compile(
         labels: Vec::new(),
         stubs: Vec::new(),
         checked,
+        bounded,
         table: table as u64,
+        live_out: Vec::new(),
+        untracked: false,
+        slots: Vec::new(),
+        entered: vec![false; prog.len()],
     };
+    for (pc, op) in g.ops.iter().enumerate() {
+        let jump = cond_of(op.code).is_some() || op.code == Code::Ja;
+        if (jump || op.code == Code::CallLocal) && (op.off as usize) < g.entered.len() {
+            g.entered[op.off as usize] = true;
+        }
+        if prog.is_function_entry(pc) {
+            g.entered[pc] = true;
+        }
+    }
+    let direct = |id: u64| helpers.get(id).and_then(|h| h.direct);
+    g.untracked = !checked
+        && g.ops.iter().all(|o| match o.code {
+            Code::CallX => false,
+            Code::Call => direct(o.imm).is_some_and(|d| !d.uses_regions),
+            _ => true,
+        });
+    if g.ops
+        .iter()
+        .any(|o| o.code == Code::Call && direct(o.imm).is_some())
+    {
+        g.live_out = liveness::live_out(g.ops, |id| match direct(id) {
+            Some(d) => liveness::first_args(d.args),
+            None => liveness::ARGS,
+        });
+    }
     g.labels = (0..g.ops.len()).map(|_| g.a.new_dynamic_label()).collect();
     let entry = g.routines();
-    // Loop heads (targets of backward jumps) start on 16 bytes, as compilers align them: the
-    // padding runs once per loop entry, the loop body then decodes from one fetch block.
+    // Loop heads (targets of backward jumps) start on 32 bytes: the padding (long NOPs) runs
+    // once per loop entry, and a loop body starts a decoded-uop window instead of straddling
+    // one — a 4-instruction loop of 19 bytes aligned to 16 crossed a 32-byte boundary and
+    // ran at 2 cycles per iteration instead of 1 (loop_sum, docs/benchmarks.md).
     let mut loop_head = vec![false; g.ops.len()];
     for op in g.ops {
         if op.flags & FLAG_BACKWARD != 0 && op.code != Code::CallLocal {
@@ -132,7 +201,7 @@ pub(crate) fn compile(
     }
     for (pc, &head) in loop_head.iter().enumerate() {
         if head {
-            g.a.align(16, 0x90);
+            g.align_with_nops(32);
         }
         let l = g.labels[pc];
         asm!(g.a; =>l);
@@ -166,6 +235,7 @@ fn fail_info(kind: u64, pc: usize, len: u64) -> u64 {
 impl Gen<'_> {
     /// The shared routines; returns the entry's offset.
     fn routines(&mut self) -> AssemblyOffset {
+        let bounded = self.bounded;
         let a = &mut self.a;
         let entry = a.offset();
         // entry(ctx: rdi, target: rsi) -> r0, System V.
@@ -193,9 +263,17 @@ impl Gen<'_> {
             ; xor r13d, r13d
             ; xor r14d, r14d
             ; xor r15d, r15d
-            // rsp ≡ 0 (mod 16) here: 8 (return address) + 7 pushes.
+            // rsp ≡ 0 (mod 16) here (8 for the return address + 7 pushes): 8 more, so the
+            // body runs with rsp ≡ 0 after the `call`.
+            ; sub rsp, 8
             ; call r11
-            ; mov [r12 + off::BUDGET], r9
+            ; add rsp, 8
+        );
+        // The budget-free body's r9 is not a count (direct calls clobber it).
+        if bounded {
+            asm!(a; mov [r12 + off::BUDGET], r9);
+        }
+        asm!(a
             ; ->epilogue:
             ; pop QWORD [r12 + off::ENTRY_RSP]
             ; pop r15
@@ -221,7 +299,11 @@ impl Gen<'_> {
             // Helper call: r10 = the helper function (0: look up `ctx.call_id`),
             // r11 = id << 32 | pc; r1-r5 preserved (as the interpreter does), r0 = result.
             ; ->helper_call:
-            ; mov [r12 + off::BUDGET], r9
+        );
+        if bounded {
+            asm!(a; mov [r12 + off::BUDGET], r9);
+        }
+        asm!(a
             ; mov [r12 + off::CALL_R10], rbp
             ; mov [r12 + off::CALL_FN], r10
             ; mov [r12 + off::CALL_INFO], r11
@@ -230,11 +312,10 @@ impl Gen<'_> {
             ; push rdx
             ; push rcx
             ; push r8
-            ; sub rsp, 8
+            // rsp ≡ 0 (mod 16): body 0, return address 8, five pushes 40.
             ; mov r9, r12
             ; mov rax, QWORD jit_helper as *const () as i64
             ; call rax
-            ; add rsp, 8
             ; mov r11, rdx
             ; pop r8
             ; pop rcx
@@ -243,7 +324,11 @@ impl Gen<'_> {
             ; pop rdi
             ; test r11, r11
             ; jnz ->unwind
-            ; mov r9, [r12 + off::BUDGET]
+        );
+        if bounded {
+            asm!(a; mov r9, [r12 + off::BUDGET]);
+        }
+        asm!(a
             ; ret
 
             // Slow memory check: r10 = address, r11 = pc << 3 | log2(len) << 1 | write.
@@ -260,8 +345,11 @@ impl Gen<'_> {
             ; mov rdi, r12
             ; mov rsi, r10
             ; mov rdx, r11
+            // Body 0, stub's return address 8, eight pushes 64: 8 more.
+            ; sub rsp, 8
             ; mov rax, QWORD jit_mem_slow as *const () as i64
             ; call rax
+            ; add rsp, 8
             ; mov r11, rax
             ; pop r10
             ; pop r9
@@ -278,9 +366,71 @@ impl Gen<'_> {
         entry
     }
 
+    /// Does ZF after the code of slot `pc - 1` say whether BPF register `r` (its low 32 bits
+    /// unless `w64`) is zero, for a `jeq`/`jne` against 0 at `pc` to use without a `test`?
+    /// Only if control reaches `pc` from `pc - 1` alone and that slot is an ALU operation on
+    /// `r` whose x86 code ends in an instruction setting ZF from the result (add, sub, and,
+    /// or, xor, neg; not mov, shifts, multiplication, division; not the immediate forms that
+    /// emit nothing). A 32-bit operation zero-extends, so it serves 64-bit tests too.
+    fn zf_of(&self, pc: usize, r: u8, w64: bool) -> bool {
+        use Code::*;
+        if pc == 0 || self.entered[pc] {
+            return false;
+        }
+        let p = self.ops[pc - 1];
+        if p.dst != r {
+            return false;
+        }
+        match p.code {
+            Add64I | Sub64I | Or64I | Xor64I => w64 && p.imm != 0,
+            Add64R | Sub64R | And64I | And64R | Or64R | Xor64R | Neg64 => w64,
+            Add32I | Add32R | Sub32I | Sub32R | And32I | And32R | Or32I | Or32R | Xor32I
+            | Xor32R | Neg32 => true,
+            _ => false,
+        }
+    }
+
+    /// Pads with the recommended multi-byte NOPs (at most 9 bytes each) to a multiple of `to`.
+    fn align_with_nops(&mut self, to: usize) {
+        const NOPS: [&[u8]; 9] = [
+            &[0x90],
+            &[0x66, 0x90],
+            &[0x0f, 0x1f, 0x00],
+            &[0x0f, 0x1f, 0x40, 0x00],
+            &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+            &[0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+            &[0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+        ];
+        let mut pad = (to - self.a.offset().0 % to) % to;
+        while pad > 0 {
+            let n = pad.min(NOPS.len());
+            self.a.extend(NOPS[n - 1].iter().copied());
+            pad -= n;
+        }
+    }
+
+    /// The label of the word holding `addr` (one per address).
+    fn entry_slot(&mut self, addr: usize) -> DynamicLabel {
+        let addr = addr as u64;
+        if let Some(&(_, l)) = self.slots.iter().find(|(a, _)| *a == addr) {
+            return l;
+        }
+        let l = self.a.new_dynamic_label();
+        self.slots.push((addr, l));
+        l
+    }
+
     fn emit_stubs(&mut self) {
         let stubs = std::mem::take(&mut self.stubs);
+        let slots = std::mem::take(&mut self.slots);
         let a = &mut self.a;
+        // Data words first (read-only like the rest of the buffer), 8-byte aligned.
+        a.align(8, 0xcc);
+        for (addr, l) in slots {
+            asm!(a; =>l; .u64 addr);
+        }
         for s in stubs {
             match s {
                 Stub::MemSlow { at, resume, info } => {
@@ -289,6 +439,14 @@ impl Gen<'_> {
                         ; mov r11, QWORD info as i64
                         ; call ->mem_slow
                         ; jmp =>resume
+                    );
+                }
+                Stub::FailWith { at, info, val } => {
+                    asm!(a
+                        ; =>at
+                        ; mov r10, QWORD val as i64
+                        ; mov r11, QWORD info as i64
+                        ; jmp ->fail
                     );
                 }
                 Stub::Fail { at, info, val_reg } => {
@@ -329,6 +487,9 @@ impl Gen<'_> {
 
     /// Charges one back-edge to the budget (r9); `Budget { pc }` when it is exhausted.
     fn charge_budget(&mut self, pc: usize) {
+        if !self.bounded {
+            return;
+        }
         let stub = self.fail_stub(fail_info(ERR_BUDGET, pc, 0), None);
         asm!(self.a
             ; sub r9, 1
@@ -339,7 +500,7 @@ impl Gen<'_> {
     /// A jump (taken when `cc` holds, or always) from `pc` to `op.off`.
     fn branch(&mut self, pc: usize, op: &Op, cc: Option<Cc>) {
         let target = self.labels[op.off as usize];
-        if op.flags & FLAG_BACKWARD == 0 {
+        if op.flags & FLAG_BACKWARD == 0 || !self.bounded {
             match cc {
                 Some(cc) => self.jcc(cc, target),
                 None if op.off as usize == pc + 1 => {}
@@ -347,14 +508,18 @@ impl Gen<'_> {
             }
             return;
         }
-        // Backward: the budget is charged only when the jump is taken.
+        // Backward: the budget is charged only when the jump is taken; the jump back is the
+        // no-borrow branch of the charge (`jmp stub` right after it is never reached when
+        // budget remains).
         let skip = self.a.new_dynamic_label();
         if let Some(cc) = cc {
             self.jcc(cc.inverse(), skip);
         }
-        self.charge_budget(pc);
+        let stub = self.fail_stub(fail_info(ERR_BUDGET, pc, 0), None);
         asm!(self.a
-            ; jmp =>target
+            ; sub r9, 1
+            ; jae =>target
+            ; jmp =>stub
             ; =>skip
         );
     }
@@ -449,6 +614,43 @@ impl Gen<'_> {
             ; pop r13
             ; pop rbx
         );
+    }
+
+    /// `op d, imm` (`imul d, d, imm` for `IMUL`), 64- or 32-bit, in the sign-extended 8-bit
+    /// immediate form when `imm` fits (3-4 bytes instead of 6-7; dynasm fixes the immediate
+    /// size at compile time, hence the two arms per operation; it has no 8-bit form of `cmp`
+    /// with a register chosen at run time).
+    fn alu_imm(&mut self, op: u8, w64: bool, d: u8, imm: i32) {
+        let a = &mut self.a;
+        match (op, w64, i8::try_from(imm)) {
+            (ADD, true, Ok(b)) => asm!(a; add Rq(d), BYTE b),
+            (SUB, true, Ok(b)) => asm!(a; sub Rq(d), BYTE b),
+            (AND, true, Ok(b)) => asm!(a; and Rq(d), BYTE b),
+            (OR, true, Ok(b)) => asm!(a; or Rq(d), BYTE b),
+            (XOR, true, Ok(b)) => asm!(a; xor Rq(d), BYTE b),
+            (IMUL, true, Ok(b)) => asm!(a; imul Rq(d), Rq(d), BYTE b),
+            (ADD, false, Ok(b)) => asm!(a; add Rd(d), BYTE b),
+            (SUB, false, Ok(b)) => asm!(a; sub Rd(d), BYTE b),
+            (AND, false, Ok(b)) => asm!(a; and Rd(d), BYTE b),
+            (OR, false, Ok(b)) => asm!(a; or Rd(d), BYTE b),
+            (XOR, false, Ok(b)) => asm!(a; xor Rd(d), BYTE b),
+            (IMUL, false, Ok(b)) => asm!(a; imul Rd(d), Rd(d), BYTE b),
+            (ADD, true, _) => asm!(a; add Rq(d), imm),
+            (SUB, true, _) => asm!(a; sub Rq(d), imm),
+            (AND, true, _) => asm!(a; and Rq(d), imm),
+            (OR, true, _) => asm!(a; or Rq(d), imm),
+            (XOR, true, _) => asm!(a; xor Rq(d), imm),
+            (CMP, true, _) => asm!(a; cmp Rq(d), imm),
+            (IMUL, true, _) => asm!(a; imul Rq(d), Rq(d), imm),
+            (ADD, false, _) => asm!(a; add Rd(d), imm),
+            (SUB, false, _) => asm!(a; sub Rd(d), imm),
+            (AND, false, _) => asm!(a; and Rd(d), imm),
+            (OR, false, _) => asm!(a; or Rd(d), imm),
+            (XOR, false, _) => asm!(a; xor Rd(d), imm),
+            (CMP, false, _) => asm!(a; cmp Rd(d), imm),
+            (_, false, _) => asm!(a; imul Rd(d), Rd(d), imm),
+            (_, true, _) => asm!(a; imul Rq(d), Rq(d), imm),
+        }
     }
 
     /// `mov dst, imm` for a 64-bit value, shortest form.
@@ -642,6 +844,11 @@ impl Gen<'_> {
     /// `callx` (`Err(reg)`: the id is in the register, looked up at run time).
     fn helper_call(&mut self, pc: usize, id: Result<u64, u8>) {
         match id {
+            Ok(id) if self.helpers.get(id).and_then(|h| h.direct).is_some() => {
+                let d = self.helpers.get(id).and_then(|h| h.direct).unwrap();
+                self.direct_call(pc, id, d);
+                return;
+            }
             Ok(id) => {
                 let f = self.helpers.get(id).map_or(0, |h| h.func as usize as u64);
                 self.mov_imm64(10, f);
@@ -658,6 +865,64 @@ impl Gen<'_> {
         asm!(self.a; call ->helper_call);
     }
 
+    /// A static call of a helper with a direct entry: a native call of the entry, saving
+    /// only the r1-r5 the program may still read (liveness), failure checked in rdx.
+    ///
+    /// ```text
+    ///   push <live r1-r5>; [sub rsp, 8]    ; rsp ≡ 0 (mod 16) at the call
+    ///   mov [ctx.budget], r9; mov [ctx.call_r10], rbp; mov [ctx.call_info], pc
+    ///   mov r9, r12; call [entry slot]      ; the entry's address, after the stubs
+    ///   test rdx, rdx; jnz fail             ; cold stub: ERR_HELPER, pc, id
+    ///   mov r9, [ctx.budget]; [add rsp, 8]; pop <live r1-r5>
+    /// ```
+    fn direct_call(&mut self, pc: usize, id: u64, d: DirectEntry) {
+        let entry = match (self.checked, self.untracked) {
+            (true, _) => d.checked,
+            (false, false) => d.unchecked,
+            (false, true) => d.untracked,
+        };
+        let slot = self.entry_slot(entry);
+        let live = self.live_out.get(pc).copied().unwrap_or(liveness::ARGS);
+        let save: Vec<u8> = (1..=5)
+            .filter(|&r| live & (1 << r) != 0)
+            .map(|r| BPF_REGS[r])
+            .collect();
+        // Function bodies run with rsp ≡ 0 (mod 16).
+        let pad = save.len() % 2 == 1;
+        let fail = self.a.new_dynamic_label();
+        self.stubs.push(Stub::FailWith {
+            at: fail,
+            info: fail_info(ERR_HELPER, pc, 0),
+            val: id,
+        });
+        for &r in &save {
+            asm!(self.a; push Rq(r));
+        }
+        if pad {
+            asm!(self.a; sub rsp, 8);
+        }
+        if self.bounded {
+            asm!(self.a; mov [BYTE r12 + off::BUDGET8], r9);
+        }
+        asm!(self.a
+            ; mov [BYTE r12 + off::CALL_R108], rbp
+            ; mov QWORD [BYTE r12 + off::CALL_INFO8], pc as i32
+            ; mov r9, r12
+            ; call QWORD [=>slot]
+            ; test rdx, rdx
+            ; jnz =>fail
+        );
+        if self.bounded {
+            asm!(self.a; mov r9, [BYTE r12 + off::BUDGET8]);
+        }
+        if pad {
+            asm!(self.a; add rsp, 8);
+        }
+        for &r in save.iter().rev() {
+            asm!(self.a; pop Rq(r));
+        }
+    }
+
     fn op(&mut self, pc: usize) {
         use Code::*;
         let op = self.ops[pc];
@@ -671,17 +936,17 @@ impl Gen<'_> {
             // --- ALU64 -----------------------------------------------------------------------
             Add64I => {
                 if imm != 0 {
-                    asm!(self.a; add Rq(d), i32v)
+                    self.alu_imm(ADD, true, d, i32v)
                 }
             }
             Add64R => asm!(self.a; add Rq(d), Rq(s)),
             Sub64I => {
                 if imm != 0 {
-                    asm!(self.a; sub Rq(d), i32v)
+                    self.alu_imm(SUB, true, d, i32v)
                 }
             }
             Sub64R => asm!(self.a; sub Rq(d), Rq(s)),
-            Mul64I => asm!(self.a; imul Rq(d), Rq(d), i32v),
+            Mul64I => self.alu_imm(IMUL, true, d, i32v),
             Mul64R => asm!(self.a; imul Rq(d), Rq(s)),
             Div64I => self.divmod(true, false, true, d, Err(imm)),
             Div64R => self.divmod(true, false, true, d, Ok(s)),
@@ -693,15 +958,15 @@ impl Gen<'_> {
             SMod64R => self.divmod(false, true, true, d, Ok(s)),
             Or64I => {
                 if imm != 0 {
-                    asm!(self.a; or Rq(d), i32v)
+                    self.alu_imm(OR, true, d, i32v)
                 }
             }
             Or64R => asm!(self.a; or Rq(d), Rq(s)),
-            And64I => asm!(self.a; and Rq(d), i32v),
+            And64I => self.alu_imm(AND, true, d, i32v),
             And64R => asm!(self.a; and Rq(d), Rq(s)),
             Xor64I => {
                 if imm != 0 {
-                    asm!(self.a; xor Rq(d), i32v)
+                    self.alu_imm(XOR, true, d, i32v)
                 }
             }
             Xor64R => asm!(self.a; xor Rq(d), Rq(s)),
@@ -735,11 +1000,11 @@ impl Gen<'_> {
             MovSx64W => asm!(self.a; movsxd Rq(d), Rd(s)),
 
             // --- ALU32: every 32-bit x86 destination write zero-extends ----------------------
-            Add32I => asm!(self.a; add Rd(d), i32v),
+            Add32I => self.alu_imm(ADD, false, d, i32v),
             Add32R => asm!(self.a; add Rd(d), Rd(s)),
-            Sub32I => asm!(self.a; sub Rd(d), i32v),
+            Sub32I => self.alu_imm(SUB, false, d, i32v),
             Sub32R => asm!(self.a; sub Rd(d), Rd(s)),
-            Mul32I => asm!(self.a; imul Rd(d), Rd(d), i32v),
+            Mul32I => self.alu_imm(IMUL, false, d, i32v),
             Mul32R => asm!(self.a; imul Rd(d), Rd(s)),
             Div32I => self.divmod(true, false, false, d, Err(imm)),
             Div32R => self.divmod(true, false, false, d, Ok(s)),
@@ -749,11 +1014,11 @@ impl Gen<'_> {
             Mod32R => self.divmod(false, false, false, d, Ok(s)),
             SMod32I => self.divmod(false, true, false, d, Err(imm)),
             SMod32R => self.divmod(false, true, false, d, Ok(s)),
-            Or32I => asm!(self.a; or Rd(d), i32v),
+            Or32I => self.alu_imm(OR, false, d, i32v),
             Or32R => asm!(self.a; or Rd(d), Rd(s)),
-            And32I => asm!(self.a; and Rd(d), i32v),
+            And32I => self.alu_imm(AND, false, d, i32v),
             And32R => asm!(self.a; and Rd(d), Rd(s)),
-            Xor32I => asm!(self.a; xor Rd(d), i32v),
+            Xor32I => self.alu_imm(XOR, false, d, i32v),
             Xor32R => asm!(self.a; xor Rd(d), Rd(s)),
             Lsh32I | Rsh32I | Arsh32I if imm == 0 => asm!(self.a; mov Rd(d), Rd(d)),
             Lsh32I => asm!(self.a; shl Rd(d), imm as i8),
@@ -789,13 +1054,22 @@ impl Gen<'_> {
                 };
                 self.guard(pc, &op, s, log2, false, false);
                 let a = &mut self.a;
-                match op.code {
-                    Ldx8 => asm!(a; movzx Rd(d), BYTE [Rq(s) + mo]),
-                    Ldx16 => asm!(a; movzx Rd(d), WORD [Rq(s) + mo]),
-                    Ldx32 => asm!(a; mov Rd(d), DWORD [Rq(s) + mo]),
-                    Ldx64 => asm!(a; mov Rq(d), QWORD [Rq(s) + mo]),
-                    Ldxs8 => asm!(a; movsx Rq(d), BYTE [Rq(s) + mo]),
-                    Ldxs16 => asm!(a; movsx Rq(d), WORD [Rq(s) + mo]),
+                // An 8-bit displacement when the offset fits (dynasm fixes the size at
+                // compile time: `[BYTE ...]`), the common stack offsets among them.
+                match (op.code, i8::try_from(mo)) {
+                    (Ldx8, Ok(m8)) => asm!(a; movzx Rd(d), BYTE [BYTE Rq(s) + m8]),
+                    (Ldx16, Ok(m8)) => asm!(a; movzx Rd(d), WORD [BYTE Rq(s) + m8]),
+                    (Ldx32, Ok(m8)) => asm!(a; mov Rd(d), DWORD [BYTE Rq(s) + m8]),
+                    (Ldx64, Ok(m8)) => asm!(a; mov Rq(d), QWORD [BYTE Rq(s) + m8]),
+                    (Ldxs8, Ok(m8)) => asm!(a; movsx Rq(d), BYTE [BYTE Rq(s) + m8]),
+                    (Ldxs16, Ok(m8)) => asm!(a; movsx Rq(d), WORD [BYTE Rq(s) + m8]),
+                    (_, Ok(m8)) => asm!(a; movsxd Rq(d), DWORD [BYTE Rq(s) + m8]),
+                    (Ldx8, _) => asm!(a; movzx Rd(d), BYTE [Rq(s) + mo]),
+                    (Ldx16, _) => asm!(a; movzx Rd(d), WORD [Rq(s) + mo]),
+                    (Ldx32, _) => asm!(a; mov Rd(d), DWORD [Rq(s) + mo]),
+                    (Ldx64, _) => asm!(a; mov Rq(d), QWORD [Rq(s) + mo]),
+                    (Ldxs8, _) => asm!(a; movsx Rq(d), BYTE [Rq(s) + mo]),
+                    (Ldxs16, _) => asm!(a; movsx Rq(d), WORD [Rq(s) + mo]),
                     _ => asm!(a; movsxd Rq(d), DWORD [Rq(s) + mo]),
                 }
             }
@@ -808,10 +1082,14 @@ impl Gen<'_> {
                 };
                 self.guard(pc, &op, b, log2, true, false);
                 let a = &mut self.a;
-                match op.code {
-                    St8 => asm!(a; mov BYTE [Rq(b) + mo], imm as i8),
-                    St16 => asm!(a; mov WORD [Rq(b) + mo], imm as i16),
-                    St32 => asm!(a; mov DWORD [Rq(b) + mo], i32v),
+                match (op.code, i8::try_from(mo)) {
+                    (St8, Ok(m8)) => asm!(a; mov BYTE [BYTE Rq(b) + m8], imm as i8),
+                    (St16, Ok(m8)) => asm!(a; mov WORD [BYTE Rq(b) + m8], imm as i16),
+                    (St32, Ok(m8)) => asm!(a; mov DWORD [BYTE Rq(b) + m8], i32v),
+                    (_, Ok(m8)) => asm!(a; mov QWORD [BYTE Rq(b) + m8], i32v),
+                    (St8, _) => asm!(a; mov BYTE [Rq(b) + mo], imm as i8),
+                    (St16, _) => asm!(a; mov WORD [Rq(b) + mo], imm as i16),
+                    (St32, _) => asm!(a; mov DWORD [Rq(b) + mo], i32v),
                     _ => asm!(a; mov QWORD [Rq(b) + mo], i32v),
                 }
             }
@@ -824,10 +1102,14 @@ impl Gen<'_> {
                 };
                 self.guard(pc, &op, b, log2, true, false);
                 let a = &mut self.a;
-                match op.code {
-                    Stx8 => asm!(a; mov BYTE [Rq(b) + mo], Rb(s)),
-                    Stx16 => asm!(a; mov WORD [Rq(b) + mo], Rw(s)),
-                    Stx32 => asm!(a; mov DWORD [Rq(b) + mo], Rd(s)),
+                match (op.code, i8::try_from(mo)) {
+                    (Stx8, Ok(m8)) => asm!(a; mov BYTE [BYTE Rq(b) + m8], Rb(s)),
+                    (Stx16, Ok(m8)) => asm!(a; mov WORD [BYTE Rq(b) + m8], Rw(s)),
+                    (Stx32, Ok(m8)) => asm!(a; mov DWORD [BYTE Rq(b) + m8], Rd(s)),
+                    (_, Ok(m8)) => asm!(a; mov QWORD [BYTE Rq(b) + m8], Rq(s)),
+                    (Stx8, _) => asm!(a; mov BYTE [Rq(b) + mo], Rb(s)),
+                    (Stx16, _) => asm!(a; mov WORD [Rq(b) + mo], Rw(s)),
+                    (Stx32, _) => asm!(a; mov DWORD [Rq(b) + mo], Rd(s)),
                     _ => asm!(a; mov QWORD [Rq(b) + mo], Rq(s)),
                 }
             }
@@ -876,11 +1158,13 @@ impl Gen<'_> {
                 let cc = cond(op.code);
                 if op.code == Jset64I {
                     asm!(self.a; test Rq(d), i32v);
+                } else if imm == 0 && matches!(cc, Cc::E | Cc::Ne) && self.zf_of(pc, op.dst, true) {
+                    // ZF is already that of `d` (the ALU op just before set it).
                 } else if imm == 0 {
                     // Same flags as `cmp d, 0` for every condition (CF = OF = 0).
                     asm!(self.a; test Rq(d), Rq(d));
                 } else {
-                    asm!(self.a; cmp Rq(d), i32v);
+                    self.alu_imm(CMP, true, d, i32v);
                 }
                 self.branch(pc, &op, Some(cc));
             }
@@ -897,10 +1181,15 @@ impl Gen<'_> {
             | Jslt32I | Jsle32I => {
                 if op.code == Jset32I {
                     asm!(self.a; test Rd(d), i32v);
+                } else if i32v == 0
+                    && matches!(cond(op.code), Cc::E | Cc::Ne)
+                    && self.zf_of(pc, op.dst, false)
+                {
+                    // As above.
                 } else if i32v == 0 {
                     asm!(self.a; test Rd(d), Rd(d));
                 } else {
-                    asm!(self.a; cmp Rd(d), i32v);
+                    self.alu_imm(CMP, false, d, i32v);
                 }
                 self.branch(pc, &op, Some(cond(op.code)));
             }
@@ -950,6 +1239,21 @@ impl Gen<'_> {
             }
             Exit => asm!(self.a; ret),
         }
+    }
+}
+
+/// The condition of a conditional jump, `None` for anything else.
+fn cond_of(c: Code) -> Option<Cc> {
+    use Code::*;
+    match c {
+        Jeq64I | Jne64I | Jgt64I | Jge64I | Jlt64I | Jle64I | Jset64I | Jsgt64I | Jsge64I
+        | Jslt64I | Jsle64I | Jeq64R | Jne64R | Jgt64R | Jge64R | Jlt64R | Jle64R | Jset64R
+        | Jsgt64R | Jsge64R | Jslt64R | Jsle64R | Jeq32I | Jne32I | Jgt32I | Jge32I | Jlt32I
+        | Jle32I | Jset32I | Jsgt32I | Jsge32I | Jslt32I | Jsle32I | Jeq32R | Jne32R | Jgt32R
+        | Jge32R | Jlt32R | Jle32R | Jset32R | Jsgt32R | Jsge32R | Jslt32R | Jsle32R => {
+            Some(cond(c))
+        }
+        _ => None,
     }
 }
 

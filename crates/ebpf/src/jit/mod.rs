@@ -15,8 +15,9 @@
 //! milliseconds of compile time and a large dependency) that a one-to-one translation of
 //! verified bytecode does not profit from: BPF registers map directly to x86 registers, as in
 //! the kernel. The one cost of dynasm seen here: a memory operand with a register chosen at
-//! JIT time is always encoded with a SIB byte and a 32-bit displacement (8 bytes instead of
-//! 3-4), which costs code size, not µops. (dynasm-rs is MPL-2.0: file-level copyleft on its
+//! JIT time is always encoded with a SIB byte, and with a 32-bit displacement unless the
+//! code asks for an 8-bit one (`[BYTE ...]`, done for loads and stores whose offset fits: 5
+//! bytes instead of 3-4), which costs code size, not µops. (dynasm-rs is MPL-2.0: file-level copyleft on its
 //! own sources, used unmodified here, compatible with this crate's MIT OR Apache-2.0.)
 //!
 //! # Register mapping (the kernel's)
@@ -37,15 +38,42 @@
 //! same in both engines. Every BPF function, the main program included, is entered with a
 //! native `call` and `exit` is a `ret`; a local call pushes r6-r9, moves rbp down 512 bytes
 //! and checks the depth against the stack bottom (`CallDepth`, as the interpreter). Helpers
-//! are called through a trampoline into Rust (`runtime::jit_helper`) that builds the same
-//! [`crate::HelperCtx`] the interpreter builds; a static `call N` carries the helper's function
-//! pointer, bound when the code is compiled (a [`JitProgram`] belongs to a [`Helpers`] table),
+//! are called directly or through a trampoline (see "Helper calls" below), in both cases
+//! with the same [`crate::HelperCtx`] the interpreter builds; a static `call N` is bound to
+//! the helper when the code is compiled (a [`JitProgram`] belongs to a [`Helpers`] table),
 //! `callx` looks its number up at run time. Helpers that call back into the program
 //! (`bpf_loop`) re-enter JIT code through the interpreter's [`RunState`](crate::interp) hook.
 //! Unlike Linux (where the verifier makes them unreadable), r1-r5 survive helper calls, as
 //! in the interpreter. Errors unwind to the entry by resetting rsp, and come back as the
-//! interpreter's [`ExecError`]s with the same pcs; a panicking helper is caught in the
-//! trampoline and resumed after the JIT code has been left.
+//! interpreter's [`ExecError`]s with the same pcs; a panicking helper is caught in Rust and
+//! resumed after the JIT code has been left.
+//!
+//! # Helper calls
+//! Two paths, same semantics (same function, same `HelperCtx`, same errors):
+//! - **Direct** (static `call N` of a helper registered with
+//!   [`Helpers::register_direct`], a [`crate::helpers::DirectHelper`]; the map helpers and the
+//!   cheap generic ones in [`Helpers::standard`]): the code calls
+//!   `runtime::direct_entry::<H, CHECKED, TRACK>`, an `extern "sysv64" fn(r1..r5, ctx) ->
+//!   (r0, failed)` instantiated per helper and per mode, into which `H::call` is inlined with
+//!   the mode a constant — for a trivial helper in unchecked code the whole entry is the
+//!   helper's own instructions (nine for the benchmarks' lookup), as with rbpf's plain `fn`
+//!   helpers. The call site stores the budget, r10 and the pc in the context (depth and pc
+//!   for `HelperCtx`), passes the context as the sixth argument, calls through a word after
+//!   the code (`call [rip+slot]`), and checks rdx: a failed helper left its `HelperError` (or
+//!   panic payload) in the context, out of band, and a cold stub unwinds with the pc and id.
+//!   Around the call it saves only the r1-r5 the program may still read: a backward liveness
+//!   pass over the whole program (`liveness.rs`; conservative at local calls, `callx` and
+//!   subprogram exits) with the helper's declared argument count (`DirectHelper::ARGS`), so
+//!   the usual "set up arguments, call" saves nothing. Function bodies keep rsp ≡ 0 (mod 16),
+//!   so such a call needs no stack adjustment either. In unchecked code whose helpers are
+//!   all direct and none looks up registered memory (`DirectHelper::USES_REGIONS`; no
+//!   `callx`), map values are not registered at all (`TRACK = false`): nothing in the run
+//!   could observe the registration, which was most of what a lookup cost besides the map.
+//! - **Trampoline** (every other helper, and `callx` of a helper number): a shared routine
+//!   saves r1-r5 and calls `runtime::jit_helper`, which finds the [`crate::HelperFn`] and
+//!   calls it.
+//!
+//! Checked code refreshes its region cache after either (the value a lookup returned).
 //!
 //! # Modes
 //! *Checked* code ([`Jit::run`]) validates every load, store and atomic that the loader did
@@ -56,6 +84,9 @@
 //! Atomics also check alignment (`Misaligned`). *Unchecked* code ([`Jit::run_unchecked`]) has
 //! plain `mov`s. Both count taken backward jumps and backward local calls against the budget
 //! ([`Jit::set_budget`]) exactly as the interpreter does, so unverified programs cannot hang.
+//! A run without a budget (unlimited, which can never run out) uses a second body of the
+//! same code without the counting, compiled on first use ([`JitProgram`]): loops then cost
+//! what their instructions cost, and r9 need not survive helper calls.
 //!
 //! # What the unchecked mode needs from a verifier
 //! The unchecked code trusts the program exactly where the unchecked interpreter does, and in
@@ -82,7 +113,10 @@
 
 mod codegen;
 pub mod equiv;
+mod liveness;
 mod runtime;
+
+pub(crate) use runtime::direct_entry;
 
 use crate::conformance::Engine;
 use crate::helpers::{Env, Helpers};
@@ -118,63 +152,67 @@ pub enum JitError {
 /// Native code of one program in one [`Mode`], its static helper calls bound to the
 /// functions of a [`Helpers`] table. Immutable and independent of memory and threads: compile
 /// once, run from many threads (each with its own [`Jit`]).
+///
+/// Holds two bodies: the code that counts back-edges against a budget, compiled up front, and
+/// the same code without the counting, compiled on the first run without a budget
+/// ([`Jit::set_budget`]`(None)`, the default): an unlimited budget can never run out, so
+/// counting it would only cost a register spill around every helper call and two
+/// instructions per loop iteration.
 pub struct JitProgram {
+    bounded: Body,
+    unbounded: OnceLock<Body>,
+    mode: Mode,
+    /// Fingerprint of the program's ops, to refuse code of another program.
+    fingerprint: u64,
+    /// The helper functions each static call was bound to (id, address, direct entry; 0 =
+    /// not in the table / none).
+    bound: Vec<(u64, usize, usize)>,
+}
+
+/// One compiled body of a [`JitProgram`].
+pub(crate) struct Body {
     buf: ExecutableBuffer,
     entry: AssemblyOffset,
     /// `table[pc]`: address of the function starting at `pc`, or 0. Read by `callx`.
     table: Box<[u64]>,
-    mode: Mode,
-    /// Fingerprint of the program's ops, to refuse code of another program.
-    fingerprint: u64,
-    /// The helper function each static call was bound to (id, address; 0 = not in the table).
-    bound: Vec<(u64, usize)>,
 }
 
 impl std::fmt::Debug for JitProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JitProgram")
             .field("mode", &self.mode)
-            .field("slots", &self.table.len())
-            .field("code_bytes", &self.buf.len())
+            .field("slots", &self.bounded.table.len())
+            .field("code_bytes", &self.bounded.buf.len())
             .finish()
     }
 }
 
 type EntryFn = unsafe extern "sysv64" fn(*mut JitCtx, u64) -> u64;
 
-impl JitProgram {
-    /// Compiles `prog`, binding its static helper calls to `helpers`' functions (a call of a
-    /// helper `helpers` lacks fails at run time, as `UnknownHelper`; [`Jit::new`] refuses such
-    /// programs up front).
-    pub fn compile(prog: &Program, helpers: &Helpers, mode: Mode) -> Result<Self, JitError> {
+impl Body {
+    fn compile(
+        prog: &Program,
+        helpers: &Helpers,
+        mode: Mode,
+        bounded: bool,
+    ) -> Result<Self, JitError> {
         let mut table = vec![0u64; prog.len()].into_boxed_slice();
-        let c = codegen::compile(prog, helpers, mode == Mode::Checked, table.as_ptr())
-            .map_err(JitError::Codegen)?;
+        let c = codegen::compile(
+            prog,
+            helpers,
+            mode == Mode::Checked,
+            bounded,
+            table.as_ptr(),
+        )
+        .map_err(JitError::Codegen)?;
         for &(pc, o) in &c.functions {
             table[pc] = c.buf.ptr(o) as u64;
         }
-        Ok(JitProgram {
+        Ok(Body {
             buf: c.buf,
             entry: c.entry,
             table,
-            mode,
-            fingerprint: fingerprint(prog),
-            bound: bound_helpers(prog, helpers),
         })
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// Size of the generated code in bytes.
-    pub fn code_size(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// The generated code (for disassembly).
-    pub fn code(&self) -> &[u8] {
-        &self.buf
     }
 
     fn function_address(&self, pc: usize) -> u64 {
@@ -188,13 +226,68 @@ impl JitProgram {
     }
 }
 
+impl JitProgram {
+    /// Compiles `prog`, binding its static helper calls to `helpers`' functions (a call of a
+    /// helper `helpers` lacks fails at run time, as `UnknownHelper`; [`Jit::new`] refuses such
+    /// programs up front).
+    pub fn compile(prog: &Program, helpers: &Helpers, mode: Mode) -> Result<Self, JitError> {
+        Ok(JitProgram {
+            bounded: Body::compile(prog, helpers, mode, true)?,
+            unbounded: OnceLock::new(),
+            mode,
+            fingerprint: fingerprint(prog),
+            bound: bound_helpers(prog, helpers),
+        })
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Size of the generated code in bytes (the body that counts back-edges).
+    pub fn code_size(&self) -> usize {
+        self.bounded.buf.len()
+    }
+
+    /// The generated code (for disassembly): the body that counts back-edges.
+    pub fn code(&self) -> &[u8] {
+        &self.bounded.buf
+    }
+
+    /// The body without back-edge counting, if a run without a budget compiled it.
+    pub fn unbounded_code(&self) -> Option<&[u8]> {
+        self.unbounded.get().map(|b| &b.buf[..])
+    }
+
+    /// The body for a run with or without a budget. `prog` and `helpers` must be the ones
+    /// this code was compiled from (or bind the same functions), as [`Jit::with_code`]
+    /// checks; if compiling the budget-free body fails, the counting one serves.
+    fn body(&self, bounded: bool, prog: &Program, helpers: &Helpers) -> &Body {
+        if bounded {
+            return &self.bounded;
+        }
+        if let Some(b) = self.unbounded.get() {
+            return b;
+        }
+        match Body::compile(prog, helpers, self.mode, false) {
+            Ok(b) => self.unbounded.get_or_init(|| b),
+            Err(_) => &self.bounded,
+        }
+    }
+}
+
 /// The function each static helper call of `prog` resolves to in `helpers`.
-fn bound_helpers(prog: &Program, helpers: &Helpers) -> Vec<(u64, usize)> {
+fn bound_helpers(prog: &Program, helpers: &Helpers) -> Vec<(u64, usize, usize)> {
     prog.helper_calls()
         .iter()
         .map(|&(_, id)| {
             let id = id as u32 as u64;
-            (id, helpers.get(id).map_or(0, |h| h.func as usize))
+            let h = helpers.get(id);
+            (
+                id,
+                h.map_or(0, |h| h.func as usize),
+                h.and_then(|h| h.direct).map_or(0, |d| d.checked),
+            )
         })
         .collect()
 }
@@ -381,7 +474,8 @@ impl<'p> Jit<'p> {
         self.mem.reset(lo, STACK_SIZE as u64, regions);
         self.ctx
             .reset(lo, STACK_SIZE as u64, regions.iter().map(|r| r.raw));
-        self.ctx.code = code;
+        self.ctx.code = code.body(self.budget.is_some(), self.prog, self.helpers);
+        self.ctx.budget = self.budget.unwrap_or(u64::MAX);
         let ctx: *mut JitCtx = &mut *self.ctx;
         let mut st = RunState {
             prog: self.prog,

@@ -2,8 +2,8 @@
 //! ([`JitCtx`]), the Rust routines it calls (helper trampoline, slow memory check), and the
 //! [`CallHook`] through which the interpreter's helper machinery runs callbacks in JIT code.
 
-use super::JitProgram;
-use crate::helpers::{HelperCtx, HelperFn};
+use super::Body;
+use crate::helpers::{DirectHelper, HelperCtx, HelperError, HelperFn};
 use crate::interp::{CallHook, ExecError, RunState, STACK_FRAME_SIZE};
 use crate::memory::{RawRegion, RegionKind};
 use std::any::Any;
@@ -15,6 +15,9 @@ pub(crate) const ERR_BUDGET: u64 = 1;
 pub(crate) const ERR_CALL_DEPTH: u64 = 2;
 pub(crate) const ERR_MISALIGNED: u64 = 3;
 pub(crate) const ERR_BAD_CALL: u64 = 4;
+/// A direct helper entry failed: the error is in `JitCtx::helper_error` (or the panic in
+/// `panic`), the helper id in `err_val`.
+pub(crate) const ERR_HELPER: u64 = 5;
 
 /// Addresses below this are never taken for region pointers when a helper returns (no memory
 /// is mapped in the first page), which keeps the post-helper cache refresh cheap for helpers
@@ -77,6 +80,19 @@ impl RegionCache {
 /// addresses the fields at their `offset_of!` offsets from r12.
 #[repr(C)]
 pub(crate) struct JitCtx {
+    // --- written and read at every direct helper call: first, so the code addresses them
+    // with 8-bit displacements (`off::*8`) -----------------------------------------------------
+    /// The back-edge budget: lives in r9 while JIT code runs, here across helper calls and
+    /// callbacks. The one copy of a JIT run (`RunState::budget` is not used): set at the start
+    /// of the run, it is spilled at every helper call and stored back by every return from
+    /// the entry routine — the points where the interpreter syncs `RunState::budget` — so a
+    /// callback continues with, and hands back, the caller's count. (The budget-free body of
+    /// runs without a budget never writes it.)
+    pub budget: u64,
+    /// Call site of the helper being called: `id << 32 | pc` (static calls through the
+    /// trampoline) or `pc` (`callx`, direct calls); r10.
+    pub call_info: u64,
+    pub call_r10: u64,
     // --- read by generated code ------------------------------------------------------------
     /// Lowest stack address.
     pub stack_lo: u64,
@@ -90,16 +106,11 @@ pub(crate) struct JitCtx {
     /// Last caller-supplied region an access touched.
     pub fcache: RegionCache,
     // --- written and read by generated code ------------------------------------------------
-    /// The back-edge budget (lives in r9 while JIT code runs).
-    pub budget: u64,
     /// rsp right after the entry's prologue, for unwinding on errors.
     pub entry_rsp: u64,
-    /// Call site of the helper being called: the function (0 for `callx`: look `call_id` up),
-    /// `id << 32 | pc` (static calls) or `pc` (`callx`), the id of a `callx`, r10.
+    /// Trampoline calls: the function (0 for `callx`: look `call_id` up), the id of a `callx`.
     pub call_fn: u64,
-    pub call_info: u64,
     pub call_id: u64,
-    pub call_r10: u64,
     /// Errors the code detects itself: kind | len << 4 | pc << 8, and an address or value.
     pub err_info: u64,
     pub err_val: u64,
@@ -108,11 +119,14 @@ pub(crate) struct JitCtx {
     pub r10: u64,
     // --- Rust only -------------------------------------------------------------------------
     pub st: *mut RunState<'static, 'static>,
-    pub code: *const JitProgram,
+    /// The body running (its function table and entry routine).
+    pub code: *const Body,
     pub stack_hi: u64,
     /// The caller's regions of this run (never removed while it lasts).
     pub fixed: Vec<RawRegion>,
     pub error: Option<ExecError>,
+    /// What a direct entry's helper returned as `Err` (reported with `ERR_HELPER`).
+    pub helper_error: Option<HelperError>,
     pub panic: Option<Box<dyn Any + Send>>,
 }
 
@@ -139,6 +153,7 @@ impl JitCtx {
             stack_hi: 0,
             fixed: Vec::new(),
             error: None,
+            helper_error: None,
             panic: None,
         }
     }
@@ -155,6 +170,7 @@ impl JitCtx {
         self.fcache = RegionCache::EMPTY;
         self.err_info = 0;
         self.error = None;
+        self.helper_error = None;
         self.panic = None;
         self.fixed.clear();
         self.fixed.extend(fixed);
@@ -183,6 +199,15 @@ pub(crate) mod off {
     pub const ERR_VAL: i32 = offset_of!(JitCtx, err_val) as i32;
     pub const ARGS: i32 = offset_of!(JitCtx, args) as i32;
     pub const R10: i32 = offset_of!(JitCtx, r10) as i32;
+
+    const fn disp8(o: usize) -> i8 {
+        assert!(o < 128, "field out of 8-bit displacement range");
+        o as i8
+    }
+    /// The direct call site's fields, as 8-bit displacements (`[BYTE r12 + ..]`).
+    pub const BUDGET8: i8 = disp8(offset_of!(JitCtx, budget));
+    pub const CALL_INFO8: i8 = disp8(offset_of!(JitCtx, call_info));
+    pub const CALL_R108: i8 = disp8(offset_of!(JitCtx, call_r10));
 }
 
 /// What the helper trampoline returns to the generated code: r0 in rax, failure flag in rdx
@@ -248,15 +273,12 @@ pub(crate) unsafe extern "sysv64" fn jit_helper(
         }
     };
     let depth = ((hi - r10) / STACK_FRAME_SIZE as u64) as usize;
-    // SAFETY: as above.
-    st.budget = unsafe { (*ctx).budget };
     let res = catch_unwind(AssertUnwindSafe(|| {
         let mut hc = HelperCtx::new(st, depth, pc);
         f(&mut hc, [a1, a2, a3, a4, a5])
     }));
     // SAFETY: as above; the helper (and any callback run) has finished with the context.
     unsafe {
-        (*ctx).budget = st.budget;
         match res {
             Ok(Ok(v)) => {
                 if st.checked {
@@ -276,6 +298,92 @@ pub(crate) unsafe extern "sysv64" fn jit_helper(
                 fail
             }
         }
+    }
+}
+
+/// The direct entry of helper `H` ([`DirectHelper`]) for code of one mode (`CHECKED`), `TRACK`
+/// = register helper-handed memory in unchecked runs: called by the generated code with r1-r5
+/// in the argument registers (r{ARGS+1}-r5 undefined) and the context in r9, after it stored
+/// the budget, r10 and the pc (`call_info`) in the context. Runs `H::call` in the
+/// [`HelperCtx`] the trampoline builds (with the mode a constant, so the helper's
+/// `is_checked` branches fold); an `Err` or a panic is left in the context and reported as
+/// failed (rdx != 0), and the code unwinds with `ERR_HELPER`. What only errors need is out
+/// of line, so the unchecked success path is the helper's body and a few loads.
+///
+/// # Safety
+/// `ctx` must be the context of a run in progress (its `st` valid, `st.checked == CHECKED`),
+/// with the call-site fields written as above; `TRACK == false` only for unchecked code whose
+/// helpers all have `USES_REGIONS == false`.
+pub(crate) unsafe extern "sysv64" fn direct_entry<
+    H: DirectHelper,
+    const CHECKED: bool,
+    const TRACK: bool,
+>(
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+    ctx: *mut JitCtx,
+) -> HelperRet {
+    // Only the first ARGS registers hold anything meaningful (the constant folds this away).
+    let n = H::ARGS as usize;
+    let a = [a1, a2, a3, a4, a5];
+    let a = std::array::from_fn(|i| if i < n { a[i] } else { 0 });
+    // Raw-pointer field accesses only: a callback run re-enters this context.
+    // SAFETY: `ctx` is the live context and `st` the RunState of the run in progress (see
+    // `jit_helper`); the generated code wrote the call-site fields just before calling.
+    let (st, pc, r10, hi) = unsafe {
+        (
+            &mut *(*ctx).st,
+            (*ctx).call_info as u32 as usize,
+            (*ctx).call_r10,
+            (*ctx).stack_hi,
+        )
+    };
+    let depth = ((hi - r10) / STACK_FRAME_SIZE as u64) as usize;
+    let res = catch_unwind(AssertUnwindSafe(|| {
+        H::call(&mut HelperCtx::new_direct(st, depth, pc, CHECKED, TRACK), a)
+    }));
+    // Every arm moves its payload out, so nothing is left to drop on the success path.
+    match res {
+        Ok(Ok(v)) => {
+            if CHECKED {
+                // SAFETY: as above; the helper (and any callback run) has finished.
+                unsafe { refresh_dcache(ctx, st, v) };
+            }
+            HelperRet {
+                value: v,
+                failed: 0,
+            }
+        }
+        // SAFETY: as above.
+        Ok(Err(error)) => unsafe { direct_failed(ctx, Ok(error)) },
+        // SAFETY: as above.
+        Err(payload) => unsafe { direct_failed(ctx, Err(payload)) },
+    }
+}
+
+/// A direct entry's helper returned an error or panicked: keeps it for `jit_hook`.
+///
+/// # Safety
+/// `ctx` is the live context, no helper running.
+#[cold]
+#[inline(never)]
+unsafe fn direct_failed(
+    ctx: *mut JitCtx,
+    failure: Result<HelperError, Box<dyn Any + Send>>,
+) -> HelperRet {
+    // SAFETY: caller's contract.
+    unsafe {
+        match failure {
+            Ok(error) => (*ctx).helper_error = Some(error),
+            Err(payload) => (*ctx).panic = Some(payload),
+        }
+    }
+    HelperRet {
+        value: 0,
+        failed: 1,
     }
 }
 
@@ -357,7 +465,6 @@ unsafe fn jit_hook(
         let saved_st = (*ctx).st;
         // Nested helper calls derive their `&mut RunState` from the one we were given.
         (*ctx).st = (st as *mut RunState<'_, '_>).cast();
-        (*ctx).budget = st.budget;
         (*ctx).args = args;
         (*ctx).r10 = st.stack_top - (depth * STACK_FRAME_SIZE) as u64;
         // A callback invocation costs one unit of the budget, as in the interpreter (see
@@ -388,13 +495,20 @@ unsafe fn jit_hook(
                     len: (info >> 4) & 15,
                 },
                 ERR_BAD_CALL => ExecError::InvalidCallTarget { pc, target: val },
+                ERR_HELPER => ExecError::Helper {
+                    pc,
+                    id: val,
+                    error: (*ctx)
+                        .helper_error
+                        .take()
+                        .unwrap_or_else(|| HelperError::Other("lost helper error".into())),
+                },
                 _ => ExecError::InvalidInstruction { pc },
             });
         }
         if let Some(e) = (*ctx).error.take() {
             return Err(e);
         }
-        st.budget = (*ctx).budget;
         Ok(r0)
     }
 }
