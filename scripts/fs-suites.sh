@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d)}
 mkdir -p "$out"
-bin=${BPFVFS_BIN:-target/debug/bpfvfs}
+bin=${BPFVFS_BIN:-${CARGO_TARGET_DIR:-target}/debug/bpfvfs}
 [ -x "$bin" ] || cargo build -p bpfvfs >&2 || exit 1
 if [ ! -e /dev/fuse ]; then
     echo "fs-suites: skipped: /dev/fuse is not available on this machine" >&2

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release -p bpfvfs >&2
 mkdir -p "$1"
-exec target/release/bpfvfs up "$@"
+exec "${CARGO_TARGET_DIR:-target}"/release/bpfvfs up "$@"
