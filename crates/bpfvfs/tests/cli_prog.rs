@@ -12,47 +12,27 @@ use std::process::Command;
 use std::time::Duration;
 
 fn compile(src: &Path, out_dir: &Path) -> Option<PathBuf> {
-    let out = out_dir.join(
-        src.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace(".c", ".o"),
-    );
-    let r = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", "-c"])
-        .arg(format!(
-            "-I/usr/include/{}-linux-gnu",
-            std::env::consts::ARCH
-        ))
-        .arg(format!(
-            "-I{}/../../include/bpfvfs",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .arg("-D__TARGET_ARCH_x86")
-        .arg(src)
-        .arg("-o")
-        .arg(&out)
-        .output();
-    match r {
-        Err(e) => {
-            skip(&format!("clang not available: {e}"));
-            None
-        }
-        Ok(o) => {
-            assert!(
-                o.status.success(),
-                "clang: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            Some(out)
-        }
-    }
+    compile_bpf(src, out_dir)
 }
 
 fn example(name: &str, out_dir: &Path) -> Option<PathBuf> {
-    let src =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}.bpf.c"));
-    compile(&src, out_dir)
+    example_bpf(name, out_dir)
+}
+
+/// A daemon with examples/inode_counter loaded, its map pinned at
+/// /sys/fs/bpf/icmaps/inode_counts; None where the environment cannot run it.
+fn daemon_with_inode_counter(tag: &str) -> Option<Daemon> {
+    let d = Daemon::start(tag, &[])?;
+    let o = example("inode_counter", &d.tmp.path().to_path_buf())?;
+    d.cli_ok(&[
+        "prog",
+        "loadall",
+        s(&o),
+        "/sys/fs/bpf/ic",
+        "pinmaps",
+        "/sys/fs/bpf/icmaps",
+    ]);
+    Some(d)
 }
 
 fn s(p: &Path) -> &str {
@@ -363,21 +343,9 @@ fn tracelog_streams_printk_lines() {
 
 #[test]
 fn inode_storage_from_the_command_line() {
-    let Some(d) = Daemon::start("clistorage", &[]) else {
+    let Some(d) = daemon_with_inode_counter("clistorage") else {
         return;
     };
-    let tmp = d.tmp.path().to_path_buf();
-    let Some(o) = example("inode_counter", &tmp) else {
-        return;
-    };
-    d.cli_ok(&[
-        "prog",
-        "loadall",
-        s(&o),
-        "/sys/fs/bpf/ic",
-        "pinmaps",
-        "/sys/fs/bpf/icmaps",
-    ]);
     d.sh_ok("mkdir -p data && echo a > data/a && echo b > data/b");
     let m = "/sys/fs/bpf/icmaps/inode_counts";
     let host_a = d.mnt.join("data/a");
@@ -479,21 +447,9 @@ fn inode_storage_from_the_command_line() {
 fn inode_storage_keys_by_descriptor_over_the_socket() {
     use bpfvfs::control::{Client, ClientError};
     use std::os::fd::AsRawFd;
-    let Some(d) = Daemon::start("clifd", &[]) else {
+    let Some(d) = daemon_with_inode_counter("clifd") else {
         return;
     };
-    let tmp = d.tmp.path().to_path_buf();
-    let Some(o) = example("inode_counter", &tmp) else {
-        return;
-    };
-    d.cli_ok(&[
-        "prog",
-        "loadall",
-        s(&o),
-        "/sys/fs/bpf/ic",
-        "pinmaps",
-        "/sys/fs/bpf/icmaps",
-    ]);
     d.sh_ok("echo x > f");
     let mut c = Client::connect(&d.sock).unwrap();
     let h = c

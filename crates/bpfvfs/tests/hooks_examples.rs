@@ -9,41 +9,10 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 fn compile(name: &str, out_dir: &Path) -> Option<PathBuf> {
-    let src =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}.bpf.c"));
-    let out = out_dir.join(format!("{name}.bpf.o"));
-    let r = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-c"])
-        .arg(format!(
-            "-I/usr/include/{}-linux-gnu",
-            std::env::consts::ARCH
-        ))
-        .arg(format!(
-            "-I{}/../../include/bpfvfs",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .output();
-    match r {
-        Err(e) => {
-            skip(&format!("clang not available: {e}"));
-            None
-        }
-        Ok(o) => {
-            assert!(
-                o.status.success(),
-                "clang: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            Some(out)
-        }
-    }
+    example_bpf(name, out_dir)
 }
 
 fn s(p: &Path) -> &str {

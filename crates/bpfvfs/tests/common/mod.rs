@@ -405,3 +405,49 @@ pub fn parts(o: &Output) -> (String, String, i32) {
         o.status.code().unwrap_or(-1),
     )
 }
+
+/// Compile a BPF C file with clang (`-target bpf`, libbpf's and bpfvfs's headers) into
+/// `out_dir`; None (after printing SKIPPED) when clang is missing.
+pub fn compile_bpf(src: &Path, out_dir: &Path) -> Option<PathBuf> {
+    let stem = src
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".c", ".o");
+    let out = out_dir.join(stem);
+    let r = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-c"])
+        .arg(format!(
+            "-I/usr/include/{}-linux-gnu",
+            std::env::consts::ARCH
+        ))
+        .arg(format!(
+            "-I{}/../../include/bpfvfs",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(src)
+        .arg("-o")
+        .arg(&out)
+        .output();
+    match r {
+        Err(e) => {
+            skip(&format!("clang not available: {e}"));
+            None
+        }
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "clang: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            Some(out)
+        }
+    }
+}
+
+/// examples/NAME.bpf.c compiled into `out_dir`.
+pub fn example_bpf(name: &str, out_dir: &Path) -> Option<PathBuf> {
+    let src =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}.bpf.c"));
+    compile_bpf(&src, out_dir)
+}
