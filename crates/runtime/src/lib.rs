@@ -43,6 +43,16 @@ use bpfvfs_ebpf::verifier::HelperProtos;
 use bpfvfs_ebpf::Helpers;
 use std::sync::Arc;
 
+/// The BTF of `include/bpfvfs/vmlinux.h`: the kernel types as bpfvfs lays them out, the target
+/// of CO-RE relocations (regenerate with scripts/gen-vmlinux-btf.sh).
+pub fn kernel_btf() -> &'static bpfvfs_ebpf_obj::Btf {
+    static BTF: std::sync::OnceLock<bpfvfs_ebpf_obj::Btf> = std::sync::OnceLock::new();
+    BTF.get_or_init(|| {
+        bpfvfs_ebpf_obj::Btf::parse(include_bytes!("vmlinux.btf"))
+            .expect("the committed vmlinux.btf parses")
+    })
+}
+
 /// How programs are executed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuntimeConfig {

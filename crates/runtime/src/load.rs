@@ -120,10 +120,20 @@ impl Runtime {
             .map(|p| self.type_of(p, opts.prog_type.as_deref()))
             .collect::<Result<Vec<_>, _>>()?;
         if obj.programs.iter().any(|p| !p.core_relos.is_empty()) {
-            // Our programs run against the types they were compiled with: the object's own
-            // BTF is the target (a kernel-types BTF comes with the hooks layer).
-            if let Some(btf) = obj.btf.clone() {
-                obj.apply_core_relocations(&btf)?;
+            // CO-RE relocations resolve against bpfvfs's "kernel BTF" (the types of
+            // include/bpfvfs/vmlinux.h), so a program built against a real kernel's vmlinux.h
+            // reads our layout. Types we do not describe fall back to the object's own BTF:
+            // their fields are then refused by the verifier, with the field's name.
+            let ours = crate::kernel_btf();
+            let mut tried = obj.clone();
+            match tried.apply_core_relocations(ours) {
+                Ok(()) => obj = tried,
+                Err(e) => {
+                    tracing::debug!("CO-RE against bpfvfs's BTF failed ({e}); using the object's");
+                    if let Some(btf) = obj.btf.clone() {
+                        obj.apply_core_relocations(&btf)?;
+                    }
+                }
             }
         }
         let maps = self.create_maps(&obj, opts)?;

@@ -209,3 +209,143 @@ char LICENSE[] SEC("license") = "GPL";
         }
     }
 }
+
+/// A program built against a kernel-like vmlinux.h (the real kernel's field offsets, not
+/// ours) reads the right fields: CO-RE relocates it against bpfvfs's BTF, with direct BTF
+/// pointer reads and with BPF_CORE_READ.
+#[test]
+fn core_relocates_kernel_layouts_to_ours() {
+    let dir = std::env::temp_dir().join(format!("bpfvfs-rt-core-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("k")).unwrap();
+    // Offsets as in a real kernel (padding where bpfvfs has none), names as in ours.
+    std::fs::write(
+        dir.join("k/vmlinux.h"),
+        r#"typedef unsigned char __u8; typedef unsigned short __u16; typedef unsigned int __u32;
+typedef unsigned long long __u64; typedef signed char __s8; typedef short __s16; typedef int __s32;
+typedef long long __s64; typedef __u16 __be16; typedef __u32 __be32; typedef __u32 __wsum;
+typedef unsigned short umode_t; typedef long long loff_t; typedef _Bool bool;
+enum bpf_map_type { BPF_MAP_TYPE_UNSPEC = 0 };
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+typedef struct { __u32 val; } kuid_t;
+struct super_block { char pad[96]; unsigned long s_magic; };
+struct inode { umode_t i_mode; unsigned short i_opflags; kuid_t i_uid; int pad0[4];
+               struct super_block *i_sb; char pad1[24]; unsigned long i_ino; };
+struct dentry;
+struct path { void *mnt; struct dentry *dentry; };
+struct file { char pad[16]; struct path f_path; struct inode *f_inode; };
+#pragma clang attribute pop
+"#,
+    )
+    .unwrap();
+    let src = dir.join("k/core_kernel.bpf.c");
+    std::fs::write(
+        &src,
+        r#"#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+__u64 seen_ino, seen_ino_core, seen_magic;
+__u32 seen_uid;
+SEC("lsm/file_open") int BPF_PROG(peek, struct file *file)
+{
+	seen_ino = file->f_inode->i_ino;
+	seen_ino_core = BPF_CORE_READ(file, f_inode, i_ino);
+	seen_magic = file->f_inode->i_sb->s_magic;
+	seen_uid = file->f_inode->i_uid.val;
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"#,
+    )
+    .unwrap();
+    // Compile with the kernel-like header first on the include path.
+    let out = dir.join("core_kernel.bpf.o");
+    let ok = std::process::Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-c"])
+        .arg(format!("-I{}", dir.join("k").display()))
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .status();
+    match ok {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("clang failed: {s}"),
+        Err(e) => {
+            println!("SKIPPED: clang not available: {e}");
+            return;
+        }
+    }
+    let obj = std::fs::read(&out).unwrap();
+    for cfg in common::configs() {
+        let (vfs, bpf, rt) = common::instance(cfg);
+        let o = rt
+            .load_object(&obj, &LoadOpts::new("core_kernel"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", e.verifier_log().unwrap_or("")));
+        let p = o.progs[0].1.obj.as_prog().unwrap().clone();
+        let root = Cred::root();
+        let f = vfs
+            .open(&root, None, b"/x", oflags::O_CREAT | oflags::O_RDWR, 0o640)
+            .unwrap();
+        assert_eq!(rt.run_with_args(&p, &[HookArg::File(&f)]).unwrap(), 0);
+        let bss = &o.maps.iter().find(|(n, _)| n.ends_with(".bss")).unwrap().1;
+        let v = bpf.map_lookup_elem(bss, &0u32.to_ne_bytes()).unwrap();
+        let u = |i: usize| u64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().unwrap());
+        assert_eq!(u(0), f.inode().ino(), "direct read {cfg:?}");
+        assert_eq!(u(1), f.inode().ino(), "BPF_CORE_READ {cfg:?}");
+        assert_eq!(u(2), f.inode().sb().magic(), "s_magic {cfg:?}");
+        let uid = u32::from_ne_bytes(v[24..28].try_into().unwrap());
+        assert_eq!(uid, f.inode().uid(), "i_uid {cfg:?}");
+    }
+}
+
+/// The committed BTF blob describes include/bpfvfs/vmlinux.h as it is now (member names and
+/// offsets of every struct), and matches the verifier's view layouts.
+#[test]
+fn committed_btf_matches_the_header() {
+    let dir = std::env::temp_dir().join(format!("bpfvfs-rt-btf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = dir.join("v.o");
+    let ok = std::process::Command::new("clang")
+        .args(["-g", "-O2", "-target", "bpf", "-c"])
+        .arg(format!("-I{}", root.join("include/bpfvfs").display()))
+        .arg(root.join("include/bpfvfs/vmlinux_btf.c"))
+        .arg("-o")
+        .arg(&o)
+        .status();
+    if !matches!(ok, Ok(s) if s.success()) {
+        println!("SKIPPED: clang not available");
+        return;
+    }
+    let fresh = bpfvfs_ebpf_obj::LoadedObject::parse(&std::fs::read(&o).unwrap(), "v")
+        .unwrap()
+        .btf
+        .expect("BTF");
+    let ours = bpfvfs_runtime::kernel_btf();
+    for name in [
+        "inode",
+        "dentry",
+        "file",
+        "super_block",
+        "path",
+        "iattr",
+        "qstr",
+    ] {
+        let layout = |b: &bpfvfs_ebpf_obj::Btf| -> Vec<(String, u32)> {
+            let id = b
+                .find_by_name_kind(name, bpfvfs_ebpf_obj::BtfKind::Struct)
+                .unwrap_or_else(|| panic!("no struct {name}"));
+            b.type_by_id(id)
+                .unwrap()
+                .members()
+                .iter()
+                .map(|m| (b.string_at(m.name_off).unwrap().to_string(), m.bit_offset))
+                .collect()
+        };
+        assert_eq!(
+            layout(&fresh),
+            layout(ours),
+            "struct {name}: run scripts/gen-vmlinux-btf.sh"
+        );
+    }
+}

@@ -2043,7 +2043,7 @@ impl<'a> Verifier<'a> {
         match kind {
             ArgKind::DontCare => Ok(()),
             ArgKind::Anything => {
-                if reg.ty.is_ptr() {
+                if reg.ty.is_ptr() && !self.env.prog_type.ptr_leaks {
                     return Err(format!("R{regno} leaks addr into helper function"));
                 }
                 Ok(())

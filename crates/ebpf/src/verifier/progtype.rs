@@ -185,6 +185,10 @@ pub struct ProgTypeSpec {
     /// The range applies to the low 32 bits read as a signed int (hooks returning `int`,
     /// as Linux checks LSM programs): `w0 = -1` is -1, not 4294967295.
     pub ret_32bit: bool,
+    /// Pointers may be passed where a helper takes any value (Linux's `allow_ptr_leaks` for a
+    /// CAP_PERFMON loader, which LSM and tracing programs always have): what
+    /// `BPF_CORE_READ` does, handing a kernel-struct pointer to `bpf_probe_read_kernel`.
+    pub ptr_leaks: bool,
     /// Optional replacement of the table-driven context check.
     pub ctx_access_fn: Option<CtxAccessFn>,
     /// How context accesses are rewritten for the run-time context after verification
@@ -230,6 +234,7 @@ impl ProgTypeSpec {
             helpers,
             ret_range,
             ret_32bit: false,
+            ptr_leaks: false,
             ctx_access_fn: None,
             ctx_convert: None,
             packet_write: false,
@@ -316,6 +321,7 @@ impl ProgTypeSpec {
         );
         s.structs = structs;
         s.ret_32bit = true;
+        s.ptr_leaks = true;
         s
     }
 
@@ -329,6 +335,7 @@ impl ProgTypeSpec {
             Some((0, 0)),
         );
         s.structs = structs;
+        s.ptr_leaks = true;
         s
     }
 
