@@ -443,7 +443,8 @@ fn summary() {
     let _ = VALUES[0].load(Ordering::Relaxed);
 }
 
-/// `INTERP_ONE=program:engine[:reps]` (engine: interp, interp-u, rbpf, jit, jit-u, rbpf-jit)
+/// `INTERP_ONE=program:engine[:reps]` (engine: interp, interp-u, rbpf, jit, jit-u, rbpf-jit;
+/// jit-b, jit-ub: the JIT with a budget set)
 /// runs one program `reps` times (default 1) on one engine and exits, for instruction counts:
 /// `valgrind --tool=callgrind` at reps 1 and 11, difference / (10 N) = instructions per loop
 /// iteration (scripts in docs/benchmarks.md).
@@ -475,16 +476,18 @@ fn one(spec: &str) {
             rep(&mut || rvm.execute_program(&mut []).unwrap());
         }
         #[cfg(target_arch = "x86_64")]
-        "jit" | "jit-u" => {
+        "jit" | "jit-u" | "jit-b" | "jit-ub" => {
+            // `-b`: with a budget (the body that counts back-edges).
             let mut jvm = Jit::new(&ours.prog, &ours.helpers).unwrap();
-            if engine == "jit-u" {
-                jvm.unchecked_code().unwrap();
+            if engine.ends_with('b') {
+                jvm.set_budget(Some(u64::MAX));
             }
-            rep(&mut || run_jit(&mut jvm, &mut env, engine == "jit"));
+            let checked = !engine.starts_with("jit-u");
+            rep(&mut || run_jit(&mut jvm, &mut env, checked));
             // `INTERP_DUMP=FILE`: the code that ran (no budget: the body without back-edge
             // counting), for `objdump -D -b binary -mi386:x86-64 FILE`.
             if let Ok(path) = std::env::var("INTERP_DUMP") {
-                let code = if engine == "jit-u" {
+                let code = if !checked {
                     jvm.unchecked_code().unwrap().clone()
                 } else {
                     jvm.checked_code().clone()
