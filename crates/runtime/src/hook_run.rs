@@ -211,16 +211,29 @@ impl Runtime {
                 }
             };
             let arena: &ViewArena = arena;
-            let mut regions: Vec<Region<'_>> = arena.regions();
             let n = args.len().max(1);
             // SAFETY: u64 words viewed as bytes for the context region; borrowed for the runs.
             let ctx_bytes = unsafe { std::slice::from_raw_parts(ctx.as_ptr().cast::<u8>(), n * 8) };
             let ctx_region = Region::readonly(RegionKind::Context, ctx_bytes);
             let r1 = ctx_region.addr();
-            regions.push(ctx_region);
+            // The usual case fits a stack array (views, names, context): no allocation.
+            let mut fixed = [ctx_region; 3];
+            let spilled: Vec<Region<'_>>;
+            let regions: &[Region<'_>] = match arena.regions_into(&mut fixed[..2]) {
+                Some(k) => {
+                    fixed[k] = ctx_region;
+                    &fixed[..=k]
+                }
+                None => {
+                    let mut v = arena.regions();
+                    v.push(ctx_region);
+                    spilled = v;
+                    &spilled
+                }
+            };
             let task = current_task();
             for p in progs.clone() {
-                let r = loaded(p).and_then(|lp| self.run_prog(lp, arena, &task, r1, &regions));
+                let r = loaded(p).and_then(|lp| self.run_prog(lp, arena, &task, r1, regions));
                 if !each(p, r) {
                     return;
                 }

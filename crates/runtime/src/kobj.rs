@@ -510,6 +510,28 @@ impl ViewArena {
     }
 
     /// The views and names as read-only regions for one run.
+    /// The views and names as regions written into `out[..n]`, returning `n`; None when
+    /// they do not fit (names spilled to the heap): use [`ViewArena::regions`] then.
+    pub fn regions_into<'a>(&'a self, out: &mut [Region<'a>]) -> Option<usize> {
+        if !self.names.is_empty() || out.len() < 2 {
+            return None;
+        }
+        let mut n = 0;
+        if self.names_used > 0 {
+            out[n] = Region::readonly(RegionKind::Other, &self.name_buf[..self.names_used]);
+            n += 1;
+        }
+        if self.used > 0 {
+            let bytes = &self.words[..self.used];
+            // SAFETY: the words live in self, borrowed for the regions' lifetime.
+            let b =
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u8>(), bytes.len() * 8) };
+            out[n] = Region::readonly(RegionKind::Other, b);
+            n += 1;
+        }
+        Some(n)
+    }
+
     pub fn regions(&self) -> Vec<Region<'_>> {
         let mut v = Vec::with_capacity(3 + self.names.len());
         if self.names_used > 0 {
