@@ -861,7 +861,10 @@ fn xdp_buff_set(ctx: &mut HelperCtx, at: u64, field: u64, v: u64) -> Result<(), 
 /// Where the data may start: after the `xdp_frame` the kernel keeps at the frame's start, and
 /// the metadata that moves with the data.
 fn xdp_frame_end(b: &XdpBuff) -> u64 {
-    b.hard_start + crate::pktctx::XDP_FRAME_SIZE as u64
+    // Saturating: a checked run's program may have written any `hard_start` (a consistent
+    // one, at the top of the address space); no data position is then valid.
+    b.hard_start
+        .saturating_add(crate::pktctx::XDP_FRAME_SIZE as u64)
 }
 
 /// `bpf_xdp_adjust_head(xdp_md, delta)`: moves the start of the data by `delta` (negative:
@@ -918,7 +921,7 @@ fn xdp_adjust_tail(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError>
     let delta = a[1] as i32 as i64;
     let b = xdp_buff_read(ctx, at)?;
     let new_end = b.end as i128 + delta as i128;
-    if new_end > b.hard_end as i128 || new_end < (b.data + ETH_HLEN as u64) as i128 {
+    if new_end > b.hard_end as i128 || new_end < b.data as i128 + ETH_HLEN as i128 {
         return Ok(neg(EINVAL));
     }
     if delta > 0 {
@@ -957,10 +960,13 @@ fn skb_copy_out(
 /// The packet of a `struct __sk_buff` at `at`: (MAC header, network header, end).
 fn skb_packet(ctx: &HelperCtx, at: u64) -> Result<(u64, u64, u64), HelperError> {
     use crate::pktctx::skb_trailer as t;
+    // `at` is whatever r1 held (checked runs vouch for nothing): the addresses wrap as the
+    // CPU's would and then fail the region check, instead of overflowing (a panic with
+    // overflow checks; found by the `equiv` fuzz target with r1 = -13).
     Ok((
-        ctx.read_u64(at + t::MAC)?,
-        ctx.read_u64(at + t::DATA)?,
-        ctx.read_u64(at + t::TAIL)?,
+        ctx.read_u64(at.wrapping_add(t::MAC))?,
+        ctx.read_u64(at.wrapping_add(t::DATA))?,
+        ctx.read_u64(at.wrapping_add(t::TAIL))?,
     ))
 }
 
@@ -987,9 +993,11 @@ fn skb_load_bytes_relative(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, Help
         1 => Some(data),
         _ => None,
     };
+    // The header addresses come from the context, which a checked run's program may have
+    // overwritten with anything.
     let from = start
         .filter(|_| off <= 0xffff)
-        .map(|s| s + off)
+        .and_then(|s| s.checked_add(off))
         .filter(|&p| p.checked_add(len as u64).is_some_and(|e| e <= tail));
     skb_copy_out(ctx, from, to, len)
 }
@@ -1349,4 +1357,90 @@ pub fn bprintf(ctx: &HelperCtx, fmt: &[u8], args: &[u64]) -> Result<Vec<u8>, i64
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::insn::Insn;
+    use crate::interp::{Interpreter, LoadOptions, Program};
+    use crate::memory::Region;
+
+    /// Runs `slots` checked, r1 = the address of `ctx` (lent writable).
+    fn run(slots: &[Insn], ctx: &mut [u8]) -> Result<u64, ExecError> {
+        let p = Program::load(slots, LoadOptions::default()).unwrap();
+        let h = Helpers::standard();
+        let mut vm = Interpreter::new(&p, &h).unwrap();
+        let r = Region::writable(RegionKind::Context, ctx);
+        vm.run([r.addr(), 0, 0, 0, 0], &[r], &mut Env::new())
+    }
+
+    /// r2..r5 = args (r3 = r10 - 8 when `a[1]` is `None`), call `id`, exit.
+    fn call(id: u32, a: [Option<i32>; 4]) -> Vec<Insn> {
+        let mut p = Vec::new();
+        for (i, v) in a.iter().enumerate() {
+            let r = 2 + i as u8;
+            match v {
+                Some(v) => p.push(Insn::new(0xb7, r, 0, 0, *v)),
+                None => {
+                    p.push(Insn::new(0xbf, r, 10, 0, 0));
+                    p.push(Insn::new(0x07, r, 0, 0, -8));
+                }
+            }
+        }
+        p.push(Insn::new(0x85, 0, 0, 0, id as i32));
+        p.push(Insn::new(0x95, 0, 0, 0, 0));
+        p
+    }
+
+    fn put(buf: &mut [u8], off: u64, v: u64) {
+        buf[off as usize..off as usize + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// Regression (equiv fuzz target): packet helpers given a pointer or a context near the
+    /// top of the address space fail cleanly instead of overflowing.
+    #[test]
+    fn packet_helpers_do_not_overflow_on_wild_contexts() {
+        // bpf_skb_load_bytes(r1 = -13, 9, r10 - 8, 1): the context is not memory.
+        let mut p = vec![Insn::new(0xb7, 1, 0, 0, -13)];
+        p.extend(call(ids::SKB_LOAD_BYTES, [Some(9), None, Some(1), Some(0)]));
+        assert!(matches!(
+            run(&p, &mut [0u8; 8]),
+            Err(ExecError::Helper {
+                error: HelperError::Fault { .. },
+                ..
+            })
+        ));
+
+        // bpf_skb_load_bytes_relative(ctx, 16, r10 - 8, 4, MAC) with the MAC header at the
+        // top of the address space: out of the packet.
+        use crate::pktctx::skb_trailer as t;
+        let mut skb = [0u8; t::END];
+        put(&mut skb, t::MAC, u64::MAX - 4);
+        put(&mut skb, t::DATA, u64::MAX - 4);
+        put(&mut skb, t::TAIL, u64::MAX);
+        let p = call(
+            ids::SKB_LOAD_BYTES_RELATIVE,
+            [Some(16), None, Some(4), Some(0)],
+        );
+        assert_eq!(run(&p, &mut skb), Ok(neg(EFAULT)));
+
+        // bpf_xdp_adjust_tail / _head on a consistent xdp_buff at the top of the address
+        // space: nowhere to move.
+        use crate::pktctx::xdp_buff as f;
+        let mut xdp = [0u8; f::SIZE];
+        for field in [
+            f::DATA,
+            f::DATA_END,
+            f::DATA_META,
+            f::HARD_START,
+            f::HARD_END,
+        ] {
+            put(&mut xdp, field, u64::MAX - 8);
+        }
+        for id in [ids::XDP_ADJUST_TAIL, ids::XDP_ADJUST_HEAD] {
+            let p = call(id, [Some(0), Some(0), Some(0), Some(0)]);
+            assert_eq!(run(&p, &mut xdp), Ok(neg(EINVAL)), "helper {id}");
+        }
+    }
 }
