@@ -22,6 +22,9 @@ pub struct ProgInfo {
     pub uid: u32,
     /// Attach point hint from the section name ("file_open", "vfs_read", ...).
     pub attach_to: String,
+    /// Bytes of native code (0: interpreted).
+    #[serde(default)]
+    pub jited_len: u32,
 }
 
 pub struct Prog {

@@ -124,6 +124,7 @@ impl Preload {
                         loaded_at: now_secs(),
                         uid: 0,
                         attach_to: attach.to_string(),
+                        jited_len: 0,
                     },
                     None,
                     registry,

@@ -306,7 +306,7 @@ fn build_ctx(arena: &mut ViewArena, args: &[HookArg<'_>]) -> Result<[u64; 12], R
 }
 
 /// A fresh non-zero PRNG state per run (bpf_get_prandom_u32), from a per-thread sequence.
-fn next_seed() -> u64 {
+pub(crate) fn next_seed() -> u64 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(

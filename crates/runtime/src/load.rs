@@ -427,6 +427,16 @@ impl Runtime {
             loaded_at: now_secs(),
             uid: opts.cred.uid,
             attach_to: spec.attach_target.clone().unwrap_or_default(),
+            jited_len: {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    jit.as_ref().map_or(0, |(_, u)| u.code_size() as u32)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    0
+                }
+            },
         };
         let lp = LoadedProg {
             pool: Default::default(),

@@ -2,7 +2,7 @@
 //! argument rules for each program type (net/bpf/test_run.c).
 
 use crate::error::RuntimeError;
-use crate::exec::{LoadedProg, RunMaps, Runner};
+use crate::exec::{LoadedProg, RunMaps};
 use crate::progtypes::TestRunKind;
 use crate::Runtime;
 use bpfvfs_bpf::Prog;
@@ -74,7 +74,15 @@ impl Runtime {
     }
 
     fn env_for<'a>(&'a self, input: &TestRunInput, maps: &'a RunMaps<'a>) -> Env<'a> {
-        let mut env = Env::new().with_maps(maps);
+        // Field by field: Env::new asks the kernel for the task and the time on every run.
+        let mut env = Env {
+            maps: Some(maps),
+            trace: None,
+            task: crate::hook_run::current_task(),
+            clock: bpfvfs_ebpf::helpers::real_clock,
+            prandom: crate::hook_run::next_seed(),
+            user: None,
+        };
         if let Some(t) = &input.task {
             env.task = t.clone();
         }
@@ -113,7 +121,7 @@ impl Runtime {
         let maps = RunMaps::new(lp);
         let mut sink = |m: &[u8]| self.trace_message(input, m);
         let mut env = self.env_for(input, &maps).with_trace(&mut sink);
-        let mut runner = Runner::new(lp)?;
+        let mut runner = lp.runner()?;
         let r0 = if ctx.is_empty() {
             runner.run([0; 5], &[], &mut env)?
         } else {
@@ -165,7 +173,7 @@ impl Runtime {
         let maps = RunMaps::new(lp);
         let mut sink = |m: &[u8]| self.trace_message(input, m);
         let mut env = self.env_for(input, &maps).with_trace(&mut sink);
-        let mut runner = Runner::new(lp)?;
+        let mut runner = lp.runner()?;
         let repeat = input.repeat.max(1);
         let (r0, duration, data_out, ctx_out) = if xdp {
             let mut run = XdpRun::new(data_in, ctx).map_err(pkt_err)?;

@@ -241,6 +241,7 @@ impl Tool {
         let loaded_at = u(&info, "loaded_at");
         let uid = u(&info, "uid");
         let xlated = u(&info, "insn_count") * 8;
+        let jited = u(&info, "jited_len");
         let memlock = u(&info, "memlock");
         let map_ids: Vec<u64> = info["map_ids"]
             .as_array()
@@ -273,7 +274,10 @@ impl Tool {
                 jw.uint_field(out, "uid", uid);
             }
             jw.uint_field(out, "bytes_xlated", xlated);
-            jw.bool_field(out, "jited", false);
+            jw.bool_field(out, "jited", jited > 0);
+            if jited > 0 {
+                jw.uint_field(out, "bytes_jited", jited);
+            }
             jw.int_field(out, "bytes_memlock", memlock as i64);
             if !map_ids.is_empty() {
                 jw.name(out, "map_ids");
@@ -310,7 +314,11 @@ impl Tool {
                 ));
             }
             s.push_str(&format!("\txlated {xlated}B"));
-            s.push_str("  not jited");
+            if jited > 0 {
+                s.push_str(&format!("  jited {jited}B"));
+            } else {
+                s.push_str("  not jited");
+            }
             s.push_str(&format!("  memlock {memlock}B"));
             if !map_ids.is_empty() {
                 let ids: Vec<String> = map_ids.iter().map(|m| m.to_string()).collect();

@@ -533,29 +533,20 @@ impl Tool {
                 });
             }
         }
-        let runs = if is_syscall { repeat.max(1) } else { 1 };
-        if !is_syscall {
+        if is_syscall {
+            // Syscall programs take no `repeat`: the daemon repeats the run (`runs`) and times
+            // the runs themselves, not this command's round trips.
+            args["runs"] = json!(repeat.max(1));
+        } else {
             args["repeat"] = json!(repeat);
         }
-        let start = std::time::Instant::now();
-        let mut res = Err(0);
-        for _ in 0..runs {
-            res = self.sys("prog_test_run", args.clone())?;
-            if res.is_err() {
-                break;
-            }
-        }
-        let mut v = match res {
+        let v = match self.sys("prog_test_run", args)? {
             Ok(v) => v,
             Err(e) => {
                 self.p_err(format!("failed to run program: {}", strerror(e)));
                 return Ok(-1);
             }
         };
-        if is_syscall {
-            let avg = start.elapsed().as_nanos() / runs as u128;
-            v["duration"] = json!(avg.min(u32::MAX as u128) as u64);
-        }
         let bytes = |v: &Value| -> Vec<u8> {
             v.as_array()
                 .map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0) as u8).collect())
