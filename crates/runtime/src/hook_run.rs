@@ -65,9 +65,13 @@ impl RunExt {
             .map(|m| &**m)
             .ok_or(HelperError::InvalidMap(h))
     }
-    fn inode(&self, addr: u64) -> Option<Arc<Inode>> {
+    /// The inode behind a view address, borrowed for the helper call (no reference count
+    /// taken: the arena holds one for the whole run).
+    fn inode(&self, addr: u64) -> Option<*const Inode> {
         // SAFETY: the arena outlives the run that installed this RunExt.
-        unsafe { &*self.arena }.inode_at(addr).cloned()
+        unsafe { &*self.arena }
+            .inode_at(addr)
+            .map(|i| Arc::as_ptr(i))
     }
 }
 
@@ -85,6 +89,8 @@ fn inode_storage_get(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperErro
     }
     // SAFETY: as RunExt::map.
     let map = unsafe { &*map };
+    // SAFETY: the arena holds an Arc of the inode until the run ends.
+    let inode: Option<&Inode> = inode.map(|p| unsafe { &*p });
     let vs = map.def().value_size as usize;
     let mut init = [0u8; 256];
     let mut big = Vec::new();
@@ -100,7 +106,7 @@ fn inode_storage_get(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperErro
     };
     // Nested in the run's own pin (RunMaps): the value stays valid until the run ends.
     let guard = crossbeam_epoch::pin();
-    match inode_storage::storage_get(map, inode.as_deref(), init, a[3], &guard) {
+    match inode_storage::storage_get(map, inode, init, a[3], &guard) {
         // SAFETY: the storage contract: valid while this thread stays pinned, which the run's
         // guard ensures until the run ends.
         Some(p) => Ok(unsafe { ctx.register_region(RegionKind::MapValue, p, vs, true) }),
@@ -115,8 +121,10 @@ fn inode_storage_delete(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperE
     let inode = if a[1] == 0 { None } else { ext.inode(a[1]) };
     // SAFETY: as RunExt::map.
     let map = unsafe { &*map };
+    // SAFETY: the arena holds an Arc of the inode until the run ends.
+    let inode: Option<&Inode> = inode.map(|p| unsafe { &*p });
     let guard = crossbeam_epoch::pin();
-    Ok(inode_storage::storage_delete(map, inode.as_deref(), &guard) as u64)
+    Ok(inode_storage::storage_delete(map, inode, &guard) as u64)
 }
 
 /// bpf_probe_read_kernel_str(dst, size, unsafe_ptr): the string with its NUL, at most
