@@ -6,7 +6,7 @@
 //! byte 0      program type: value % 6 = syscall, socket_filter, xdp, lsm, tracing, view
 //! byte 1      options: bit 0 reject back-edges, bit 1 build the verifier log,
 //!             bit 2 give line info
-//! bytes 2-3   seed for the context and map contents (little-endian)
+//! bytes 2-3   seed for the context, packet and map contents (little-endian)
 //! bytes 4-15  three map descriptors, map i has fd i (see `decode_map`)
 //! bytes 16..  instruction slots; a trailing partial slot is ignored
 //! ```
