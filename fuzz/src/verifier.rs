@@ -233,7 +233,7 @@ fn fill_pointers(
             continue;
         };
         let mut addr = 0u64;
-        let null = *nullable && rng.next_u64() % 4 == 0;
+        let null = *nullable && rng.next_u64().is_multiple_of(4);
         if let (false, Some(i)) = (null || depth >= MAX_STRUCT_DEPTH, spec.find_struct(target)) {
             let s = &spec.structs[i];
             let b = GuardedBuf::new(s.size as usize);
@@ -281,7 +281,7 @@ fn writable_masks() -> &'static [Vec<bool>] {
 fn packet(rng: &mut Rng) -> Vec<u8> {
     let mut p = vec![0u8; 14 + (rng.next_u64() % 256) as usize];
     rng.fill(&mut p);
-    if rng.next_u64() % 2 == 0 || p.len() < 60 {
+    if rng.next_u64().is_multiple_of(2) || p.len() < 60 {
         p[12..14].copy_from_slice(&[0x88, 0xb5]);
     } else {
         p[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -372,8 +372,15 @@ pub fn run(data: &[u8]) {
     let mut env = VerifierEnv::new(spec, &input.maps, protos());
     env.allow_loops = input.options & OPT_NO_LOOPS == 0;
     env.log = input.options & OPT_LOG != 0;
-    env.max_insns = if env.log { MAX_INSNS_WITH_LOG } else { MAX_INSNS };
-    let lines = |i: usize| (i % 3 == 0).then(|| format!("x = {i}; @ fuzz.c:{i}"));
+    env.max_insns = if env.log {
+        MAX_INSNS_WITH_LOG
+    } else {
+        MAX_INSNS
+    };
+    let lines = |i: usize| {
+        i.is_multiple_of(3)
+            .then(|| format!("x = {i}; @ fuzz.c:{i}"))
+    };
     let line_info: Option<&dyn Fn(usize) -> Option<String>> =
         (input.options & OPT_LINE_INFO != 0).then_some(&lines);
     let Ok(info) = verify(&input.insns, &env, line_info) else {
