@@ -85,6 +85,7 @@ fn prog_info(name: &str) -> ProgInfo {
         loaded_at: 0,
         uid: 0,
         attach_to: String::new(),
+        jited_len: 0,
     }
 }
 
