@@ -1,5 +1,6 @@
 //! bpf_inode_storage_get from a JIT-compiled program: ns per get (cache hit on an existing
-//! element, and a miss that creates nothing), for each storage layout, measured the way the
+//! element, a miss that creates nothing, and a create followed by a delete), for each
+//! storage layout, measured the way the
 //! kernel anchor is (../shared/anchors/kernel: 1024 gets inside one program run, time per
 //! get). Run: `cargo bench -p bpfvfs-runtime --bench storage_prog`.
 
@@ -46,6 +47,20 @@ SEC("lsm/inode_permission") int BPF_PROG(miss, struct inode *inode, int mask)
 {
 	struct ctx c = { .inode = inode };
 	bpf_loop(1024, get_miss, &c, 0);
+	return 0;
+}
+static int create_delete(__u32 i, struct ctx *c)
+{
+	__u64 *v = bpf_inode_storage_get(&empty, c->inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (v)
+		c->sum += *v;
+	bpf_inode_storage_delete(&empty, c->inode);
+	return 0;
+}
+SEC("lsm/inode_permission") int BPF_PROG(create, struct inode *inode, int mask)
+{
+	struct ctx c = { .inode = inode };
+	bpf_loop(1024, create_delete, &c, 0);
 	return 0;
 }
 static int nothing(__u32 i, struct ctx *c) { c->sum += i; return 0; }
@@ -113,7 +128,7 @@ fn bench(c: &mut Criterion) {
             .open(&root, None, b"/f", oflags::O_CREAT | oflags::O_RDWR, 0o644)
             .unwrap();
         let inode = f.inode().clone();
-        for name in ["base", "hit", "miss"] {
+        for name in ["base", "hit", "miss", "create"] {
             let p = prog(name);
             // The first run of "hit" creates the element; later ones hit the cache.
             rt.run_with_args(&p, &[HookArg::Inode(&inode), HookArg::Scalar(4)])

@@ -349,3 +349,62 @@ fn committed_btf_matches_the_header() {
         );
     }
 }
+
+/// bpf_loop whose callback body reaches the same state on every iteration (create then
+/// delete an element) is not an infinite loop: iterations are told apart as Linux's
+/// callback_unroll_depth does. The run creates and deletes 1024 times and leaves nothing.
+#[test]
+fn callback_iterations_are_not_taken_for_an_infinite_loop() {
+    let dir = std::env::temp_dir().join(format!("bpfvfs-rt-cbloop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("cbloop.bpf.c");
+    std::fs::write(
+        &src,
+        r#"#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+struct { __uint(type, BPF_MAP_TYPE_INODE_STORAGE); __uint(map_flags, BPF_F_NO_PREALLOC);
+         __type(key, int); __type(value, __u64); } st SEC(".maps");
+struct ctx { struct inode *inode; __u64 made; };
+static int create_delete(__u32 i, struct ctx *c)
+{
+	__u64 *v = bpf_inode_storage_get(&st, c->inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (v)
+		c->made += 1;
+	bpf_inode_storage_delete(&st, c->inode);
+	return 0;
+}
+SEC("lsm/inode_permission") int BPF_PROG(churn, struct inode *inode, int mask)
+{
+	struct ctx c = { .inode = inode };
+	bpf_loop(1024, create_delete, &c, 0);
+	return c.made == 1024 ? 0 : -1;
+}
+char LICENSE[] SEC("license") = "GPL";
+"#,
+    )
+    .unwrap();
+    let Some(obj) = common::compile(&src) else {
+        return;
+    };
+    for cfg in common::configs() {
+        let (vfs, bpf, rt) = common::instance(cfg);
+        let o = rt
+            .load_object(&obj, &LoadOpts::new("cbloop"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", e.verifier_log().unwrap_or("")));
+        let p = o.progs[0].1.obj.as_prog().unwrap().clone();
+        let root = Cred::root();
+        let f = vfs
+            .open(&root, None, b"/f", oflags::O_CREAT | oflags::O_RDWR, 0o644)
+            .unwrap();
+        let r = rt
+            .run_with_args(&p, &[HookArg::Inode(f.inode()), HookArg::Scalar(4)])
+            .unwrap();
+        assert_eq!(r, 0, "{cfg:?}");
+        let map = &o.maps[0].1;
+        assert_eq!(
+            bpf.inode_storage_lookup(map, f.inode()).unwrap_err(),
+            bpfvfs_vfs::Errno::ENOENT
+        );
+    }
+}

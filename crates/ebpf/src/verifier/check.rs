@@ -474,6 +474,12 @@ impl<'a> Verifier<'a> {
                         widen(&node.state, st);
                     }
                 } else if node.state.frames.len() == st.frames.len()
+                    && node
+                        .state
+                        .frames
+                        .iter()
+                        .zip(&st.frames)
+                        .all(|(a, b)| a.cb_unroll == b.cb_unroll)
                     && node.state.regs() == st.regs()
                     && subsumes(&node.state, st, &self.cfg, pc)
                     && subsumes(st, &node.state, &self.cfg, pc)
@@ -1869,7 +1875,10 @@ impl<'a> Verifier<'a> {
                         r.id, r.insn
                     ));
                 }
-                // The helper may call the callback again: resume at the call.
+                // The helper may call the callback again: resume at the call, one unroll
+                // deeper.
+                let f = st.cur_mut();
+                f.cb_unroll = f.cb_unroll.saturating_add(1);
                 return Ok(Step::Next(callee.callsite));
             }
             if r0.ty == RegType::Stack && r0.frame as usize >= depth - 1 {

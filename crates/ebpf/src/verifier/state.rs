@@ -66,6 +66,10 @@ pub struct Frame {
     pub callsite: usize,
     pub subprog: usize,
     pub callback: Option<CallbackInfo>,
+    /// How many times a callback called from this frame has been re-simulated (Linux's
+    /// `callback_unroll_depth`): states of different iterations are never taken for an
+    /// infinite loop of each other.
+    pub cb_unroll: u32,
 }
 
 impl Frame {
@@ -80,6 +84,7 @@ impl Frame {
             callsite,
             subprog,
             callback: None,
+            cb_unroll: 0,
         }
     }
 
