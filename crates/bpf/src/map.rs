@@ -222,6 +222,11 @@ impl Map {
         if value.len() != self.value_size() {
             return Err(Errno::EINVAL);
         }
+        if self.map_type() == Some(MapType::Ringbuf) && flags & BPF_F_LOCK == 0 {
+            // Linux checks only BPF_F_LOCK before the map type; a ring buffer then refuses
+            // every element update (ENOTSUPP), whatever the other flags say.
+            return self.ops.update(key, value, flags);
+        }
         if flags & !(BPF_NOEXIST | BPF_EXIST | BPF_F_LOCK) != 0 || flags & 3 == 3 {
             return Err(Errno::EINVAL);
         }
