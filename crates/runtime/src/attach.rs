@@ -140,6 +140,14 @@ impl Attachments {
         // a detached program is freed one grace period later, not whenever this thread's
         // local garbage bag happens to fill.
         guard.flush();
+        drop(guard);
+        // Garbage is freed two epoch advances after it was retired, and the epoch advances
+        // only when threads pin and collect: an idle daemon would keep a detached program
+        // forever. A few pin/flush rounds move it along when no reader is still pinned
+        // (attach and detach are rare; a reader in a program run holds it back, as it must).
+        for _ in 0..4 {
+            crossbeam_epoch::pin().flush();
+        }
     }
 
     /// Programs attached at `p`, for one dispatch.
