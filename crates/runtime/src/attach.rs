@@ -60,6 +60,7 @@ impl Point {
     }
 }
 
+#[derive(Clone)]
 struct Entry {
     token: u64,
     prog: Arc<Prog>,
@@ -525,13 +526,7 @@ impl Runtime {
         let token = self.attachments.next_token.fetch_add(1, Ordering::Relaxed);
         let prog_arc = p.clone();
         self.attachments.modify(point, |old| {
-            let mut v: List = old
-                .iter()
-                .map(|e| Entry {
-                    token: e.token,
-                    prog: e.prog.clone(),
-                })
-                .collect();
+            let mut v: List = old.to_vec();
             v.push(Entry {
                 token,
                 prog: prog_arc,
@@ -544,13 +539,7 @@ impl Runtime {
         let detach: bpfvfs_bpf::prog::Detach = Box::new(move || {
             if let Some(rt) = me.upgrade() {
                 rt.attachments.modify(point, |old| {
-                    old.iter()
-                        .filter(|e| e.token != token)
-                        .map(|e| Entry {
-                            token: e.token,
-                            prog: e.prog.clone(),
-                        })
-                        .collect()
+                    old.iter().filter(|e| e.token != token).cloned().collect()
                 });
                 let n = rt.attachments.attached.fetch_sub(1, Ordering::Relaxed) - 1;
                 rt.bpf().vfs().set_hooks_enabled(n > 0);

@@ -327,7 +327,7 @@ unsafe impl MapAccess for RunMaps<'_> {
 }
 
 enum Vm<'p> {
-    Interp(Interpreter<'p>),
+    Interp(Box<Interpreter<'p>>),
     #[cfg(target_arch = "x86_64")]
     Jit(Box<Jit<'p>>),
 }
@@ -365,7 +365,7 @@ impl<'p> Runner<'p> {
         })?;
         Ok(Runner {
             lp,
-            vm: Vm::Interp(vm),
+            vm: Vm::Interp(Box::new(vm)),
         })
     }
 

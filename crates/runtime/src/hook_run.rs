@@ -69,9 +69,7 @@ impl RunExt {
     /// taken: the arena holds one for the whole run).
     fn inode(&self, addr: u64) -> Option<*const Inode> {
         // SAFETY: the arena outlives the run that installed this RunExt.
-        unsafe { &*self.arena }
-            .inode_at(addr)
-            .map(|i| Arc::as_ptr(i))
+        unsafe { &*self.arena }.inode_at(addr).map(Arc::as_ptr)
     }
 }
 

@@ -75,18 +75,17 @@ impl Runtime {
 
     fn env_for<'a>(&'a self, input: &TestRunInput, maps: &'a RunMaps<'a>) -> Env<'a> {
         // Field by field: Env::new asks the kernel for the task and the time on every run.
-        let mut env = Env {
+        Env {
             maps: Some(maps),
             trace: None,
-            task: crate::hook_run::current_task(),
+            task: input
+                .task
+                .clone()
+                .unwrap_or_else(crate::hook_run::current_task),
             clock: bpfvfs_ebpf::helpers::real_clock,
             prandom: crate::hook_run::next_seed(),
             user: None,
-        };
-        if let Some(t) = &input.task {
-            env.task = t.clone();
         }
-        env
     }
 
     /// bpf_prog_test_run_syscall: the context is the caller's buffer, copied back after the
@@ -236,7 +235,10 @@ impl Runtime {
     }
 
     fn trace_message(&self, input: &TestRunInput, msg: &[u8]) {
-        let task = input.task.clone().unwrap_or_else(TaskInfo::current);
+        let task = input
+            .task
+            .clone()
+            .unwrap_or_else(crate::hook_run::current_task);
         self.trace()
             .push(&task.comm, task.pid, task.cpu.unwrap_or(input.cpu), msg);
     }

@@ -398,31 +398,32 @@ impl Tool {
                 }
                 Err(e) => err = -e,
             }
-        }
-        while info.map_type != INODE_STORAGE {
-            let mut args = json!({"handle": o.handle});
-            if let Some(k) = &prev {
-                args["key"] = json!(k);
-            }
-            let key = match self.sys("map_get_next_key", args)? {
-                Ok(v) => bytes_of(&v["next_key"]),
-                Err(libc::ENOENT) => break,
-                Err(e) => {
-                    err = -e;
-                    break;
+        } else {
+            loop {
+                let mut args = json!({"handle": o.handle});
+                if let Some(k) = &prev {
+                    args["key"] = json!(k);
                 }
-            };
-            match self.sys("map_lookup_elem", json!({"handle": o.handle, "key": key}))? {
-                Ok(v) => {
-                    let value = bytes_of(&v["value"]);
-                    self.print_entry(info, &key, &value);
-                    num += 1;
+                let key = match self.sys("map_get_next_key", args)? {
+                    Ok(v) => bytes_of(&v["next_key"]),
+                    Err(libc::ENOENT) => break,
+                    Err(e) => {
+                        err = -e;
+                        break;
+                    }
+                };
+                match self.sys("map_lookup_elem", json!({"handle": o.handle, "key": key}))? {
+                    Ok(v) => {
+                        let value = bytes_of(&v["value"]);
+                        self.print_entry(info, &key, &value);
+                        num += 1;
+                    }
+                    Err(e) => self.print_entry_error(info, &key, e),
                 }
-                Err(e) => self.print_entry_error(info, &key, e),
-            }
-            prev = Some(key);
-            if num as u64 > (info.max_entries as u64) * 2 + 1024 {
-                break; // a map changing under us must not loop forever
+                prev = Some(key);
+                if num as u64 > (info.max_entries as u64) * 2 + 1024 {
+                    break; // a map changing under us must not loop forever
+                }
             }
         }
         if self.json_output {

@@ -158,28 +158,12 @@ impl Conn {
 
     /// One request; a remote error becomes its errno.
     pub fn call(&mut self, op: &str, args: Value) -> R<Sys<Value>> {
-        if self.client.is_none() {
-            self.client = Some(Client::connect(&self.socket)?);
-        }
-        let c = self.client.as_mut().expect("just connected");
-        match c.call(op, args) {
-            Ok(v) => Ok(Ok(v)),
-            Err(ClientError::Remote(e)) => Ok(Err(e.errno)),
-            Err(e) => Err(Fatal::Client(e)),
-        }
+        self.call_fds(op, args, &[])
     }
 
-    /// One request with descriptors attached (SCM_RIGHTS).
+    /// One request with descriptors attached (SCM_RIGHTS); a remote error becomes its errno.
     pub fn call_fds(&mut self, op: &str, args: Value, fds: &[std::os::fd::RawFd]) -> R<Sys<Value>> {
-        if self.client.is_none() {
-            self.client = Some(Client::connect(&self.socket)?);
-        }
-        let c = self.client.as_mut().expect("just connected");
-        match c.call_with_fds(op, args, fds) {
-            Ok(v) => Ok(Ok(v)),
-            Err(ClientError::Remote(e)) => Ok(Err(e.errno)),
-            Err(e) => Err(Fatal::Client(e)),
-        }
+        Ok(self.call_full_fds(op, args, fds)?.map_err(|e| e.errno))
     }
 
     /// One request, the remote error kept whole (message, verifier log).
@@ -188,11 +172,21 @@ impl Conn {
         op: &str,
         args: Value,
     ) -> R<Result<Value, crate::control::ControlError>> {
+        self.call_full_fds(op, args, &[])
+    }
+
+    /// The connection (opened on first use), one request, the remote error kept whole.
+    fn call_full_fds(
+        &mut self,
+        op: &str,
+        args: Value,
+        fds: &[std::os::fd::RawFd],
+    ) -> R<Result<Value, crate::control::ControlError>> {
         if self.client.is_none() {
             self.client = Some(Client::connect(&self.socket)?);
         }
         let c = self.client.as_mut().expect("just connected");
-        match c.call(op, args) {
+        match c.call_with_fds(op, args, fds) {
             Ok(v) => Ok(Ok(v)),
             Err(ClientError::Remote(e)) => Ok(Err(e)),
             Err(e) => Err(Fatal::Client(e)),
