@@ -290,8 +290,20 @@ impl FileSystem for BpfFs {
             Some(BpfNode::Debug(kind, _)) => {
                 Ok(Box::new(debug_text(*kind, &self.registry).into_bytes()))
             }
-            // Program, link and map pins without BTF: open fails with EIO (bpffs_obj_open).
-            Some(BpfNode::Obj(_)) => Err(Errno::EIO),
+            // An iterator link's pin is readable: each open runs the iterator once
+            // (bpf_iter_link's bpffs file operations); the text is served at offsets.
+            Some(BpfNode::Obj(o)) => {
+                let seq = match &*o.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Some(BpfObject::Link(l)) => l.seq(),
+                    _ => None,
+                };
+                match seq {
+                    // Run outside the node's lock: the iterator may look at bpffs itself.
+                    Some(seq) => Ok(Box::new(seq.read_all()?)),
+                    // Program, link and map pins without BTF: EIO (bpffs_obj_open).
+                    None => Err(Errno::EIO),
+                }
+            }
             _ if inode.mode() & S_IFMT == S_IFREG => Err(Errno::EIO),
             _ => Ok(Box::new(())),
         }
@@ -299,7 +311,14 @@ impl FileSystem for BpfFs {
     /// The debug (iterator) files are generated at open and report size 0, like the
     /// kernel's seq_file: they must be read without size-based caching.
     fn direct_io(&self, inode: &Inode) -> bool {
-        matches!(inode.private::<BpfNode>(), Some(BpfNode::Debug(..)))
+        match inode.private::<BpfNode>() {
+            Some(BpfNode::Debug(..)) => true,
+            Some(BpfNode::Obj(o)) => matches!(
+                &*o.lock().unwrap_or_else(|e| e.into_inner()),
+                Some(BpfObject::Link(l)) if l.seq().is_some()
+            ),
+            _ => false,
+        }
     }
     fn read(&self, file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
         let text = file.private::<Vec<u8>>().ok_or(Errno::EINVAL)?;

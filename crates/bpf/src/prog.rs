@@ -5,7 +5,7 @@ use crate::object::Registry;
 use crate::uapi::ProgType;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// What `prog show` reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,12 @@ impl std::fmt::Debug for Prog {
     }
 }
 
+/// What reading a pinned iterator link (or a truly pinned one outside bpffs) shows: the
+/// whole text of one iterator run, generated at open (seq_file's role).
+pub trait SeqSource: Send + Sync {
+    fn read_all(&self) -> Result<Vec<u8>, bpfvfs_vfs::Errno>;
+}
+
 /// Called once when a link goes away (its last reference, or an explicit detach).
 pub type Detach = Box<dyn FnOnce() + Send>;
 
@@ -86,6 +92,8 @@ pub struct Link {
     pub attach_type: String,
     pub target: String,
     detach: Mutex<Option<Detach>>,
+    /// Set once, by whoever creates an iterator link, right after creation.
+    seq: OnceLock<Arc<dyn SeqSource>>,
     registry: Arc<Registry>,
 }
 
@@ -103,6 +111,7 @@ impl Link {
             attach_type: attach_type.to_string(),
             target: target.to_string(),
             detach: Mutex::new(detach),
+            seq: OnceLock::new(),
             registry: registry.clone(),
         })
     }
@@ -118,6 +127,15 @@ impl Link {
         if let Some(d) = d {
             d()
         }
+    }
+    /// Make this an iterator link: reading its pin runs `s`. Only the first call counts (an
+    /// iterator link's target never changes).
+    pub fn set_seq(&self, s: Arc<dyn SeqSource>) {
+        let _ = self.seq.set(s);
+    }
+    /// The iterator this link runs when read, if it is an iterator link.
+    pub fn seq(&self) -> Option<Arc<dyn SeqSource>> {
+        self.seq.get().cloned()
     }
     pub fn is_attached(&self) -> bool {
         self.detach
