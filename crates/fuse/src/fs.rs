@@ -623,7 +623,7 @@ impl Filesystem for FuseFs {
             Ok(f) => {
                 // Generated files (size 0, contents made at open) must bypass the page
                 // cache, which would otherwise stop at the reported size.
-                let flags = if f.inode().sb().fs().direct_io(f.inode()) {
+                let flags = if f.direct_io() {
                     FopenFlags::FOPEN_DIRECT_IO
                 } else {
                     FopenFlags::empty()

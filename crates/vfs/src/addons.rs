@@ -34,9 +34,11 @@ pub enum AddonSlot {
     Watch = 0,
     /// BPF inode local storage (the `bpf_local_storage` of this inode).
     LocalStorage = 1,
+    /// A layer's file operations for this inode (`fileops_override.rs`).
+    FileOps = 2,
 }
 
-const SLOTS: usize = 2;
+const SLOTS: usize = 3;
 
 /// The on-demand per-inode struct: an event mask readable without locks plus, per client
 /// layer, one install-once typed value and one client-managed pointer word.

@@ -7,6 +7,7 @@
 //! [`File::is_open`] (FMODE_OPENED) dropping it does nothing but release its path: no
 //! `IN_CLOSE_*`, no `FileSystem::release`, not counted in `files_open`.
 
+use crate::fileops_override::FileOpsOverride;
 use crate::inode::Inode;
 use crate::mount::PathRef;
 use crate::types::oflags;
@@ -21,6 +22,9 @@ pub struct File {
     pub pos: Mutex<u64>,
     /// The filesystem's per-open state; set once the open succeeded (FMODE_OPENED).
     private: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The layer's file operations when the inode had an override at open (f_op replaced):
+    /// read/write/release go there instead of the filesystem. Empty for ordinary files.
+    ops: OnceLock<Arc<dyn FileOpsOverride>>,
 }
 
 impl File {
@@ -31,6 +35,7 @@ impl File {
             flags: AtomicI32::new(flags),
             pos: Mutex::new(0),
             private: OnceLock::new(),
+            ops: OnceLock::new(),
         }
     }
     /// The filesystem opened it: from now on it counts as open and its drop closes it.
@@ -42,6 +47,23 @@ impl File {
                 .counters
                 .files_open
                 .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// Opened through a layer's override (set before `set_opened`).
+    pub(crate) fn set_override(&self, ov: Arc<dyn FileOpsOverride>) {
+        let _ = self.ops.set(ov);
+    }
+    /// The override this file was opened through, if any.
+    #[inline]
+    pub fn ops_override(&self) -> Option<&Arc<dyn FileOpsOverride>> {
+        self.ops.get()
+    }
+    /// Whether reads must bypass size-based caching (FOPEN_DIRECT_IO at the FUSE edge): the
+    /// override's answer, else the filesystem's.
+    pub fn direct_io(&self) -> bool {
+        match self.ops.get() {
+            Some(ov) => ov.direct_io(),
+            None => self.inode().sb().fs().direct_io(self.inode()),
         }
     }
     /// Whether the filesystem's open ran (false only while an open is in progress, e.g.
@@ -86,7 +108,10 @@ impl Drop for File {
         // IN_CLOSE_* before the release and before `path` (and maybe the inode) goes.
         crate::fsnotify::file_closed(self);
         let sb = self.path.inode().sb().clone();
-        sb.fs().release(self);
+        match self.ops.get() {
+            Some(ov) => ov.release(self),
+            None => sb.fs().release(self),
+        }
         sb.counters.files_open.fetch_sub(1, Ordering::Relaxed);
     }
 }

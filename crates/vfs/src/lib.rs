@@ -36,6 +36,7 @@ mod dcache;
 pub mod dentry;
 pub mod errno;
 pub mod file;
+pub mod fileops_override;
 pub mod fsnotify;
 pub mod hooks;
 pub mod inode;
@@ -54,6 +55,7 @@ pub use dcache::rcu_barrier;
 pub use dentry::{Dentry, DentryRef};
 pub use errno::{Errno, Result};
 pub use file::File;
+pub use fileops_override::FileOpsOverride;
 pub use fsnotify::{
     watch_destruction, DestroyState, DestroyWatch, Event, Group, GroupOptions, GroupStats,
     ReadError,

@@ -189,6 +189,20 @@ impl Vfs {
         kind: NewKind<'_>,
         mode: u32,
     ) -> Result<PathRef> {
+        self.create_at_bound(cred, parent, name, kind, mode, None)
+    }
+
+    /// `create_at`, with `bind` run on the new inode before it is published (see
+    /// `fileops_override.rs`).
+    pub(crate) fn create_at_bound(
+        &self,
+        cred: &Cred,
+        parent: &PathRef,
+        name: &[u8],
+        kind: NewKind<'_>,
+        mode: u32,
+        bind: Option<&mut dyn FnMut(&Arc<Inode>)>,
+    ) -> Result<PathRef> {
         // Linux's order: the symlink target and the node type are checked first (getname,
         // may_mknod), then the name is looked up (EEXIST, so open(O_CREAT) of an existing
         // file in a read-only directory still opens it), then may_create: a dead directory
@@ -237,7 +251,7 @@ impl Vfs {
                 None,
             );
         }
-        let r = self.create_locked(cred, parent, &mut children, name, kind, mode);
+        let r = self.create_locked(cred, parent, &mut children, name, kind, mode, bind);
         drop(children);
         if let Some(h) = traced {
             h.trace(
@@ -256,6 +270,7 @@ impl Vfs {
     /// create_at's part under the directory lock, from may_create on (vfs_create,
     /// vfs_mkdir, vfs_symlink, vfs_mknod): the LSM hook runs after the VFS's checks, right
     /// before the filesystem is asked.
+    #[allow(clippy::too_many_arguments)]
     fn create_locked(
         &self,
         cred: &Cred,
@@ -264,6 +279,7 @@ impl Vfs {
         name: &[u8],
         kind: NewKind<'_>,
         mode: u32,
+        bind: Option<&mut dyn FnMut(&Arc<Inode>)>,
     ) -> Result<PathRef> {
         let dir = parent.inode();
         self.may_modify_dir(cred, parent)?;
@@ -319,6 +335,9 @@ impl Vfs {
                 }
             }
         };
+        if let Some(b) = bind {
+            b(&inode); // before publication: nobody else can reach the inode yet
+        }
         let d = self.d_add_locked(children, &parent.dentry, name, &inode);
         // Under the directory lock: one directory's events are queued in the order its
         // entries changed.
@@ -1098,7 +1117,16 @@ impl Vfs {
     #[inline]
     fn finish_open(&self, file: &File) -> Result<()> {
         let inode = file.inode();
-        let private = inode.sb().fs().open(inode, file.flags())?;
+        // A layer's per-inode file operations replace the filesystem's (one load and a
+        // branch when there is none: `fileops_override.rs`).
+        let private = match crate::fileops_override::override_of(inode) {
+            None => inode.sb().fs().open(inode, file.flags())?,
+            Some(ov) => {
+                let p = ov.open(file)?;
+                file.set_override(ov.clone());
+                p
+            }
+        };
         file.set_opened(private);
         fsnotify::file_opened(file);
         Ok(())
@@ -1216,7 +1244,10 @@ impl Vfs {
         if file.inode().is_dir() {
             return Err(Errno::EISDIR);
         }
-        let n = file.inode().sb().fs().read(file, buf, offset)?;
+        let n = match file.ops_override() {
+            None => file.inode().sb().fs().read(file, buf, offset)?,
+            Some(ov) => ov.read(file, buf, offset)?,
+        };
         if n > 0 {
             fsnotify::notify_dentry(&file.path().dentry, IN_ACCESS);
         }
@@ -1258,7 +1289,10 @@ impl Vfs {
         if let Some(h) = hooks {
             h.file_permission(file, may::WRITE)?;
         }
-        let n = file.inode().sb().fs().write(file, data, offset)?;
+        let n = match file.ops_override() {
+            None => file.inode().sb().fs().write(file, data, offset)?,
+            Some(ov) => ov.write(file, data, offset)?,
+        };
         if n > 0 {
             fsnotify::notify_dentry(&file.path().dentry, IN_MODIFY);
         }
@@ -1282,7 +1316,10 @@ impl Vfs {
         if inode.file_type() != FileType::Regular {
             return Err(Errno::ENODEV);
         }
-        inode.sb().fs().fallocate(inode, mode, offset, len)?;
+        match file.ops_override() {
+            None => inode.sb().fs().fallocate(inode, mode, offset, len)?,
+            Some(ov) => ov.fallocate(file, mode, offset, len)?,
+        }
         fsnotify::notify_dentry(&file.path().dentry, IN_MODIFY);
         Ok(())
     }

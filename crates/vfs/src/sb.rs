@@ -297,6 +297,16 @@ pub trait FileSystem: Send + Sync + 'static {
         Err(Errno::EOPNOTSUPP)
     }
 
+    // ---- capabilities ----
+
+    /// Whether a layer may bind its own state to a regular file created here through the
+    /// normal create path (issue 9's true pins: the file holds an object until its inode is
+    /// evicted). Filesystems whose nodes the filesystem itself owns (kernfs-like trees)
+    /// answer false. Default: true.
+    fn allows_true_pins(&self) -> bool {
+        true
+    }
+
     // ---- super_operations ----
 
     /// Should an inode whose last reference went be evicted now (generic_drop_inode)?
