@@ -9,6 +9,7 @@ pub mod bpffs;
 pub mod map;
 pub mod maps;
 pub mod object;
+pub mod pin_outside;
 pub mod prog;
 pub mod storage_api;
 pub mod sys;

@@ -8,6 +8,7 @@
 use crate::bpffs::{pinned_object, BpfFs, BpfFsOptions, DebugKind};
 use crate::map::{Map, MapDef};
 use crate::object::{BpfObject, ObjKind, Registry};
+use crate::pin_outside::{HeldWatch, TruePins};
 use crate::prog::{Link, Prog, ProgInfo};
 use crate::uapi::*;
 use bpfvfs_vfs::{oflags, Cred, Errno, FileSystem, PathRef, Result, Vfs, LOOKUP_FOLLOW};
@@ -166,6 +167,8 @@ pub(crate) fn now_secs() -> u64 {
 pub struct Bpf {
     vfs: Arc<Vfs>,
     registry: Arc<Registry>,
+    /// Objects truly pinned outside bpffs (`pin_outside.rs`).
+    true_pins: Arc<TruePins>,
 }
 
 impl Bpf {
@@ -194,7 +197,11 @@ impl Bpf {
             }
         }
         vfs.mount_type(&root, "bpf", "", b"/sys/fs/bpf")?;
-        Ok(Arc::new(Bpf { vfs, registry }))
+        Ok(Arc::new(Bpf {
+            vfs,
+            registry,
+            true_pins: Arc::default(),
+        }))
     }
 
     pub fn vfs(&self) -> &Arc<Vfs> {
@@ -202,6 +209,14 @@ impl Bpf {
     }
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+    /// The objects truly pinned outside bpffs.
+    pub fn true_pins(&self) -> &Arc<TruePins> {
+        &self.true_pins
+    }
+    /// The destruction watches pins outside bpffs hold (true pins, then exposures).
+    pub fn held_watches(&self) -> Vec<HeldWatch> {
+        self.true_pins.held_watches(&self.vfs)
     }
 
     // ---- maps ----
@@ -271,7 +286,8 @@ impl Bpf {
     // ---- objects ----
 
     /// BPF_OBJ_PIN: pin `h`'s object at `path` (absolute in the bpfvfs tree, or relative to
-    /// `base`). The pin holds its own reference.
+    /// `base`). The pin holds its own reference. In bpffs, a bpffs pin; in a filesystem
+    /// that allows it, a true pin (`pin_outside.rs`); elsewhere EPERM.
     pub fn obj_pin(
         &self,
         cred: &Cred,
@@ -293,13 +309,21 @@ impl Bpf {
         if self.vfs.lookup_at(cred, &parent, &last).is_ok() {
             return Err(Errno::EEXIST);
         }
-        // Pinning outside bpffs: EPERM (a later layer lifts this for other filesystems).
-        if parent.inode().sb().fs_type() != "bpf" {
-            return Err(Errno::EPERM);
+        let sb = parent.inode().sb().clone();
+        match sb.fs_type() {
+            "bpf" => {
+                self.vfs
+                    .mkobj_at(cred, &parent, &last, 0o600, Box::new(h.obj.clone()))?;
+                Ok(())
+            }
+            // Exposure in the cgroup tree comes with the cgroup crate; refused until then.
+            "cgroup2" => Err(Errno::EPERM),
+            _ if sb.fs().allows_true_pins() => {
+                self.true_pins
+                    .pin(&self.vfs, cred, &parent, &last, &h.obj)
+            }
+            _ => Err(Errno::EPERM),
         }
-        self.vfs
-            .mkobj_at(cred, &parent, &last, 0o600, Box::new(h.obj.clone()))?;
-        Ok(())
     }
 
     /// BPF_OBJ_GET: a new handle for the object pinned at `path` (symlinks followed).
@@ -323,7 +347,7 @@ impl Bpf {
             mask |= bpfvfs_vfs::may::WRITE;
         }
         self.vfs.access_at(cred, &at, mask)?;
-        let obj = pinned_object(at.inode()).ok_or(Errno::EACCES)?;
+        let obj = self.object_at(at.inode()).ok_or(Errno::EACCES)?;
         match &obj {
             BpfObject::Link(_) if access != Access::RDWR => Err(Errno::EINVAL),
             BpfObject::Prog(_) => Ok(Handle {
@@ -336,7 +360,15 @@ impl Bpf {
 
     /// The object pinned at a resolved location (no access check; for the CLI's `pinned PATH`).
     pub fn pinned_at(&self, at: &PathRef) -> Result<BpfObject> {
-        pinned_object(at.inode()).ok_or(Errno::EACCES)
+        self.object_at(at.inode()).ok_or(Errno::EACCES)
+    }
+
+    /// The object pinned at `inode`: a bpffs pin, or a true pin in any other filesystem.
+    pub fn object_at(&self, inode: &bpfvfs_vfs::Inode) -> Option<BpfObject> {
+        if inode.sb().fs_type() == "bpf" {
+            return pinned_object(inode);
+        }
+        self.true_pins.of_inode(inode)?.object()
     }
 
     /// BPF_OBJ_GET_INFO_BY_FD.
@@ -385,7 +417,21 @@ impl Bpf {
         if let Ok(at) = self.vfs.resolve(&root, None, b"/sys/fs/bpf", LOOKUP_FOLLOW) {
             self.walk_pins(&at, b"/sys/fs/bpf".to_vec(), kind, id, &mut out, 0);
         }
+        out.extend(self.true_pinned_paths(kind, id));
         out
+    }
+
+    /// Paths of true pins of `id` outside bpffs (their creation names, following renames).
+    pub fn true_pinned_paths(&self, kind: ObjKind, id: u32) -> Vec<String> {
+        self.true_pins
+            .all()
+            .into_iter()
+            .filter(|p| {
+                p.object()
+                    .is_some_and(|o| o.kind() == kind && o.id() == id)
+            })
+            .filter_map(|p| p.path(&self.vfs))
+            .collect()
     }
 
     fn walk_pins(
