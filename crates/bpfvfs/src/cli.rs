@@ -83,8 +83,12 @@ pub struct ConformanceArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Paths in the bpfvfs tree, or host paths under the mount point
-    #[arg(value_name = "PATH", required = true)]
+    #[arg(value_name = "PATH", required_unless_present = "held")]
     pub paths: Vec<String>,
+    /// Instead of watching: list the inode-destruction watches that pins outside bpffs
+    /// hold (true pins, exposures in the cgroup tree) and exit
+    #[arg(long = "held", conflicts_with_all = ["events", "count", "timeout"])]
+    pub held: bool,
     /// Events to watch (repeatable or comma-separated: create,delete,modify,attrib,open,
     /// close_write,close_nowrite,close,moved_from,moved_to,move,delete_self,move_self,
     /// access); default: all
@@ -261,6 +265,9 @@ fn tracelog(socket: &std::path::Path, json: bool) -> i32 {
 /// until SIGINT/SIGTERM, `--count` events, or `--timeout` seconds without one.
 fn watch(socket: &std::path::Path, a: &WatchArgs, json: bool) -> i32 {
     use std::io::Write;
+    if a.held {
+        return watch_held(socket, json);
+    }
     let mut names = Vec::new();
     for e in &a.events {
         for n in e.split(',').filter(|n| !n.is_empty()) {
@@ -357,6 +364,41 @@ fn watch(socket: &std::path::Path, a: &WatchArgs, json: bool) -> i32 {
         }
         let _ = out.flush();
     }
+}
+
+/// `bpfvfs watch --held`: one line per destruction watch a pin outside bpffs holds:
+/// `ino INO STATE PURPOSE KIND ID PATH` (plus `exposed at PATH` for exposures).
+fn watch_held(socket: &std::path::Path, json: bool) -> i32 {
+    let mut client = match crate::control::Client::connect(socket) {
+        Ok(c) => c,
+        Err(e) => return client_error(socket, e),
+    };
+    let v = match client.call("held_watches", serde_json::json!({})) {
+        Ok(v) => v,
+        Err(e) => return client_error(socket, e),
+    };
+    let empty = Vec::new();
+    let ws = v["watches"].as_array().unwrap_or(&empty);
+    if json {
+        println!("{}", serde_json::Value::Array(ws.clone()));
+        return 0;
+    }
+    for w in ws {
+        let mut line = format!(
+            "ino {} {} {} {} {} {}",
+            w["ino"],
+            w["state"].as_str().unwrap_or("?"),
+            w["purpose"].as_str().unwrap_or("?"),
+            w["kind"].as_str().unwrap_or("?"),
+            w["id"],
+            w["path"].as_str().unwrap_or("(unlinked)")
+        );
+        if let Some(e) = w["exposed_at"].as_str() {
+            line.push_str(&format!(" exposed at {e}"));
+        }
+        println!("{line}");
+    }
+    0
 }
 
 /// Run the command line; returns the exit status.

@@ -304,6 +304,7 @@ impl BpfSession {
             "get_by_id" => self.get_by_id(&a),
             "close" => self.close(&a),
             "list_pins" => self.list_pins(&a),
+            "held_watches" => Ok(json!({"watches": self.bpf.held_watches()})),
             "handles" => Ok(self.list_handles()),
             "prog_load" => self.prog_load(&a),
             "prog_test_run" => self.prog_test_run(&a),
@@ -583,6 +584,14 @@ impl BpfSession {
                     path.into_bytes()
                 };
                 self.walk(&at, prefix, kind, &mut out, 0);
+            }
+        }
+        // True pins outside bpffs (issue 9), by the name each was created under.
+        for p in self.bpf.true_pins().all() {
+            if let (Some(o), Some(path)) = (p.object(), p.path(vfs)) {
+                if kind.is_none_or(|k| k == o.kind()) {
+                    out.push((path, o.kind(), o.id()));
+                }
             }
         }
         out

@@ -493,10 +493,15 @@ impl Tool {
 
     /// statfs(path) says bpffs (is_bpffs).
     fn is_bpffs(&mut self, user_path: &str) -> R<bool> {
+        Ok(self.fs_type_of(user_path)?.as_deref() == Some("bpf"))
+    }
+
+    /// The filesystem type statfs(path) reports, if the path exists.
+    fn fs_type_of(&mut self, user_path: &str) -> R<Option<String>> {
         let path = self.conn.tree_path(user_path)?;
         Ok(match self.sys("statfs", json!({"path": path}))? {
-            Ok(v) => v["fs_type"] == "bpf",
-            Err(_) => false,
+            Ok(v) => v["fs_type"].as_str().map(str::to_string),
+            Err(_) => None,
         })
     }
 
@@ -567,7 +572,9 @@ impl Tool {
     /// one already (unless -n); so does this, in the bpfvfs tree.
     pub(super) fn mount_bpffs_for_pin(&mut self, name: &str) -> R<i32> {
         let (_, dir) = dirname(name);
-        if self.is_bpffs(&dir)? {
+        // An existing directory of any filesystem: bpfvfs pins there (bpffs pin, true pin,
+        // or exposure in the cgroup tree; issue 9) instead of mounting bpffs over it.
+        if self.fs_type_of(&dir)?.is_some() {
             return Ok(0);
         }
         if self.opts.nomount {

@@ -1,0 +1,159 @@
+//! True pins outside bpffs through the CLI and the FUSE mount with ordinary tools (issue 9
+//! items 1 and 7): `bpfvfs map pin MAP FILE` with FILE in the in-memory filesystem makes a
+//! 0600 regular file holding the map; ln, mv, rm, rm -r, cat and stat behave as on any file,
+//! and the map is freed exactly when the file's inode dies.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn maps_live(d: &Daemon) -> u64 {
+    d.stat_u64("maps_live")
+}
+
+/// The id at the start of `N: array ...`.
+fn id_of_show(s: &str) -> u64 {
+    s.split(':').next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn map_truly_pinned_in_memfs_through_the_mount() {
+    let Some(d) = Daemon::start("clipinout", &[]) else {
+        return;
+    };
+    let base = maps_live(&d);
+    d.cli_ok(&[
+        "map",
+        "create",
+        "/sys/fs/bpf/m",
+        "type",
+        "array",
+        "key",
+        "4",
+        "value",
+        "8",
+        "entries",
+        "4",
+        "name",
+        "pm",
+    ]);
+    d.cli_ok(&[
+        "map",
+        "update",
+        "pinned",
+        "/sys/fs/bpf/m",
+        "key",
+        "1",
+        "0",
+        "0",
+        "0",
+        "value",
+        "42",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+    ]);
+    let id = id_of_show(&d.cli_ok(&["map", "show", "pinned", "/sys/fs/bpf/m"]));
+    d.sh_ok("mkdir proj");
+    // FILE outside bpffs: a true pin, no bpffs mounted over the directory.
+    d.cli_ok(&["map", "pin", "pinned", "/sys/fs/bpf/m", "/proj/m"]);
+    assert!(
+        !d.stats()["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["path"] == "/proj"),
+        "{}",
+        d.stats()
+    );
+    let st = d.sh_ok("stat -c '%F %a %s %h' proj/m");
+    assert_eq!(st.trim(), "regular empty file 600 0 1");
+    // Reading it: EIO, with the reason in the daemon log.
+    let out = d.sh("cat proj/m");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Input/output error"),
+        "{out:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || d
+            .log_text()
+            .contains(&format!("pinned Map {id} "))),
+        "{}",
+        d.log_text()
+    );
+    // The CLI takes the host path under the mount, like any pinned path.
+    let host = d.mnt.join("proj/m");
+    let shown = d.cli_ok(&["map", "show", "pinned", host.to_str().unwrap()]);
+    assert_eq!(id_of_show(&shown), id);
+    // -f lists both pins.
+    let shown = d.cli_ok(&["-f", "map", "show", "id", &id.to_string()]);
+    assert!(shown.contains("pinned /sys/fs/bpf/m"), "{shown}");
+    assert!(shown.contains("pinned /proj/m"), "{shown}");
+    // watch --held lists the destruction watch the pin holds.
+    let held = d.cli_ok(&["watch", "--held"]);
+    assert!(
+        held.contains(&format!("armed true-pin map {id} /proj/m")),
+        "{held}"
+    );
+
+    // The bpffs pin goes: the true pin keeps the map.
+    d.sh_ok("rm sys/fs/bpf/m");
+    assert_eq!(maps_live(&d), base + 1);
+    // Hard link, remove the original, rename: still the same map with its value.
+    d.sh_ok("ln proj/m proj/m2 && rm proj/m && mv proj/m2 proj/m3 && test \"$(stat -c %h proj/m3)\" = 1");
+    let v = d.cli_ok(&[
+        "map", "lookup", "pinned", "/proj/m3", "key", "1", "0", "0", "0",
+    ]);
+    assert!(v.contains("2a 00 00 00"), "{v}");
+    assert_eq!(maps_live(&d), base + 1);
+    // A second pin in a subdirectory, then rm -r of the whole project.
+    d.sh_ok("mkdir -p proj/sub");
+    d.cli_ok(&["map", "pin", "pinned", "/proj/m3", "/proj/sub/again"]);
+    d.sh_ok("rm -r proj");
+    assert!(
+        wait_until(Duration::from_secs(10), || maps_live(&d) == base),
+        "map not freed after rm -r: {}",
+        d.stats()
+    );
+    assert_eq!(d.cli_ok(&["watch", "--held"]), "");
+}
+
+#[test]
+fn pin_refusals_and_errors() {
+    let Some(d) = Daemon::start("clipinref", &[]) else {
+        return;
+    };
+    d.cli_ok(&[
+        "map",
+        "create",
+        "/sys/fs/bpf/m",
+        "type",
+        "hash",
+        "key",
+        "4",
+        "value",
+        "4",
+        "entries",
+        "4",
+        "name",
+        "h",
+    ]);
+    d.sh_ok("mkdir p && touch p/taken");
+    // An existing name: EEXIST, as bpftool reports it.
+    let out = d.cli(&["map", "pin", "pinned", "/sys/fs/bpf/m", "/p/taken"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("File exists")
+            || String::from_utf8_lossy(&out.stderr).contains("File exists"),
+        "{out:?}"
+    );
+    // A missing directory: the pin fails, nothing is mounted there.
+    let out = d.cli(&["map", "pin", "pinned", "/sys/fs/bpf/m", "/nodir/x"]);
+    assert!(!out.status.success(), "{out:?}");
+}
