@@ -157,3 +157,43 @@ fn pin_refusals_and_errors() {
     let out = d.cli(&["map", "pin", "pinned", "/sys/fs/bpf/m", "/nodir/x"]);
     assert!(!out.status.success(), "{out:?}");
 }
+
+/// examples/project_pin.sh (issue 9 example (c)) against a live daemon.
+#[test]
+fn example_project_pin_script() {
+    let Some(d) = Daemon::start("clipinex", &[]) else {
+        return;
+    };
+    let base = maps_live(&d);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/project_pin.sh");
+    let out = std::process::Command::new("sh")
+        .arg(&script)
+        .arg(&d.mnt)
+        .env("BPFVFS", BIN)
+        .env("BPFVFS_SOCKET", &d.sock)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    assert!(
+        stdout.contains("project/build/counts: regular empty file, mode 600, 0 bytes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  /sys/fs/bpf/build_counts\n  /project/build/counts\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("value: 03 00 00 00 00 00 00 00"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("true-pin map"), "{stdout}");
+    assert!(stdout.contains("freed"), "{stdout}");
+    assert_eq!(maps_live(&d), base);
+}
