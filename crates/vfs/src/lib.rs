@@ -40,6 +40,7 @@ pub mod fileops_override;
 pub mod fsnotify;
 pub mod hooks;
 pub mod inode;
+mod kernfs;
 pub mod memfs;
 mod mkobj;
 pub mod mount;

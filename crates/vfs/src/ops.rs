@@ -339,6 +339,11 @@ impl Vfs {
             b(&inode); // before publication: nobody else can reach the inode yet
         }
         let d = self.d_add_locked(children, &parent.dentry, name, &inode);
+        if inode.is_dir() {
+            // A kernfs-like filesystem adds the new directory's own entries (control
+            // files) before anyone can see it without them: the parent is still locked.
+            fs.populate_dir(self, &d);
+        }
         // Under the directory lock: one directory's events are queued in the order its
         // entries changed.
         fsnotify::notify_name(dir, IN_CREATE, inode.is_dir(), name, 0);
@@ -445,6 +450,11 @@ impl Vfs {
         if let Some(h) = traced {
             h.trace(point, Some(trace_ret(&r)));
         }
+        if r.is_ok() {
+            // Unlocked now: the filesystem may finish the removal (run callbacks that take
+            // other locks or call back into the VFS).
+            victim.inode().sb().fs().rmdir_done(victim.inode());
+        }
         drop(victim);
         r.map(drop)
     }
@@ -456,7 +466,7 @@ impl Vfs {
         children: &mut crate::dentry::Children,
         name: &[u8],
         victim: &DentryRef,
-    ) -> Result<Option<DentryRef>> {
+    ) -> Result<(Option<DentryRef>, Vec<DentryRef>)> {
         let vi = victim.inode();
         self.may_modify_dir(cred, parent)?;
         check_sticky(cred, parent.inode(), vi)?;
@@ -466,19 +476,32 @@ impl Vfs {
         if victim.is_mountpoint() {
             return Err(Errno::EBUSY);
         }
-        let vchildren = victim.lock_children()?;
+        let mut vchildren = victim.lock_children()?;
         if let Some(h) = self.hooks() {
             h.inode_rmdir(parent.dentry.arc(), victim.arc())?;
         }
-        if !vchildren.is_empty() {
+        // A kernfs-like filesystem decides emptiness itself (a cgroup with only control
+        // files is removable, one with child groups is EBUSY) and its entries go with it.
+        let fs = vi.sb().fs().clone();
+        let owns = fs.rmdir_removes_entries();
+        if !owns && !vchildren.is_empty() {
             return Err(Errno::ENOTEMPTY);
         }
-        parent.inode().sb().fs().rmdir(parent.inode(), name, vi)?;
+        if owns && vchildren.by_name.values().any(|(_, d)| d.is_mountpoint()) {
+            return Err(Errno::EBUSY);
+        }
+        fs.rmdir(parent.inode(), name, vi)?;
+        let mut owned = Vec::new();
+        if owns {
+            // Entries of such a filesystem are its own files (subdirectories are refused
+            // by its rmdir), so nothing below can be a mount point: this cannot fail.
+            self.drain_fs_entries(victim, &mut vchildren, &mut owned)?;
+        }
         drop(vchildren);
         self.unhash(&parent.dentry, name, victim);
         let removed = children.remove(name);
         self.notify_deleted(parent, name, victim);
-        Ok(removed)
+        Ok((removed, owned))
     }
 
     /// link(2): a new name `new_name` in `new_parent` for the inode at `old`.

@@ -215,6 +215,24 @@ pub trait FileSystem: Send + Sync + 'static {
         dir.touch_modified();
         Ok(())
     }
+    /// Whether rmdir leaves emptiness to this filesystem: the VFS then asks `rmdir` even
+    /// when the directory has entries, and removes them with it (kernfs: a cgroup directory
+    /// holds its control files; `rmdir` refuses what must not go). Default: false, a
+    /// directory with entries is ENOTEMPTY.
+    fn rmdir_removes_entries(&self) -> bool {
+        false
+    }
+    /// A successful rmdir of `victim` finished and every directory lock is released (the
+    /// place for work that must not run under them). Default: nothing.
+    fn rmdir_done(&self, victim: &Inode) {
+        let _ = victim;
+    }
+    /// The directory `dir` was just created (mkdir), its parent still locked: a kernfs-like
+    /// filesystem adds its own entries (`Vfs::fs_add_entry`) so the directory is never seen
+    /// without them. Default: nothing.
+    fn populate_dir(&self, vfs: &crate::Vfs, dir: &crate::DentryRef) {
+        let _ = (vfs, dir);
+    }
     /// Move `victim` from `old_dir/old_name` to `new_dir/new_name`, replacing `target` if
     /// any (already checked compatible), or exchanging with it (RENAME_EXCHANGE).
     #[allow(clippy::too_many_arguments)]
