@@ -1,0 +1,193 @@
+//! Host mode against the real cgroup v2 mount: a scratch subtree made on the host shows up
+//! with the host's names, ids, levels and order; the mirror is read-only. Skips with the
+//! reason where there is no cgroup v2 hierarchy or we are not root.
+
+use bpfvfs_cgroup::{find_host_cgroup2, install, CgroupMode, WalkOrder};
+use bpfvfs_vfs::{oflags, Cred, Errno, Vfs};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A scratch subtree of the host hierarchy, removed on drop (children first; member
+/// processes moved back to the root first).
+struct Scratch {
+    host_root: PathBuf,
+    top: PathBuf,
+    dirs: Vec<PathBuf>,
+}
+
+impl Scratch {
+    fn new(host_root: &Path, rel: &[&str]) -> std::io::Result<Scratch> {
+        let top = host_root.join(format!("bpfvfs-test-{}", std::process::id()));
+        let mut s = Scratch {
+            host_root: host_root.to_path_buf(),
+            top: top.clone(),
+            dirs: Vec::new(),
+        };
+        std::fs::create_dir(&top)?;
+        s.dirs.push(top.clone());
+        for r in rel {
+            let p = top.join(r);
+            std::fs::create_dir(&p)?;
+            s.dirs.push(p);
+        }
+        Ok(s)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for p in procs.lines() {
+                    let _ = std::fs::write(self.host_root.join("cgroup.procs"), p);
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+fn host() -> Option<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root (creating host cgroups needs it)");
+        return None;
+    }
+    match find_host_cgroup2() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn host_mirror_matches_host() {
+    let Some(h) = host() else { return };
+    let scratch = Scratch::new(&h, &["a", "a/b", "c", "a/d"]).expect("scratch cgroups");
+    let top_name = scratch
+        .top
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let vfs = Vfs::new_memfs();
+    let tree = install(&vfs, CgroupMode::Host(h.clone())).expect("install host mode");
+    let root = Cred::root();
+
+    assert_eq!(tree.root().id(), std::fs::metadata(&h).unwrap().ino());
+    // Ids, levels, names as on the host.
+    for rel in ["", "a", "a/b", "c", "a/d"] {
+        let hp = scratch.top.join(rel);
+        let gpath = if rel.is_empty() {
+            format!("/{top_name}")
+        } else {
+            format!("/{top_name}/{rel}")
+        };
+        let g = tree.by_path(&gpath).unwrap_or_else(|| panic!("{gpath}"));
+        assert_eq!(g.id(), std::fs::metadata(&hp).unwrap().ino(), "{gpath}");
+        assert_eq!(g.level() as usize, gpath.matches('/').count());
+        assert_eq!(g.path(), gpath);
+        // Through the VFS: the directory exists; its group is found by inode number.
+        let st = vfs
+            .stat(
+                &root,
+                None,
+                format!("/sys/fs/cgroup{gpath}").as_bytes(),
+                true,
+            )
+            .unwrap();
+        assert!(Arc::ptr_eq(&tree.of_inode(st.ino).unwrap(), &g));
+    }
+    // Walk order: creation order (a before c; b before d).
+    let top = tree.by_path(&format!("/{top_name}")).unwrap();
+    let names: Vec<String> = tree
+        .walk(&top, WalkOrder::DescendantsPre)
+        .iter()
+        .map(|g| g.path())
+        .collect();
+    let p = |s: &str| format!("/{top_name}{s}");
+    assert_eq!(names, [p(""), p("/a"), p("/a/b"), p("/a/d"), p("/c")]);
+    let post: Vec<String> = tree
+        .walk(&top, WalkOrder::DescendantsPost)
+        .iter()
+        .map(|g| g.path())
+        .collect();
+    assert_eq!(post, [p("/a/b"), p("/a/d"), p("/a"), p("/c"), p("")]);
+
+    // readdir of the mirror lists the host's groups; new host groups appear, removed ones go.
+    let ls = |path: &str| -> Vec<String> {
+        let f = vfs
+            .open(
+                &root,
+                None,
+                path.as_bytes(),
+                oflags::O_RDONLY | oflags::O_DIRECTORY,
+                0,
+            )
+            .unwrap();
+        let mut v: Vec<String> = vfs
+            .readdir(f.path(), 0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| String::from_utf8(e.name).unwrap())
+            .filter(|n| !n.starts_with('.') && !n.starts_with("cgroup."))
+            .collect();
+        v.sort();
+        v
+    };
+    let vtop = format!("/sys/fs/cgroup/{top_name}");
+    assert_eq!(ls(&vtop), ["a", "c"]);
+    std::fs::create_dir(scratch.top.join("e")).unwrap();
+    assert_eq!(ls(&vtop), ["a", "c", "e"]);
+    let e = tree.by_path(&format!("/{top_name}/e")).unwrap();
+    std::fs::remove_dir(scratch.top.join("e")).unwrap();
+    assert_eq!(ls(&vtop), ["a", "c"]);
+    assert!(e.is_removed());
+
+    // Read-only.
+    assert_eq!(
+        vfs.mkdir(&root, None, format!("{vtop}/x").as_bytes(), 0o755)
+            .err(),
+        Some(Errno::EROFS)
+    );
+    assert_eq!(
+        vfs.rmdir(&root, None, format!("{vtop}/c").as_bytes()).err(),
+        Some(Errno::EROFS)
+    );
+    assert_eq!(
+        vfs.open(
+            &root,
+            None,
+            format!("{vtop}/a/cgroup.procs").as_bytes(),
+            oflags::O_WRONLY,
+            0
+        )
+        .err(),
+        Some(Errno::EROFS)
+    );
+
+    // Membership from the host: a process moved into a/b on the host is in that group.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(
+        scratch.top.join("a/b/cgroup.procs"),
+        format!("{}\n", child.id()),
+    )
+    .unwrap();
+    let b = tree.by_path(&format!("/{top_name}/a/b")).unwrap();
+    assert!(Arc::ptr_eq(&tree.group_of_pid(child.id()), &b));
+    assert_eq!(b.procs(), vec![child.id()]);
+    let text = vfs
+        .read_file(&root, format!("{vtop}/a/b/cgroup.procs").as_bytes())
+        .unwrap();
+    assert_eq!(text, format!("{}\n", child.id()).into_bytes());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(scratch);
+}
