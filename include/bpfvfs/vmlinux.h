@@ -47,6 +47,21 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_RINGBUF = 27,
 	BPF_MAP_TYPE_INODE_STORAGE = 28,
 	BPF_MAP_TYPE_TASK_STORAGE = 29,
+	BPF_MAP_TYPE_CGRP_STORAGE = 32,
+};
+enum bpf_prog_type {
+	BPF_PROG_TYPE_UNSPEC = 0,
+	BPF_PROG_TYPE_SOCKET_FILTER = 1,
+	BPF_PROG_TYPE_XDP = 6,
+	BPF_PROG_TYPE_TRACING = 26,
+	BPF_PROG_TYPE_LSM = 29,
+	BPF_PROG_TYPE_SYSCALL = 31,
+};
+enum bpf_link_type {
+	BPF_LINK_TYPE_UNSPEC = 0,
+	BPF_LINK_TYPE_TRACING = 2,
+	BPF_LINK_TYPE_CGROUP = 3,
+	BPF_LINK_TYPE_ITER = 4,
 };
 enum {
 	BPF_ANY = 0,
@@ -132,6 +147,96 @@ struct iattr {
 	kuid_t ia_uid;                  /* 8 */
 	kgid_t ia_gid;                  /* 12 */
 	loff_t ia_size;                 /* 16 */
+};
+
+/* Iterators and views (SEC("iter/...") and SEC("view/cgroup")). */
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;           /* 0 */
+	__u64 session_id;               /* 8 */
+	__u64 seq_num;                  /* 16 */
+};
+
+struct bpf_map {
+	__u32 id;                       /* 0 */
+	char name[16];                  /* 4 */
+	__u32 max_entries;              /* 20 */
+	enum bpf_map_type map_type;     /* 24 */
+	__u32 key_size;                 /* 28 */
+	__u32 value_size;               /* 32 */
+};
+
+struct bpf_prog_aux {
+	__u32 id;                       /* 0 */
+	char name[16];                  /* 4 */
+	const char *attach_func_name;   /* 24 */
+};
+
+struct bpf_prog {
+	__u32 len;                      /* 0 */
+	enum bpf_prog_type type;        /* 4 */
+	struct bpf_prog_aux *aux;       /* 8 */
+};
+
+struct bpf_link {
+	__u32 id;                       /* 0 */
+	enum bpf_link_type type;        /* 4 */
+	struct bpf_prog *prog;          /* 8 */
+};
+
+struct kernfs_node {
+	struct kernfs_node *parent;     /* 0, NULL at the root */
+	const char *name;               /* 8 */
+	__u64 id;                       /* 16: the directory's inode number */
+};
+
+struct cgroup {
+	struct kernfs_node *kn;         /* 0 */
+	int level;                      /* 8 */
+	int __pad;
+	/* ancestors[level] is the group itself; 16 levels are modelled (entries past the
+	 * group's level point at the group). */
+	struct cgroup *ancestors[];     /* 16 */
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;        /* 0 */
+};
+
+struct task_struct {
+	int pid;                        /* 0 */
+	int tgid;                       /* 4 */
+	struct css_set *cgroups;        /* 8 */
+	char comm[16];                  /* 16 */
+};
+
+struct bpf_iter__bpf_map {
+	union { struct bpf_iter_meta *meta; };
+	union { struct bpf_map *map; };
+};
+
+struct bpf_iter__bpf_prog {
+	union { struct bpf_iter_meta *meta; };
+	union { struct bpf_prog *prog; };
+};
+
+struct bpf_iter__bpf_link {
+	union { struct bpf_iter_meta *meta; };
+	union { struct bpf_link *link; };
+};
+
+struct bpf_iter__bpf_map_elem {
+	union { struct bpf_iter_meta *meta; };
+	union { struct bpf_map *map; };
+	union { void *key; };
+	union { void *value; };
+};
+
+/* Also the context of SEC("view/cgroup") programs. */
+struct bpf_iter__cgroup {
+	union { struct bpf_iter_meta *meta; };
+	union { struct cgroup *cgroup; };
 };
 
 #pragma clang attribute pop

@@ -143,6 +143,23 @@ pub struct UpArgs {
     /// permission checks on path components)
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_ttl)]
     pub ttl: Duration,
+
+    /// The cgroup tree at /sys/fs/cgroup: `local` (groups made here with mkdir) or `host`
+    /// (the host's cgroup v2 hierarchy, read-only; `host=PATH` names its mount)
+    #[arg(long, value_name = "MODE", default_value = "local", value_parser = parse_cgroup)]
+    pub cgroup: crate::daemon::CgroupChoice,
+}
+
+fn parse_cgroup(s: &str) -> Result<crate::daemon::CgroupChoice, String> {
+    use crate::daemon::CgroupChoice;
+    match s {
+        "local" => Ok(CgroupChoice::Local),
+        "host" => Ok(CgroupChoice::Host(None)),
+        _ => match s.strip_prefix("host=") {
+            Some(p) if !p.is_empty() => Ok(CgroupChoice::Host(Some(PathBuf::from(p)))),
+            _ => Err(format!("{s:?}: want local, host or host=PATH")),
+        },
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -430,6 +447,7 @@ pub fn main() -> i32 {
                     .map(usize::from)
                     .unwrap_or_else(|| bpfvfs_fuse::MountOptions::default().threads),
                 ttl: a.ttl,
+                cgroup: a.cgroup.clone(),
             };
             match daemon::up(&cfg) {
                 Ok(()) => 0,

@@ -29,6 +29,17 @@ pub struct UpConfig {
     pub nr_inodes: u64,
     pub threads: usize,
     pub ttl: Duration,
+    /// The cgroup tree at /sys/fs/cgroup: local groups, or the host's mirrored.
+    pub cgroup: CgroupChoice,
+}
+
+/// `--cgroup local | host[=PATH]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CgroupChoice {
+    #[default]
+    Local,
+    /// The host's cgroup v2 mount (found in /proc/self/mountinfo when `None`).
+    Host(Option<PathBuf>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +55,10 @@ pub enum DaemonError {
     Vfs(Errno),
     #[error("cannot set up bpffs at /sys/fs/bpf: {0}")]
     Bpf(Errno),
+    #[error("--cgroup host: {0}")]
+    CgroupHost(#[from] bpfvfs_cgroup::HostError),
+    #[error("cannot set up the cgroup tree at /sys/fs/cgroup: {0}")]
+    Cgroup(Errno),
     #[error("control socket: {0}")]
     Socket(#[from] SocketError),
     #[error(transparent)]
@@ -429,6 +444,19 @@ pub fn up(cfg: &UpConfig) -> Result<(), DaemonError> {
     let vfs = Vfs::new(Arc::new(memfs), VfsOptions::default()).map_err(DaemonError::Vfs)?;
     // The BPF side: bpffs registered and mounted at /sys/fs/bpf before anyone can look.
     let bpf = Bpf::new(vfs.clone()).map_err(DaemonError::Bpf)?;
+    // The cgroup tree: FUSE requests are attributed to the requesting pid's group.
+    let cgroup_mode = match &cfg.cgroup {
+        CgroupChoice::Local => bpfvfs_cgroup::CgroupMode::Local,
+        CgroupChoice::Host(p) => {
+            let p = match p {
+                Some(p) => p.clone(),
+                None => bpfvfs_cgroup::find_host_cgroup2()?,
+            };
+            bpfvfs_cgroup::check_host_root(&p)?;
+            bpfvfs_cgroup::CgroupMode::Host(p)
+        }
+    };
+    bpfvfs_cgroup::install(&vfs, cgroup_mode).map_err(DaemonError::Cgroup)?;
     let mount_point = std::fs::canonicalize(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
 
     // The socket first: a second daemon on the same socket fails before mounting anything.

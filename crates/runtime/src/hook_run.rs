@@ -43,12 +43,12 @@ pub enum HookArg<'a> {
 
 /// What the runtime's helpers find in `Env::user` during a run.
 pub struct RunExt {
-    arena: *const ViewArena,
-    maps: *const [Arc<Map>],
+    pub(crate) arena: *const ViewArena,
+    pub(crate) maps: *const [Arc<Map>],
 }
 
 impl RunExt {
-    fn of<'c>(ctx: &'c mut HelperCtx) -> Result<&'c RunExt, HelperError> {
+    pub(crate) fn of<'c>(ctx: &'c mut HelperCtx) -> Result<&'c RunExt, HelperError> {
         ctx.env()
             .user
             .as_deref()
@@ -56,7 +56,7 @@ impl RunExt {
             .ok_or_else(|| HelperError::Other("helper needs a hook run".into()))
     }
     /// SAFETY (for callers): valid for the run that installed this RunExt.
-    fn map(&self, h: u64) -> Result<&Map, HelperError> {
+    pub(crate) fn map(&self, h: u64) -> Result<&Map, HelperError> {
         // SAFETY: the maps slice is the running LoadedProg's, alive for the run.
         let maps = unsafe { &*self.maps };
         (h as usize)
@@ -216,6 +216,12 @@ impl Runtime {
                     return;
                 }
             };
+            // What the task and cgroup helpers read (built only for programs calling them).
+            for p in progs.clone() {
+                if let Ok(lp) = loaded(p) {
+                    let _ = crate::cgroup_helpers::prepare(arena, self.bpf().vfs(), lp);
+                }
+            }
             let arena: &ViewArena = arena;
             let n = args.len().max(1);
             // SAFETY: u64 words viewed as bytes for the context region; borrowed for the runs.

@@ -1,5 +1,7 @@
 //! Kernel-object views: what LSM and tracing programs see of inodes, dentries, files and
-//! superblocks.
+//! superblocks, and what iterator and view programs see of BPF objects, cgroups and the
+//! current task (`bpf_iter_meta`, `bpf_map`, `bpf_prog`, `bpf_link`, `cgroup`, `kernfs_node`,
+//! `css_set`, `task_struct`).
 //!
 //! Programs are written against `include/bpfvfs/vmlinux.h`, which declares `struct inode`,
 //! `struct dentry`, `struct file`, ... under the kernel's names and field names, in a layout of
@@ -26,7 +28,12 @@ use std::sync::Arc;
 /// Size of every view of a struct in vmlinux.h (inode, dentry, file, super_block).
 pub const VIEW_WORDS: usize = 8;
 /// Views per run (d_parent chains are cut at this depth: the last view's parent is itself).
-pub const MAX_VIEWS: usize = 48;
+/// A cgroup view takes three slots (its ancestors array), so a run reaching a group at level
+/// L needs about 4 * (L + 1) slots.
+pub const MAX_VIEWS: usize = 96;
+/// `cgroup->ancestors[]` entries modelled: levels 0..CGROUP_ANCESTORS-1. Entries past the
+/// group's own level point at the group (never NULL, never outside the view).
+pub const CGROUP_ANCESTORS: usize = 16;
 /// Bytes of names and strings a run keeps inline (more spill to the heap).
 pub const NAME_BUF: usize = 4096;
 /// Longest d_parent chain built.
@@ -70,6 +77,44 @@ pub mod off {
 
     pub const PATH_MNT: usize = 0;
     pub const PATH_DENTRY: usize = 8;
+
+    pub const META_SEQ: usize = 0;
+    pub const META_SESSION_ID: usize = 8;
+    pub const META_SEQ_NUM: usize = 16;
+
+    pub const MAP_ID: usize = 0;
+    pub const MAP_NAME: usize = 4;
+    pub const MAP_MAX_ENTRIES: usize = 20;
+    pub const MAP_TYPE: usize = 24;
+    pub const MAP_KEY_SIZE: usize = 28;
+    pub const MAP_VALUE_SIZE: usize = 32;
+
+    pub const AUX_ID: usize = 0;
+    pub const AUX_NAME: usize = 4;
+    pub const AUX_ATTACH_FUNC_NAME: usize = 24;
+
+    pub const PROG_LEN: usize = 0;
+    pub const PROG_TYPE: usize = 4;
+    pub const PROG_AUX: usize = 8;
+
+    pub const LINK_ID: usize = 0;
+    pub const LINK_TYPE: usize = 4;
+    pub const LINK_PROG: usize = 8;
+
+    pub const KN_PARENT: usize = 0;
+    pub const KN_NAME: usize = 8;
+    pub const KN_ID: usize = 16;
+
+    pub const CGRP_KN: usize = 0;
+    pub const CGRP_LEVEL: usize = 8;
+    pub const CGRP_ANCESTORS: usize = 16;
+
+    pub const CSS_DFL_CGRP: usize = 0;
+
+    pub const TASK_PID: usize = 0;
+    pub const TASK_TGID: usize = 4;
+    pub const TASK_CGROUPS: usize = 8;
+    pub const TASK_COMM: usize = 16;
 }
 
 /// The verifier's description of the vmlinux.h structs.
@@ -153,7 +198,114 @@ pub fn struct_specs() -> Vec<StructSpec> {
                 s("ia_size", IA_SIZE as u32, 8),
             ],
         },
+        // Opaque: only passed to the seq helpers.
+        StructSpec {
+            name: "seq_file".into(),
+            size: 0,
+            fields: vec![],
+        },
+        StructSpec {
+            name: "bpf_iter_meta".into(),
+            size: 24,
+            fields: vec![
+                p("seq", META_SEQ as u32, "seq_file", false),
+                s("session_id", META_SESSION_ID as u32, 8),
+                s("seq_num", META_SEQ_NUM as u32, 8),
+            ],
+        },
+        StructSpec {
+            name: "bpf_map".into(),
+            size: 40,
+            fields: vec![
+                s("id", MAP_ID as u32, 4),
+                s("name", MAP_NAME as u32, 16),
+                s("max_entries", MAP_MAX_ENTRIES as u32, 4),
+                s("map_type", MAP_TYPE as u32, 4),
+                s("key_size", MAP_KEY_SIZE as u32, 4),
+                s("value_size", MAP_VALUE_SIZE as u32, 4),
+            ],
+        },
+        StructSpec {
+            name: "bpf_prog_aux".into(),
+            size: 32,
+            fields: vec![
+                s("id", AUX_ID as u32, 4),
+                s("name", AUX_NAME as u32, 16),
+                // An address for bpf_probe_read_kernel_str / %s.
+                s("attach_func_name", AUX_ATTACH_FUNC_NAME as u32, 8),
+            ],
+        },
+        StructSpec {
+            name: "bpf_prog".into(),
+            size: 16,
+            fields: vec![
+                s("len", PROG_LEN as u32, 4),
+                s("type", PROG_TYPE as u32, 4),
+                p("aux", PROG_AUX as u32, "bpf_prog_aux", false),
+            ],
+        },
+        StructSpec {
+            name: "bpf_link".into(),
+            size: 16,
+            fields: vec![
+                s("id", LINK_ID as u32, 4),
+                s("type", LINK_TYPE as u32, 4),
+                p("prog", LINK_PROG as u32, "bpf_prog", false),
+            ],
+        },
+        StructSpec {
+            name: "kernfs_node".into(),
+            size: 24,
+            fields: vec![
+                p("parent", KN_PARENT as u32, "kernfs_node", true),
+                s("name", KN_NAME as u32, 8),
+                s("id", KN_ID as u32, 8),
+            ],
+        },
+        StructSpec {
+            name: "cgroup".into(),
+            size: (CGRP_ANCESTORS + 8 * CGROUP_ANCESTORS) as u32,
+            fields: {
+                let mut f = vec![
+                    p("kn", CGRP_KN as u32, "kernfs_node", false),
+                    s("level", CGRP_LEVEL as u32, 4),
+                ];
+                for i in 0..CGROUP_ANCESTORS {
+                    f.push(p(
+                        &format!("ancestors[{i}]"),
+                        (CGRP_ANCESTORS + 8 * i) as u32,
+                        "cgroup",
+                        false,
+                    ));
+                }
+                f
+            },
+        },
+        StructSpec {
+            name: "css_set".into(),
+            size: 8,
+            fields: vec![p("dfl_cgrp", CSS_DFL_CGRP as u32, "cgroup", false)],
+        },
+        StructSpec {
+            name: "task_struct".into(),
+            size: 32,
+            fields: vec![
+                s("pid", TASK_PID as u32, 4),
+                s("tgid", TASK_TGID as u32, 4),
+                p("cgroups", TASK_CGROUPS as u32, "css_set", false),
+                s("comm", TASK_COMM as u32, 16),
+            ],
+        },
     ]
+}
+
+/// One group of a cgroup view's ancestor chain (root first), described by the crate that
+/// knows cgroups: the view records `obj` so helpers find the group again from the address.
+pub struct CgroupDesc<'a> {
+    /// cgroup id = the kernfs node id.
+    pub id: u64,
+    pub name: &'a [u8],
+    pub obj: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 /// What a setattr changes (the kernel's `struct iattr`).
@@ -241,6 +393,14 @@ pub struct ViewArena {
     sbs: Vec<(u64, *const SuperBlock)>,
     needs: Needs,
     dentries: Vec<(u64, *const Dentry)>,
+    /// Cgroup views: (address, id, the group as its crate gave it).
+    cgroups: Vec<(u64, u64, Arc<dyn std::any::Any + Send + Sync>)>,
+    /// The current task's view, when built for this run (bpf_get_current_task_btf).
+    task: u64,
+    /// The seq_file view of an iterator or view run.
+    seq: u64,
+    /// The caller's cgroup id, when looked up for this run (bpf_get_current_cgroup_id).
+    current_cgroup: Option<u64>,
 }
 
 impl Default for ViewArena {
@@ -266,6 +426,10 @@ impl ViewArena {
             sbs: Vec::new(),
             needs: Needs::ALL,
             dentries: Vec::new(),
+            cgroups: Vec::new(),
+            task: 0,
+            seq: 0,
+            current_cgroup: None,
         }
     }
 
@@ -284,6 +448,10 @@ impl ViewArena {
         self.inodes.clear();
         self.sbs.clear();
         self.dentries.clear();
+        self.cgroups.clear();
+        self.task = 0;
+        self.seq = 0;
+        self.current_cgroup = None;
     }
 
     fn alloc(&mut self, words: usize) -> Result<usize, ArenaFull> {
@@ -502,6 +670,177 @@ impl ViewArena {
         self.put(w, off::IA_GID, &a.gid.to_ne_bytes());
         self.put(w, off::IA_SIZE, &a.size.to_ne_bytes());
         Ok(self.addr_of(w))
+    }
+
+    /// The run's `struct seq_file` (opaque: its address is what the seq helpers check).
+    pub fn seq_file(&mut self) -> Result<u64, ArenaFull> {
+        if self.seq == 0 {
+            let w = self.alloc(1)?;
+            self.seq = self.addr_of(w);
+        }
+        Ok(self.seq)
+    }
+
+    /// The seq_file view built for this run (0: none).
+    pub fn seq_addr(&self) -> u64 {
+        self.seq
+    }
+
+    /// A `struct bpf_iter_meta`.
+    pub fn iter_meta(&mut self, session_id: u64, seq_num: u64) -> Result<u64, ArenaFull> {
+        let seq = self.seq_file()?;
+        let w = self.alloc(3)?;
+        self.put(w, off::META_SEQ, &seq.to_ne_bytes());
+        self.put(w, off::META_SESSION_ID, &session_id.to_ne_bytes());
+        self.put(w, off::META_SEQ_NUM, &seq_num.to_ne_bytes());
+        Ok(self.addr_of(w))
+    }
+
+    /// A `struct bpf_map`.
+    pub fn bpf_map(&mut self, m: &bpfvfs_bpf::Map) -> Result<u64, ArenaFull> {
+        let w = self.alloc(5)?;
+        let d = m.def();
+        self.put(w, off::MAP_ID, &m.id().to_ne_bytes());
+        let name = m.name().as_bytes();
+        self.put(w, off::MAP_NAME, &name[..name.len().min(15)]);
+        self.put(w, off::MAP_MAX_ENTRIES, &d.max_entries.to_ne_bytes());
+        self.put(w, off::MAP_TYPE, &d.map_type.to_ne_bytes());
+        self.put(w, off::MAP_KEY_SIZE, &d.key_size.to_ne_bytes());
+        self.put(w, off::MAP_VALUE_SIZE, &d.value_size.to_ne_bytes());
+        Ok(self.addr_of(w))
+    }
+
+    /// A `struct bpf_prog` and its `bpf_prog_aux`.
+    pub fn bpf_prog(&mut self, p: &bpfvfs_bpf::Prog) -> Result<u64, ArenaFull> {
+        let info = p.info();
+        let attach = self.name(info.attach_to.as_bytes());
+        let aux = self.alloc(4)?;
+        self.put(aux, off::AUX_ID, &p.id().to_ne_bytes());
+        let name = info.name.as_bytes();
+        self.put(aux, off::AUX_NAME, &name[..name.len().min(15)]);
+        self.put(aux, off::AUX_ATTACH_FUNC_NAME, &attach.to_ne_bytes());
+        let aux = self.addr_of(aux);
+        let w = self.alloc(2)?;
+        self.put(w, off::PROG_LEN, &info.insn_count.to_ne_bytes());
+        self.put(w, off::PROG_TYPE, &info.prog_type.to_ne_bytes());
+        self.put(w, off::PROG_AUX, &aux.to_ne_bytes());
+        Ok(self.addr_of(w))
+    }
+
+    /// A `struct bpf_link` (type from its attach type: iter 4, lsm/fentry/fexit 2, the
+    /// cgroup-attached kinds 3, else 0) and its program.
+    pub fn bpf_link(&mut self, l: &bpfvfs_bpf::Link) -> Result<u64, ArenaFull> {
+        let prog = self.bpf_prog(l.prog())?;
+        let ty: u32 = match l.attach_type.as_str() {
+            "iter" => 4,
+            "lsm" | "fentry" | "fexit" | "tracing" => 2,
+            "cgroup" | "view" => 3,
+            _ => 0,
+        };
+        let w = self.alloc(2)?;
+        self.put(w, off::LINK_ID, &l.id().to_ne_bytes());
+        self.put(w, off::LINK_TYPE, &ty.to_ne_bytes());
+        self.put(w, off::LINK_PROG, &prog.to_ne_bytes());
+        Ok(self.addr_of(w))
+    }
+
+    /// The view of the last group of `chain` (root first), with a view per ancestor
+    /// (`ancestors[i]`, `kn->parent`). One view per group per run.
+    pub fn cgroup_chain(&mut self, chain: &[CgroupDesc<'_>]) -> Result<u64, ArenaFull> {
+        let mut addrs: Vec<u64> = Vec::with_capacity(chain.len());
+        let mut kns: Vec<u64> = Vec::with_capacity(chain.len());
+        for (level, g) in chain.iter().enumerate() {
+            if let Some((a, _, _)) = self.cgroups.iter().find(|(_, id, _)| *id == g.id) {
+                let a = *a;
+                // Its kernfs node view is the word its kn field points to.
+                let kn = self.read_word(a, off::CGRP_KN);
+                addrs.push(a);
+                kns.push(kn);
+                continue;
+            }
+            let name_at = self.name(g.name);
+            let kn = self.alloc(3)?;
+            let parent_kn = kns.last().copied().unwrap_or(0);
+            self.put(kn, off::KN_PARENT, &parent_kn.to_ne_bytes());
+            self.put(kn, off::KN_NAME, &name_at.to_ne_bytes());
+            self.put(kn, off::KN_ID, &g.id.to_ne_bytes());
+            let kn = self.addr_of(kn);
+            let w = self.alloc(off::CGRP_ANCESTORS / 8 + CGROUP_ANCESTORS)?;
+            let me = self.addr_of(w);
+            let mut bytes = [0u8; off::CGRP_ANCESTORS + 8 * CGROUP_ANCESTORS];
+            bytes[off::CGRP_KN..off::CGRP_KN + 8].copy_from_slice(&kn.to_ne_bytes());
+            bytes[off::CGRP_LEVEL..off::CGRP_LEVEL + 4]
+                .copy_from_slice(&(level as u32).to_ne_bytes());
+            for i in 0..CGROUP_ANCESTORS {
+                let a = if i < level { addrs[i] } else { me };
+                let o = off::CGRP_ANCESTORS + 8 * i;
+                bytes[o..o + 8].copy_from_slice(&a.to_ne_bytes());
+            }
+            self.put_wide(w, &bytes);
+            self.cgroups.push((me, g.id, g.obj.clone()));
+            addrs.push(me);
+            kns.push(kn);
+        }
+        addrs.last().copied().ok_or(ArenaFull)
+    }
+
+    /// The group (as its crate gave it) whose view starts at `addr`.
+    pub fn cgroup_at(&self, addr: u64) -> Option<&Arc<dyn std::any::Any + Send + Sync>> {
+        self.cgroups
+            .iter()
+            .find(|(a, _, _)| *a == addr)
+            .map(|(_, _, g)| g)
+    }
+
+    /// A `struct task_struct` whose `cgroups->dfl_cgrp` is the view `cgroup` (0: none);
+    /// remembered as the run's current task.
+    pub fn task(&mut self, pid: u32, tgid: u32, comm: &[u8; 16], cgroup: u64) -> Result<u64, ArenaFull> {
+        let css = self.alloc(1)?;
+        self.put(css, off::CSS_DFL_CGRP, &cgroup.to_ne_bytes());
+        let css = self.addr_of(css);
+        let w = self.alloc(4)?;
+        self.put(w, off::TASK_PID, &pid.to_ne_bytes());
+        self.put(w, off::TASK_TGID, &tgid.to_ne_bytes());
+        self.put(w, off::TASK_CGROUPS, &css.to_ne_bytes());
+        self.put(w, off::TASK_COMM, comm);
+        self.task = self.addr_of(w);
+        Ok(self.task)
+    }
+
+    /// Record the caller's cgroup id for this run.
+    pub fn set_current_cgroup(&mut self, id: u64) {
+        self.current_cgroup = Some(id);
+    }
+
+    /// The caller's cgroup id recorded for this run.
+    pub fn current_cgroup(&self) -> Option<u64> {
+        self.current_cgroup
+    }
+
+    /// A read-only copy of `b` the program may read (an iterator's key).
+    pub fn bytes(&mut self, b: &[u8]) -> u64 {
+        self.name(b)
+    }
+
+    /// The current task's view built for this run (0: none).
+    pub fn task_addr(&self) -> u64 {
+        self.task
+    }
+
+    /// Bytes for a view larger than [`VIEW_WORDS`] words, at word `w`.
+    fn put_wide(&mut self, w: usize, bytes: &[u8]) {
+        let words = bytes.len().div_ceil(8);
+        let dst = &mut self.words[w..w + words];
+        // SAFETY: u64 words viewed as bytes; any byte pattern is valid.
+        let b = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u8>(), words * 8) };
+        b[..bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// The word at byte `off` of the view at `addr` (an address this arena handed out).
+    fn read_word(&self, addr: u64, off: usize) -> u64 {
+        let base = self.words.as_ptr() as u64;
+        let w = ((addr - base) as usize + off) / 8;
+        self.words[w]
     }
 
     /// The inode whose view starts at `addr`, if any.

@@ -20,16 +20,20 @@
 //! knows it exists.
 
 pub mod attach;
+pub mod cgroup_helpers;
 pub mod error;
 pub mod exec;
 pub mod hook_run;
 pub mod hooks;
+pub mod iter;
 pub mod kobj;
 pub mod load;
 pub mod progtypes;
+pub mod seq;
 mod sha1;
 pub mod test_run;
 pub mod trace;
+pub mod view;
 
 pub use error::RuntimeError;
 pub use exec::{EngineKind, LoadedProg};
@@ -108,6 +112,8 @@ impl Runtime {
         let mut helpers = Helpers::standard();
         let mut protos = HelperProtos::standard();
         hook_run::register(&mut helpers, &mut protos);
+        seq::register(&mut helpers, &mut protos);
+        cgroup_helpers::register(&mut helpers, &mut protos);
         let rt = Arc::new_cyclic(|me| Runtime {
             bpf,
             attachments: Arc::default(),

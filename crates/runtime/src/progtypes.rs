@@ -37,7 +37,7 @@ pub struct ProgTypeEntry {
 
 pub type SpecFn = fn(ProgramKind, Option<&str>) -> Result<ProgTypeSpec, String>;
 
-const NOT_MODELLED: &str = "tp_btf and iter programs are not modelled yet";
+const NOT_MODELLED: &str = "fmod_ret and tp_btf programs are not modelled yet";
 
 pub static PROG_TYPES: &[ProgTypeEntry] = &[
     ProgTypeEntry {
@@ -86,7 +86,25 @@ pub static PROG_TYPES: &[ProgTypeEntry] = &[
     ProgTypeEntry {
         name: "tracing",
         prog_type: ProgType::Tracing,
-        kinds: &[ProgramKind::FmodRet, ProgramKind::TpBtf, ProgramKind::Iter],
+        kinds: &[ProgramKind::Iter],
+        spec: Some(|_, target| crate::iter::iter_spec(target)),
+        test_run: TestRunKind::None,
+        unsupported: "",
+    },
+    // bpfvfs's view programs: no kernel type; shown as tracing programs (the type their
+    // iterator twins have) by `prog show`.
+    ProgTypeEntry {
+        name: "tracing",
+        prog_type: ProgType::Tracing,
+        kinds: &[ProgramKind::View],
+        spec: Some(|_, target| crate::view::view_spec(target)),
+        test_run: TestRunKind::None,
+        unsupported: "",
+    },
+    ProgTypeEntry {
+        name: "tracing",
+        prog_type: ProgType::Tracing,
+        kinds: &[ProgramKind::FmodRet, ProgramKind::TpBtf],
         spec: None,
         test_run: TestRunKind::None,
         unsupported: NOT_MODELLED,

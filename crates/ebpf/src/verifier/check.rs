@@ -95,6 +95,8 @@ pub struct Verifier<'a> {
     insn_ptr: Vec<u8>,
     /// Fields of kernel structs the program loads: (struct name, field name).
     struct_reads: std::collections::BTreeSet<(String, String)>,
+    /// Highest byte + 1 reached through each `FieldKind::Buf` slot.
+    max_buf_access: [u32; 2],
 }
 
 const PTR_UNSEEN: u8 = 0;
@@ -220,6 +222,7 @@ impl<'a> Verifier<'a> {
             callback_site,
             insn_ptr: vec![PTR_UNSEEN; n],
             struct_reads: Default::default(),
+            max_buf_access: [0; 2],
         };
         match v.do_check().and_then(|_| v.check_max_stack_depth()) {
             Ok(max_combined_stack) => {
@@ -241,6 +244,7 @@ impl<'a> Verifier<'a> {
                     ctx_access_insns: (0..n).filter(|&pc| v.insn_ptr[pc] == PTR_CTX).collect(),
                     struct_reads: v.struct_reads.iter().cloned().collect(),
                     helpers_used: v.helpers_used.iter().copied().collect(),
+                    max_buf_access: v.max_buf_access,
                     log: v.log.into_string(),
                 })
             }
@@ -1183,6 +1187,7 @@ impl<'a> Verifier<'a> {
                 if write && base.rdonly {
                     return Err(format!("R{regno} cannot write into rdonly mem"));
                 }
+                self.note_buf_access(base, hi);
                 leak("mem")?;
                 if write {
                     return Ok(None);
@@ -1230,6 +1235,14 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// A `Buf` pointer reached byte `hi - 1`: remember the highest per slot.
+    fn note_buf_access(&mut self, reg: &Reg, hi: i64) {
+        if reg.aux & !1 == super::progtype::BUF_AUX_TAG {
+            let slot = (reg.aux & 1) as usize;
+            self.max_buf_access[slot] = self.max_buf_access[slot].max(hi.max(0) as u32);
+        }
+    }
+
     fn field_value(&mut self, kind: FieldKind, size: usize, signed: bool) -> VResult<Reg> {
         match kind {
             FieldKind::Scalar => Ok(sized_unknown(size, signed)),
@@ -1257,6 +1270,17 @@ impl<'a> Verifier<'a> {
                 PacketPtr::Meta => RegType::PacketMeta,
                 PacketPtr::End => RegType::PacketEnd,
             })),
+            FieldKind::Buf { slot, rdonly } => {
+                if size != 8 {
+                    return Err("invalid size of pointer load".into());
+                }
+                let mut r = Reg::ptr(RegType::MemOrNull);
+                r.mem_size = super::progtype::BUF_MAX_SIZE;
+                r.rdonly = rdonly;
+                r.aux = super::progtype::BUF_AUX_TAG | slot as u32;
+                r.id = self.new_id();
+                Ok(r)
+            }
             FieldKind::Unsupported(why) => Err(why.to_string()),
         }
     }
@@ -2003,6 +2027,14 @@ impl<'a> Verifier<'a> {
                 r.id = self.new_id();
                 r
             }
+            RetKind::BtfId(name) => {
+                let idx = self.env.prog_type.find_struct(name).ok_or_else(|| {
+                    format!("helper {} returns struct {name}, which this program type does not model", proto.name)
+                })?;
+                let mut r = Reg::ptr(RegType::BtfId);
+                r.aux = idx as u32;
+                r
+            }
             RetKind::AllocMemOrNull => {
                 let size = meta
                     .alloc_size
@@ -2339,12 +2371,15 @@ impl<'a> Verifier<'a> {
                 self.update_stack_depth(st, fno, lo);
                 if read {
                     let frame = &st.frames[fno];
+                    // A spilled pointer may be read by a helper when pointers may leak (a
+                    // CAP_PERFMON loader: bpf_seq_printf's argument array holds pointers).
+                    let leaks = self.env.prog_type.ptr_leaks;
                     for o in lo..hi {
                         let bad = match frame.byte(o) {
                             SlotByte::Invalid => true,
-                            SlotByte::Spill => {
-                                frame.slot(o).is_none_or(|s| s.spill.ty != RegType::Scalar)
-                            }
+                            SlotByte::Spill => frame
+                                .slot(o)
+                                .is_none_or(|s| s.spill.ty != RegType::Scalar && !leaks),
                             _ => false,
                         };
                         if bad {
@@ -2390,6 +2425,7 @@ impl<'a> Verifier<'a> {
                 if write && reg.rdonly {
                     return Err(format!("R{regno} cannot write into rdonly mem"));
                 }
+                self.note_buf_access(reg, hi);
                 Ok(())
             }
             RegType::Packet | RegType::PacketMeta => {

@@ -191,6 +191,9 @@ pub struct VerifiedInfo {
     pub struct_reads: Vec<(String, String)>,
     /// Helper ids called.
     pub helpers_used: Vec<u32>,
+    /// Highest byte + 1 reached through each buffer slot of the context
+    /// (`FieldKind::Buf`: the kernel's max_rdonly_access / max_rdwr_access).
+    pub max_buf_access: [u32; 2],
     /// The verifier log: the summary line `processed N insns (limit ...) ...`.
     pub log: String,
 }

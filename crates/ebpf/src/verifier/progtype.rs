@@ -18,7 +18,18 @@ pub enum FieldKind {
     Packet(PacketPtr),
     /// A field this verifier cannot model: any access is rejected with the reason.
     Unsupported(&'static str),
+    /// A nullable pointer to a buffer whose size is only known when the program is attached
+    /// (`PTR_TO_BUF | PTR_MAYBE_NULL`, e.g. the key and value of a `bpf_map_elem` iterator):
+    /// any constant-bounded access below [`BUF_MAX_SIZE`] is accepted and the highest byte
+    /// reached per `slot` (0 or 1) is reported in `VerifiedInfo::max_buf_access`, for the
+    /// attach-time check against the real size.
+    Buf { slot: u8, rdonly: bool },
 }
+
+/// Largest buffer a [`FieldKind::Buf`] pointer is assumed to reach at load time.
+pub const BUF_MAX_SIZE: u32 = 1 << 16;
+/// `Reg::aux` of a `Mem` register that is a [`FieldKind::Buf`] pointer (`| slot`).
+pub const BUF_AUX_TAG: u32 = 0x4255_4600;
 
 /// Which packet pointer a context field yields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -89,6 +100,19 @@ impl CtxField {
             write: false,
             narrow: false,
             kind: FieldKind::Packet(which),
+        }
+    }
+
+    /// An 8-byte nullable pointer to an attach-time-sized buffer ([`FieldKind::Buf`]).
+    pub fn buf(name: &str, off: u32, slot: u8, rdonly: bool) -> CtxField {
+        CtxField {
+            name: name.into(),
+            off,
+            size: 8,
+            read: true,
+            write: false,
+            narrow: false,
+            kind: FieldKind::Buf { slot, rdonly },
         }
     }
 

@@ -59,6 +59,9 @@ pub enum RetKind {
     Void,
     /// `RET_PTR_TO_MAP_VALUE_OR_NULL` (value of the map argument).
     MapValueOrNull,
+    /// `RET_PTR_TO_BTF_ID` (trusted, never NULL): a pointer to the modelled struct `name`
+    /// (`bpf_get_current_task_btf`).
+    BtfId(&'static str),
     /// `RET_PTR_TO_RINGBUF_MEM_OR_NULL`: an acquired reference of `ConstAllocSize` bytes.
     AllocMemOrNull,
 }
