@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod bpffs;
+pub mod expose;
 pub mod map;
 pub mod maps;
 pub mod object;

@@ -8,6 +8,7 @@
 use crate::bpffs::{pinned_object, BpfFs, BpfFsOptions, DebugKind};
 use crate::map::{Map, MapDef};
 use crate::object::{BpfObject, ObjKind, Registry};
+use crate::expose::{Exposures, PinError, ViewFactory};
 use crate::pin_outside::{HeldWatch, TruePins};
 use crate::prog::{Link, Prog, ProgInfo};
 use crate::uapi::*;
@@ -169,6 +170,8 @@ pub struct Bpf {
     registry: Arc<Registry>,
     /// Objects truly pinned outside bpffs (`pin_outside.rs`).
     true_pins: Arc<TruePins>,
+    /// Files exposed in the cgroup tree (`expose.rs`).
+    exposures: Arc<Exposures>,
 }
 
 impl Bpf {
@@ -201,6 +204,7 @@ impl Bpf {
             vfs,
             registry,
             true_pins: Arc::default(),
+            exposures: Arc::default(),
         }))
     }
 
@@ -216,7 +220,52 @@ impl Bpf {
     }
     /// The destruction watches pins outside bpffs hold (true pins, then exposures).
     pub fn held_watches(&self) -> Vec<HeldWatch> {
-        self.true_pins.held_watches(&self.vfs)
+        let mut v = self.true_pins.held_watches(&self.vfs);
+        v.extend(self.exposures.held_watches());
+        v
+    }
+    /// The files exposed in the cgroup tree.
+    pub fn exposures(&self) -> &Arc<Exposures> {
+        &self.exposures
+    }
+    /// Install what turns a view program into the show function of an exposed file (the
+    /// runtime does, as it knows how to run programs; this crate does not).
+    pub fn set_view_factory(&self, f: ViewFactory) {
+        self.exposures.views.set(f);
+    }
+    /// The reviewers' alternative to pinning in the cgroup tree: a "view" link from `prog`
+    /// to the group directory `group_dir` that exposes a file named after the program
+    /// (`expose.rs`). The runtime checks the program type first.
+    pub fn view_link_create(
+        &self,
+        cred: &Cred,
+        prog: &Handle,
+        group_dir: &[u8],
+        inherit: bool,
+    ) -> std::result::Result<Handle, PinError> {
+        self.exposures
+            .view_link_create(self, cred, prog, group_dir, inherit, false)
+    }
+    /// `cgroup attach GROUP view PROG`: a view link the instance keeps (as the kernel keeps
+    /// a BPF_PROG_ATTACH attachment) until [`Bpf::view_detach`] or the group's removal.
+    pub fn view_attach(
+        &self,
+        cred: &Cred,
+        prog: &Handle,
+        group_dir: &[u8],
+        inherit: bool,
+    ) -> std::result::Result<Handle, PinError> {
+        self.exposures
+            .view_link_create(self, cred, prog, group_dir, inherit, true)
+    }
+    /// `cgroup detach GROUP view PROG`: drop the kept view link of program `prog_id`.
+    pub fn view_detach(
+        &self,
+        cred: &Cred,
+        group_dir: &[u8],
+        prog_id: u32,
+    ) -> std::result::Result<(), PinError> {
+        self.exposures.view_detach(self, cred, group_dir, prog_id)
     }
 
     // ---- maps ----
@@ -296,18 +345,31 @@ impl Bpf {
         path: &[u8],
         file_flags: u32,
     ) -> Result<()> {
+        self.obj_pin_detailed(cred, h, base, path, file_flags)
+            .map_err(|e| e.errno())
+    }
+
+    /// `obj_pin` with the reason of a refusal (for messages at the edges).
+    pub fn obj_pin_detailed(
+        &self,
+        cred: &Cred,
+        h: &Handle,
+        base: Option<&PathRef>,
+        path: &[u8],
+        file_flags: u32,
+    ) -> std::result::Result<(), PinError> {
         if file_flags & !BPF_F_PATH_FD != 0 {
-            return Err(Errno::EINVAL);
+            return Err(Errno::EINVAL.into());
         }
         let (parent, last, trailing) = self.vfs.resolve_parent(cred, base, path)?;
         if trailing {
-            return Err(Errno::ENOENT);
+            return Err(Errno::ENOENT.into());
         }
         if last == b"." || last == b".." {
-            return Err(Errno::EEXIST);
+            return Err(Errno::EEXIST.into());
         }
         if self.vfs.lookup_at(cred, &parent, &last).is_ok() {
-            return Err(Errno::EEXIST);
+            return Err(Errno::EEXIST.into());
         }
         let sb = parent.inode().sb().clone();
         match sb.fs_type() {
@@ -316,13 +378,14 @@ impl Bpf {
                     .mkobj_at(cred, &parent, &last, 0o600, Box::new(h.obj.clone()))?;
                 Ok(())
             }
-            // Exposure in the cgroup tree comes with the cgroup crate; refused until then.
-            "cgroup2" => Err(Errno::EPERM),
-            _ if sb.fs().allows_true_pins() => {
-                self.true_pins
-                    .pin(&self.vfs, cred, &parent, &last, &h.obj)
-            }
-            _ => Err(Errno::EPERM),
+            // A kernfs-like tree cannot hold a reference: expose instead (`expose.rs`).
+            "cgroup2" => self
+                .exposures
+                .expose_pinned(self, cred, &parent, &last, &h.obj),
+            _ if sb.fs().allows_true_pins() => Ok(self
+                .true_pins
+                .pin(&self.vfs, cred, &parent, &last, &h.obj)?),
+            _ => Err(Errno::EPERM.into()),
         }
     }
 

@@ -311,6 +311,8 @@ impl BpfSession {
             "trace_read" => self.trace_read(&a),
             "link_create" => self.link_create(&a),
             "link_detach" => self.link_detach(&a),
+            "view_attach" => self.view_attach(&a),
+            "view_detach" => self.view_detach(&a),
             _ => return None,
         };
         Some(r)
@@ -445,9 +447,11 @@ impl BpfSession {
         let h = self.handle(a, "handle")?;
         let path = a.str("path")?;
         let flags = a.u32_or("file_flags", 0)?;
+        // The refusal's reason in the message (e.g. pinning in the cgroup tree an object
+        // with no bpffs pin).
         self.bpf
-            .obj_pin(&self.cred, h, None, path.as_bytes(), flags)
-            .map_err(|e| errno(a.op, e))?;
+            .obj_pin_detailed(&self.cred, h, None, path.as_bytes(), flags)
+            .map_err(|e| ControlError::new(e.errno().0, format!("{}: {e}", a.op)))?;
         Ok(json!({}))
     }
 

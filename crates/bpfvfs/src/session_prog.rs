@@ -136,10 +136,39 @@ impl BpfSession {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(invalid(a.op, "\"target\" must be a string")),
         };
-        let link = rt
-            .attach(&h, target.as_deref())
-            .map_err(|e| runtime_error(a.op, &e))?;
+        // attach type "view": the target is a cgroup directory (issue 9's link API).
+        let link = if a.get("attach_type").and_then(Value::as_str) == Some("view") {
+            let dir = target.ok_or_else(|| a.missing("target"))?;
+            let inherit = a.get("inherit").and_then(Value::as_bool).unwrap_or(false);
+            rt.view_link_create(&self.cred, &h, &dir, inherit)
+        } else {
+            rt.attach(&h, target.as_deref())
+        }
+        .map_err(|e| runtime_error(a.op, &e))?;
         self.opened(link)
+    }
+
+    /// `cgroup attach GROUP view PROG [inherit]`: the daemon keeps the link (the attachment
+    /// outlives this connection) until `view_detach` or the group's removal.
+    pub(super) fn view_attach(&mut self, a: &Args) -> Result<Value, ControlError> {
+        let rt = self.runtime(a.op)?;
+        let h = self.handle(a, "handle")?.clone();
+        let dir = a.str("path")?;
+        let inherit = a.get("inherit").and_then(Value::as_bool).unwrap_or(false);
+        let link = rt
+            .view_attach(&self.cred, &h, &dir, inherit)
+            .map_err(|e| runtime_error(a.op, &e))?;
+        Ok(json!({"link_id": link.obj.id()}))
+    }
+
+    /// `cgroup detach GROUP view PROG`.
+    pub(super) fn view_detach(&mut self, a: &Args) -> Result<Value, ControlError> {
+        let rt = self.runtime(a.op)?;
+        let dir = a.str("path")?;
+        let id = a.u32_or("prog_id", 0)?;
+        rt.view_detach(&self.cred, &dir, id)
+            .map_err(|e| runtime_error(a.op, &e))?;
+        Ok(json!({}))
     }
 
     /// BPF_LINK_DETACH: the program leaves its hook now; the link object lives on, defunct,

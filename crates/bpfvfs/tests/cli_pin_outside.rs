@@ -197,3 +197,96 @@ fn example_project_pin_script() {
     assert!(stdout.contains("freed"), "{stdout}");
     assert_eq!(maps_live(&d), base);
 }
+
+/// Exposure in the cgroup tree (issue 9 item 3) through the CLI and the mount: `map pin` at
+/// a path in a group makes a file holding no reference, gone with the bpffs pin; an object
+/// with no bpffs pin is refused with a message saying so.
+#[test]
+fn exposed_in_the_cgroup_tree_through_the_mount() {
+    let Some(d) = Daemon::start("cliexpose", &[]) else {
+        return;
+    };
+    if !d.mnt.join("sys/fs/cgroup").is_dir() {
+        skip("this daemon has no cgroup tree");
+        return;
+    }
+    let base = maps_live(&d);
+    d.cli_ok(&[
+        "map",
+        "create",
+        "/sys/fs/bpf/m",
+        "type",
+        "array",
+        "key",
+        "4",
+        "value",
+        "8",
+        "entries",
+        "4",
+        "name",
+        "em",
+    ]);
+    let id = id_of_show(&d.cli_ok(&["map", "show", "pinned", "/sys/fs/bpf/m"]));
+    d.sh_ok("mkdir sys/fs/cgroup/g");
+    d.cli_ok(&[
+        "map",
+        "pin",
+        "pinned",
+        "/sys/fs/bpf/m",
+        "/sys/fs/cgroup/g/m",
+    ]);
+    let ls = d.sh_ok("ls sys/fs/cgroup/g");
+    assert!(ls.lines().any(|l| l == "m"), "{ls}");
+    // A map has no view: cat fails with EIO.
+    let out = d.sh("cat sys/fs/cgroup/g/m");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Input/output error"),
+        "{out:?}"
+    );
+    let held = d.cli_ok(&["watch", "--held"]);
+    assert!(
+        held.contains(&format!(
+            "armed exposure map {id} /sys/fs/bpf/m exposed at /sys/fs/cgroup/g/m"
+        )),
+        "{held}"
+    );
+    // The exposure holds nothing: the bpffs pin goes, the map and the file go.
+    d.sh_ok("rm sys/fs/bpf/m");
+    assert!(
+        wait_until(Duration::from_secs(10), || maps_live(&d) == base),
+        "{}",
+        d.stats()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !d
+            .mnt
+            .join("sys/fs/cgroup/g/m")
+            .exists()),
+        "exposed file still there"
+    );
+    assert_eq!(d.cli_ok(&["watch", "--held"]), "");
+    d.sh_ok("rmdir sys/fs/cgroup/g");
+
+    // No bpffs pin: EPERM with the reason (control protocol message and daemon log).
+    d.sh_ok("mkdir sys/fs/cgroup/h");
+    let mut c = Ctl::open(&d.sock);
+    let h = c.ok(
+        "map_create",
+        serde_json::json!({"map_type": "array", "key_size": 4, "value_size": 4, "max_entries": 1}),
+    )["handle"]
+        .clone();
+    let v = c.err(
+        "obj_pin",
+        serde_json::json!({"handle": h, "path": "/sys/fs/cgroup/h/x"}),
+        libc::EPERM,
+    );
+    assert!(
+        v["err"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("object has no bpffs pin; pin it in /sys/fs/bpf first or attach a view link"),
+        "{v}"
+    );
+    assert!(d.log_text().contains("has no bpffs pin"));
+    assert!(!d.mnt.join("sys/fs/cgroup/h/x").exists());
+}

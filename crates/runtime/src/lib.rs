@@ -34,6 +34,7 @@ mod sha1;
 pub mod test_run;
 pub mod trace;
 pub mod view;
+pub mod view_attach;
 
 pub use error::RuntimeError;
 pub use exec::{EngineKind, LoadedProg};
@@ -137,6 +138,7 @@ impl Runtime {
             rt.hooks_installed
                 .store(1, std::sync::atomic::Ordering::Relaxed);
         }
+        view_attach::install_view_factory(&rt);
         rt
     }
 
