@@ -40,7 +40,7 @@ mod tree;
 
 pub use bpfvfs_vfs::Errno;
 pub use fs::CGROUP2_SUPER_MAGIC;
-pub use host::{find_host_cgroup2, host_cgroup_path_of_pid, HostError};
+pub use host::{check_host_root, find_host_cgroup2, host_cgroup_path_of_pid, HostError};
 pub use tree::{Cgroup, CgroupTree, Exposure};
 
 use bpfvfs_vfs::{Cred, Vfs};
@@ -90,7 +90,7 @@ fn trees() -> std::sync::MutexGuard<'static, Vec<(Weak<Vfs>, Arc<CgroupTree>)>> 
 /// Create the tree of `vfs`: register the filesystem type "cgroup2", create
 /// `/sys/fs/cgroup` (and its parents) and mount the tree there. EBUSY if `vfs` already has
 /// one; in host mode ENOTDIR/ENOENT/EINVAL when the path is not a cgroup v2 mount (use
-/// [`host::check_host_root`] first for a message).
+/// [`check_host_root`] first for a message).
 pub fn install(vfs: &Arc<Vfs>, mode: CgroupMode) -> Result<Arc<CgroupTree>, Errno> {
     if tree_of(vfs).is_some() {
         return Err(Errno::EBUSY);
@@ -123,8 +123,15 @@ pub fn install(vfs: &Arc<Vfs>, mode: CgroupMode) -> Result<Arc<CgroupTree>, Errn
     }
     vfs.mount_type(&cred, "cgroup2", "", MOUNT_PATH.as_bytes())?;
     let mut all = trees();
-    all.retain(|(w, _)| w.strong_count() > 0);
+    // Trees of dead VFSs leave the registry; they are dropped (running their removal
+    // callbacks) after the registry lock is released, so a callback may call `tree_of`.
+    let (live, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut *all)
+        .into_iter()
+        .partition(|(w, _)| w.strong_count() > 0);
+    *all = live;
     all.push((Arc::downgrade(vfs), tree.clone()));
+    drop(all);
+    drop(dead);
     Ok(tree)
 }
 

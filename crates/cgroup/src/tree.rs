@@ -5,6 +5,7 @@ use crate::fs::{self, Node};
 use crate::host;
 use crate::{CgroupMode, SeqShow, WalkOrder};
 use bpfvfs_vfs::{Cred, Dentry, Errno, Inode, Mount, NewInode, PathRef, Vfs, S_IFREG};
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
@@ -33,11 +34,19 @@ pub struct Cgroup {
     dir: Mutex<Weak<Dentry>>,
     /// Host mode: the host directory mirrored.
     host: Option<PathBuf>,
+    tree: Weak<CgroupTree>,
 }
 
 impl Cgroup {
-    fn new(id: u64, parent: Option<Arc<Cgroup>>, name: &str, host: Option<PathBuf>) -> Cgroup {
+    fn new(
+        tree: Weak<CgroupTree>,
+        id: u64,
+        parent: Option<Arc<Cgroup>>,
+        name: &str,
+        host: Option<PathBuf>,
+    ) -> Cgroup {
         Cgroup {
+            tree,
             id: AtomicU64::new(id),
             level: parent.as_ref().map_or(0, |p| p.level + 1),
             parent,
@@ -115,6 +124,10 @@ impl Cgroup {
         }
         lock(&self.procs).clone()
     }
+    /// The tree this group belongs (or belonged) to, while it exists.
+    pub fn tree(&self) -> Option<Arc<CgroupTree>> {
+        self.tree.upgrade()
+    }
     /// The group's host directory (host mode).
     pub fn host_path(&self) -> Option<&std::path::Path> {
         self.host.as_deref()
@@ -166,6 +179,9 @@ pub(crate) struct Inner {
 
 /// The cgroup tree of one VFS.
 pub struct CgroupTree {
+    me: Weak<CgroupTree>,
+    /// `layer_state` values by type.
+    layers: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     mode: CgroupMode,
     vfs: Weak<Vfs>,
     root: Arc<Cgroup>,
@@ -183,26 +199,44 @@ impl CgroupTree {
             CgroupMode::Local => (0, None),
             CgroupMode::Host(p) => (host::host_id(p).ok_or(Errno::ENOENT)?, Some(p.clone())),
         };
-        let root = Arc::new(Cgroup::new(root_id, None, "", host));
-        let mut by_id = HashMap::new();
-        if root_id != 0 {
-            by_id.insert(root_id, root.clone());
-        }
-        Ok(Arc::new(CgroupTree {
-            mode,
-            vfs: Arc::downgrade(vfs),
-            root,
-            inner: Mutex::new(Inner {
-                by_id,
-                by_ino: HashMap::new(),
-                members: HashMap::new(),
-                inherited: Vec::new(),
-                pending: Vec::new(),
-            }),
-            on_remove: RwLock::new(Vec::new()),
-            mnt: Mutex::new(Weak::new()),
-            tgids: Mutex::new(HashMap::new()),
+        Ok(Arc::new_cyclic(|me: &Weak<CgroupTree>| {
+            let root = Arc::new(Cgroup::new(me.clone(), root_id, None, "", host));
+            let mut by_id = HashMap::new();
+            if root_id != 0 {
+                by_id.insert(root_id, root.clone());
+            }
+            CgroupTree {
+                me: me.clone(),
+                layers: Mutex::new(HashMap::new()),
+                mode,
+                vfs: Arc::downgrade(vfs),
+                root,
+                inner: Mutex::new(Inner {
+                    by_id,
+                    by_ino: HashMap::new(),
+                    members: HashMap::new(),
+                    inherited: Vec::new(),
+                    pending: Vec::new(),
+                }),
+                on_remove: RwLock::new(Vec::new()),
+                mnt: Mutex::new(Weak::new()),
+                tgids: Mutex::new(HashMap::new()),
+            }
         }))
+    }
+
+    /// Per-tree state of a client layer (cgroup storage's domain, ...), made by `init` on
+    /// first use; one value per type.
+    pub fn layer_state<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut l = lock(&self.layers);
+        let v = l
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(init()) as Arc<dyn Any + Send + Sync>)
+            .clone();
+        drop(l);
+        // The entry for TypeId::of::<T>() always holds a T.
+        v.downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("layer state type"))
     }
 
     pub fn mode(&self) -> &CgroupMode {
@@ -418,7 +452,13 @@ impl CgroupTree {
         if parent.is_removed() {
             return Err(Errno::ENOENT);
         }
-        let g = Arc::new(Cgroup::new(0, Some(parent.clone()), name, None));
+        let g = Arc::new(Cgroup::new(
+            self.me.clone(),
+            0,
+            Some(parent.clone()),
+            name,
+            None,
+        ));
         let i = inode(&g);
         g.set_id(i.ino());
         lock(&parent.children).push(g.clone());
@@ -489,7 +529,13 @@ impl CgroupTree {
         if parent.is_removed() {
             return None;
         }
-        let g = Arc::new(Cgroup::new(id, Some(parent.clone()), name, Some(hp)));
+        let g = Arc::new(Cgroup::new(
+            self.me.clone(),
+            id,
+            Some(parent.clone()),
+            name,
+            Some(hp),
+        ));
         let mut ch = lock(&parent.children);
         let at = ch.partition_point(|c| c.id() < id);
         ch.insert(at, g.clone());
@@ -702,6 +748,21 @@ impl Cgroup {
         }
         v.reverse();
         v
+    }
+}
+
+impl Drop for CgroupTree {
+    /// The tree goes (its VFS is gone): every group still in it is removed, deepest first,
+    /// and the `on_remove` callbacks run for each, so per-group state hanging off groups
+    /// (local storage) is released while the layers that own it still exist.
+    fn drop(&mut self) {
+        let mut all = Vec::new();
+        post(&self.root, &mut all);
+        for g in all {
+            g.removed.store(true, Ordering::Release);
+            self.finish_removal(&g);
+            lock(&g.children).clear();
+        }
     }
 }
 
