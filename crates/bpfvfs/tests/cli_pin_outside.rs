@@ -290,3 +290,79 @@ fn exposed_in_the_cgroup_tree_through_the_mount() {
     assert!(d.log_text().contains("has no bpffs pin"));
     assert!(!d.mnt.join("sys/fs/cgroup/h/x").exists());
 }
+
+/// A clang-built view program (examples/view_cgroup_info.bpf.c) exposed in a group two
+/// ways: pinned there from bpffs (gone with its bpffs pin), and through a view link with
+/// inherit (in every descendant, gone with the link). `cat` shows the group it is read in.
+#[test]
+fn clang_built_view_exposed_by_pin_and_by_link() {
+    let Some(d) = Daemon::start("cliview", &[]) else {
+        return;
+    };
+    if !d.mnt.join("sys/fs/cgroup").is_dir() {
+        skip("this daemon has no cgroup tree");
+        return;
+    }
+    let Some(o) = example_bpf("view_cgroup_info", d.tmp.path()) else {
+        return;
+    };
+    let o = o.to_str().unwrap().to_string();
+    d.cli_ok(&["prog", "loadall", &o, "/sys/fs/bpf/vci"]);
+    d.sh_ok("mkdir -p sys/fs/cgroup/g/sub");
+    let gid = d.sh_ok("stat -c %i sys/fs/cgroup/g").trim().to_string();
+    d.cli_ok(&[
+        "prog",
+        "pin",
+        "pinned",
+        "/sys/fs/bpf/vci/cgroup_info",
+        "/sys/fs/cgroup/g/info",
+    ]);
+    let text = d.sh_ok("cat sys/fs/cgroup/g/info");
+    assert!(
+        text.starts_with(&format!("0 id {gid} level 1 name g root ")),
+        "{text}"
+    );
+    // Small reads at offsets see the same text.
+    let dd = d.sh_ok("dd if=sys/fs/cgroup/g/info bs=3 status=none");
+    assert_eq!(dd.split(" cur ").next(), text.split(" cur ").next());
+
+    // The link API: a file named after the program in g and (inherit) in g/sub and in a
+    // group created afterwards.
+    let mut c = Ctl::open(&d.sock);
+    let p = c.ok(
+        "obj_get",
+        serde_json::json!({"path": "/sys/fs/bpf/vci/cgroup_info"}),
+    )["handle"]
+        .clone();
+    let l = c.ok(
+        "link_create",
+        serde_json::json!({"handle": p, "attach_type": "view", "target": "/sys/fs/cgroup/g", "inherit": true}),
+    )["handle"]
+        .clone();
+    d.sh_ok("mkdir sys/fs/cgroup/g/later");
+    for g in ["g", "g/sub", "g/later"] {
+        let id = d.sh_ok(&format!("stat -c %i sys/fs/cgroup/{g}"));
+        let t = d.sh_ok(&format!("cat sys/fs/cgroup/{g}/cgroup_info"));
+        assert!(
+            t.starts_with(&format!("0 id {} level ", id.trim())),
+            "{g}: {t}"
+        );
+    }
+    c.ok("link_detach", serde_json::json!({"handle": l}));
+    // Removed inside the daemon: the kernel sees it once its entry cache times out.
+    for g in ["g", "g/sub", "g/later"] {
+        let f = d.mnt.join(format!("sys/fs/cgroup/{g}/cgroup_info"));
+        assert!(wait_until(Duration::from_secs(10), || !f.exists()), "{g}");
+    }
+    // The pinned exposure goes with the bpffs pins.
+    d.sh_ok("rm -r sys/fs/bpf/vci");
+    drop(c);
+    assert!(
+        wait_until(Duration::from_secs(10), || !d
+            .mnt
+            .join("sys/fs/cgroup/g/info")
+            .exists()),
+        "exposed file still there"
+    );
+    d.sh_ok("rmdir sys/fs/cgroup/g/later sys/fs/cgroup/g/sub sys/fs/cgroup/g");
+}
