@@ -105,6 +105,7 @@ pub static MAP_TYPES: &[MapTypeEntry] = &[
     crate::maps::lru_hash::ENTRY,
     crate::maps::ringbuf::ENTRY,
     crate::maps::inode_storage::ENTRY,
+    crate::maps::cgrp_storage::ENTRY,
 ];
 
 fn find_type(t: u32) -> Option<&'static MapTypeEntry> {

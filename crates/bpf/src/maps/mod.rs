@@ -5,6 +5,7 @@
 //! whose values live inside their own elements rather than in a [`crate::value::ValueBuf`].
 
 pub mod array;
+pub mod cgrp_storage;
 pub mod hash;
 pub mod inode_storage;
 pub mod local_storage;
