@@ -1,5 +1,6 @@
 //! Cgroup helpers and views: `bpf_get_current_cgroup_id` (80), `bpf_get_current_task_btf`
-//! (158), `bpf_cgrp_storage_get` (210) / `bpf_cgrp_storage_delete` (211), and the `struct
+//! (158), `bpf_cgrp_storage_get` (210) / `bpf_cgrp_storage_delete` (211, over
+//! `bpfvfs_bpf::maps::cgrp_storage`), and the `struct
 //! cgroup` views iterator, view and tracing programs read (built in the run's
 //! [`ViewArena`] from the cgroup tree of this instance's VFS).
 //!
@@ -11,10 +12,11 @@
 use crate::hook_run::RunExt;
 use crate::iter::CgroupOrder;
 use crate::kobj::{ArenaFull, CgroupDesc, ViewArena};
+use bpfvfs_bpf::maps::cgrp_storage;
 use bpfvfs_cgroup::{Cgroup, WalkOrder};
 use bpfvfs_ebpf::helpers::HelperCtx;
 use bpfvfs_ebpf::verifier::{HelperProto, HelperProtos, RetKind};
-use bpfvfs_ebpf::{HelperError, Helpers};
+use bpfvfs_ebpf::{HelperError, Helpers, RegionKind};
 use bpfvfs_vfs::Vfs;
 use std::sync::Arc;
 
@@ -112,10 +114,60 @@ fn get_current_cgroup_id(ctx: &mut HelperCtx, _a: [u64; 5]) -> Result<u64, Helpe
     })
 }
 
+/// The group behind argument `addr` (0: none) of a cgroup-storage helper.
+fn group_arg(ctx: &mut HelperCtx, addr: u64) -> Result<Option<Arc<Cgroup>>, HelperError> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    match cgroup_at(arena_of(ctx)?, addr) {
+        Some(g) => Ok(Some(g)),
+        // The verifier only passes cgroup pointers here: one that is not a view of this run
+        // is a bug, not a program error.
+        None => Err(HelperError::Other(format!("{addr:#x} is not a cgroup"))),
+    }
+}
+
+/// bpf_cgrp_storage_get(map, cgroup, value, flags).
+fn cgrp_storage_get(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let map: *const bpfvfs_bpf::Map = RunExt::of(ctx)?.map(a[0])?;
+    let group = group_arg(ctx, a[1])?;
+    // SAFETY: the maps slice is the running LoadedProg's, alive for the run.
+    let map = unsafe { &*map };
+    let vs = map.def().value_size as usize;
+    let mut init = Vec::new();
+    let init: Option<&[u8]> = if a[2] == 0 {
+        None
+    } else {
+        init.resize(vs, 0);
+        ctx.read(a[2], &mut init)?;
+        Some(&init)
+    };
+    // Nested in the run's own pin (RunMaps): the value stays valid until the run ends.
+    let guard = crossbeam_epoch::pin();
+    match cgrp_storage::cgrp_storage_get(map, group.as_ref(), init, a[3], &guard) {
+        // SAFETY: the storage contract: valid while this thread stays pinned, which the run's
+        // guard ensures until the run ends.
+        Some(p) => Ok(unsafe { ctx.register_region(RegionKind::MapValue, p, vs, true) }),
+        None => Ok(0),
+    }
+}
+
+/// bpf_cgrp_storage_delete(map, cgroup).
+fn cgrp_storage_delete(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let map: *const bpfvfs_bpf::Map = RunExt::of(ctx)?.map(a[0])?;
+    let group = group_arg(ctx, a[1])?;
+    // SAFETY: as in cgrp_storage_get.
+    let map = unsafe { &*map };
+    let guard = crossbeam_epoch::pin();
+    Ok(cgrp_storage::cgrp_storage_delete(map, group.as_ref(), &guard) as u64)
+}
+
 /// Register the helpers of this module in a runtime's tables.
 pub(crate) fn register(helpers: &mut Helpers, protos: &mut HelperProtos) {
     helpers.register(158, "bpf_get_current_task_btf", get_current_task_btf);
     helpers.register(80, "bpf_get_current_cgroup_id", get_current_cgroup_id);
+    helpers.register(210, "bpf_cgrp_storage_get", cgrp_storage_get);
+    helpers.register(211, "bpf_cgrp_storage_delete", cgrp_storage_delete);
     protos.register(
         158,
         HelperProto::new(

@@ -226,7 +226,10 @@ impl Runtime {
         let session = next_session();
         let reg = self.bpf().registry();
         let objs: Vec<Obj> = match (target_name, target) {
-            ("bpf_map", _) => sorted(reg.maps(), |m| m.id()).into_iter().map(Obj::Map).collect(),
+            ("bpf_map", _) => sorted(reg.maps(), |m| m.id())
+                .into_iter()
+                .map(Obj::Map)
+                .collect(),
             ("bpf_prog", _) => sorted(reg.progs(), |p| p.id())
                 .into_iter()
                 .map(Obj::Prog)
@@ -235,7 +238,9 @@ impl Runtime {
                 .into_iter()
                 .map(Obj::Link)
                 .collect(),
-            ("bpf_map_elem", IterTarget::Map(m)) => map_keys(m).into_iter().map(Obj::Elem).collect(),
+            ("bpf_map_elem", IterTarget::Map(m)) => {
+                map_keys(m).into_iter().map(Obj::Elem).collect()
+            }
             ("cgroup", IterTarget::Cgroup { group, order }) => {
                 let tree = bpfvfs_cgroup::tree_of(self.bpf().vfs()).ok_or(Errno::ENOENT)?;
                 let start = group.clone().unwrap_or_else(|| tree.root());
@@ -309,7 +314,8 @@ impl Runtime {
                         if value_copy.is_empty() {
                             return Ok(Shown::Ok);
                         }
-                        value_region = Some(Region::writable(RegionKind::MapValue, &mut value_copy));
+                        value_region =
+                            Some(Region::writable(RegionKind::MapValue, &mut value_copy));
                         ctx[3] = value_region.as_ref().map_or(0, |r| r.addr());
                     }
                 }
@@ -395,7 +401,11 @@ fn check_map_elem(lp: &LoadedProg, m: &Map) -> Result<(), RuntimeError> {
         m.map_type(),
         Some(MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash)
     );
-    if !percpu && !matches!(m.map_type(), Some(MapType::Hash | MapType::LruHash | MapType::Array))
+    if !percpu
+        && !matches!(
+            m.map_type(),
+            Some(MapType::Hash | MapType::LruHash | MapType::Array)
+        )
     {
         return Err(RuntimeError::Os {
             context: format!("iter link: map {} has no element iterator", m.name()),

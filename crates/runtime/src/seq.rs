@@ -158,7 +158,13 @@ pub(crate) fn register(helpers: &mut Helpers, protos: &mut HelperProtos) {
         HelperProto::new(
             "bpf_seq_printf",
             RetKind::Integer(None),
-            &[seq, rd, ArgKind::ConstSize, rd_null, ArgKind::ConstSizeOrZero],
+            &[
+                seq,
+                rd,
+                ArgKind::ConstSize,
+                rd_null,
+                ArgKind::ConstSizeOrZero,
+            ],
         ),
     );
     protos.register(

@@ -76,7 +76,10 @@ fn map_iterator_lists_maps_then_a_final_call() {
         }
         // The kernel's final call sees the last object's seq_num.
         want += &format!("end seq_num {}\n", maps.len() - 1);
-        assert!(want.contains(" first type 1 key 4 value 8 max 16\n"), "{want}");
+        assert!(
+            want.contains(" first type 1 key 4 value 8 max 16\n"),
+            "{want}"
+        );
         assert_eq!(
             pin_and_read(&bpf, &link, "/sys/fs/bpf/maps").unwrap(),
             want,
@@ -88,7 +91,10 @@ fn map_iterator_lists_maps_then_a_final_call() {
             .unwrap();
         let again = read(bpf.vfs(), "/sys/fs/bpf/maps").unwrap();
         assert!(
-            again.contains(&format!(" {} third type 1 key 8 value 8 max 4\n", c.obj.id())),
+            again.contains(&format!(
+                " {} third type 1 key 8 value 8 max 4\n",
+                c.obj.id()
+            )),
             "{again}"
         );
         drop((a, b, c));
@@ -109,7 +115,10 @@ fn prog_and_link_iterators() {
         let links_link = rt
             .iter_link_create(prog(&o, "dump_links"), IterTarget::Plain)
             .unwrap();
-        let (p1, p2) = (prog(&o, "dump_progs").obj.id(), prog(&o, "dump_links").obj.id());
+        let (p1, p2) = (
+            prog(&o, "dump_progs").obj.id(),
+            prog(&o, "dump_links").obj.id(),
+        );
         let progs = pin_and_read(&bpf, &progs_link, "/sys/fs/bpf/progs").unwrap();
         // Every program, by id: bpffs's preloaded iterators (maps.debug, progs.debug) too.
         let mut all = bpf.registry().progs();
@@ -184,7 +193,9 @@ fn map_elem_iterator_shows_each_element_and_checks_sizes_at_link_creation() {
         assert_eq!(e.errno(), Errno::EACCES, "{e}");
         // No map: EBADF; a type without an element iterator: EINVAL.
         assert_eq!(
-            rt.iter_link_create(p, IterTarget::Plain).unwrap_err().errno(),
+            rt.iter_link_create(p, IterTarget::Plain)
+                .unwrap_err()
+                .errno(),
             Errno::EBADF
         );
         let ring = bpf
@@ -237,7 +248,12 @@ fn objects_fill_buffers_whole_and_one_too_large_fails_e2big() {
 
 fn cgroup_instance(
     cfg: bpfvfs_runtime::RuntimeConfig,
-) -> (Arc<Vfs>, Arc<Bpf>, Arc<Runtime>, Arc<bpfvfs_cgroup::CgroupTree>) {
+) -> (
+    Arc<Vfs>,
+    Arc<Bpf>,
+    Arc<Runtime>,
+    Arc<bpfvfs_cgroup::CgroupTree>,
+) {
     let (vfs, bpf, rt) = common::instance(cfg);
     let tree = bpfvfs_cgroup::install(&vfs, CgroupMode::Local).unwrap();
     (vfs, bpf, rt, tree)
@@ -346,9 +362,11 @@ fn cgroup_iterator_walks_in_the_link_order_and_the_same_body_is_a_view() {
         let b = tree.by_id(id("/a/b")).unwrap();
         assert_eq!(show.show(&b).unwrap(), line(0, "/a/b", 2, "b").into_bytes());
         // The iter/cgroup body serves as a view too.
-        let as_view =
-            bpfvfs_runtime::view::view_show(&rt, walk.obj.as_prog().unwrap()).unwrap();
-        assert_eq!(as_view.show(&b).unwrap(), line(0, "/a/b", 2, "b").into_bytes());
+        let as_view = bpfvfs_runtime::view::view_show(&rt, walk.obj.as_prog().unwrap()).unwrap();
+        assert_eq!(
+            as_view.show(&b).unwrap(),
+            line(0, "/a/b", 2, "b").into_bytes()
+        );
     }
 }
 
@@ -398,10 +416,128 @@ fn iterator_programs_are_checked_like_the_kernels() {
         let Some(obj) = common::compile(&src) else {
             return;
         };
-        let e = rt
-            .load_object(&obj, &LoadOpts::new(name))
-            .expect_err(name);
+        let e = rt.load_object(&obj, &LoadOpts::new(name)).expect_err(name);
         let text = format!("{e} {}", e.verifier_log().unwrap_or(""));
         assert!(text.contains(msg), "{name}: {text}");
+    }
+}
+
+/// The cgroup helpers end to end: a tracing program on vfs_open counts opens per group in
+/// cgroup local storage (the opening task's group, `bpf_get_current_task_btf()->cgroups->
+/// dfl_cgrp`), a view shows one group's count, and an iterator lists every group's count
+/// with `bpf_cgrp_storage_get` on the iterated groups.
+#[test]
+fn cgroup_storage_counts_opens_per_group_of_the_caller() {
+    let dir = std::env::temp_dir().join(format!("bpfvfs-iter-cgopens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("cgopens.bpf.c");
+    std::fs::write(
+        &src,
+        r#"#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+struct {
+	__uint(type, BPF_MAP_TYPE_CGRP_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} opens SEC(".maps");
+
+SEC("fentry/vfs_open")
+int BPF_PROG(count_open, const struct path *path, struct file *file)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 *n = bpf_cgrp_storage_get(&opens, task->cgroups->dfl_cgrp, 0,
+					BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return 0;
+}
+
+SEC("view/cgroup")
+int show_opens(struct bpf_iter__cgroup *ctx)
+{
+	__u64 *n;
+	if (!ctx->cgroup)
+		return 0;
+	n = bpf_cgrp_storage_get(&opens, ctx->cgroup, 0, 0);
+	BPF_SEQ_PRINTF(ctx->meta->seq, "opens: %llu\n", n ? *n : 0);
+	return 0;
+}
+
+SEC("iter/cgroup")
+int all_opens(struct bpf_iter__cgroup *ctx)
+{
+	struct cgroup *cgrp = ctx->cgroup;
+	__u64 *n;
+	if (!cgrp)
+		return 0;
+	n = bpf_cgrp_storage_get(&opens, cgrp, 0, 0);
+	BPF_SEQ_PRINTF(ctx->meta->seq, "%s=%llu\n", cgrp->kn->name, n ? *n : 0);
+	if (n && *n == 1)
+		bpf_cgrp_storage_delete(&opens, cgrp);
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"#,
+    )
+    .unwrap();
+    let Some(obj) = common::compile(&src) else {
+        return;
+    };
+    for cfg in common::configs() {
+        let (vfs, _bpf, rt, tree) = cgroup_instance(cfg);
+        let o = load(&rt, "cgopens", &obj);
+        let root = Cred::root();
+        for d in ["a", "b"] {
+            vfs.mkdir(&root, None, format!("/sys/fs/cgroup/{d}").as_bytes(), 0o755)
+                .unwrap();
+        }
+        vfs.write_file(&root, b"/f", b"x").unwrap();
+        let a = tree.by_id(ino(&vfs, "/sys/fs/cgroup/a")).unwrap();
+        let b = tree.by_id(ino(&vfs, "/sys/fs/cgroup/b")).unwrap();
+        let _link = rt.attach(prog(&o, "count_open"), None).unwrap();
+        vfs.set_hooks_enabled(true);
+        // A thread per group, moved into it, opening as itself (the FUSE edge records the
+        // caller the same way).
+        let opens = |g: &Arc<bpfvfs_cgroup::Cgroup>, n: usize| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    // SAFETY: plain syscall.
+                    let pid = unsafe { libc::gettid() } as u32;
+                    tree.move_pid(g, pid).unwrap();
+                    bpfvfs_vfs::task::set_caller(Some(bpfvfs_vfs::task::Caller {
+                        pid,
+                        uid: 0,
+                        gid: 0,
+                    }));
+                    for _ in 0..n {
+                        vfs.read_file(&Cred::root(), b"/f").unwrap();
+                    }
+                });
+            })
+        };
+        opens(&a, 3);
+        opens(&b, 1);
+        let view = prog(&o, "show_opens").obj.as_prog().unwrap().clone();
+        let show = bpfvfs_runtime::view::view_show(&rt, &view).unwrap();
+        assert_eq!(show.show(&a).unwrap(), b"opens: 3\n", "{cfg:?}");
+        assert_eq!(show.show(&b).unwrap(), b"opens: 1\n", "{cfg:?}");
+        // The iterator reads every group's count and deletes the counts of 1.
+        let link = rt
+            .iter_link_create(
+                prog(&o, "all_opens"),
+                IterTarget::Cgroup {
+                    group: None,
+                    order: Some(CgroupOrder::DescendantsPre),
+                },
+            )
+            .unwrap();
+        let h = link.obj.as_link().unwrap().seq().unwrap();
+        let first = String::from_utf8(h.read_all().unwrap()).unwrap();
+        assert!(first.ends_with("a=3\nb=1\n"), "{first}");
+        let second = String::from_utf8(h.read_all().unwrap()).unwrap();
+        assert!(second.ends_with("a=3\nb=0\n"), "{second}");
+        vfs.set_hooks_enabled(false);
     }
 }

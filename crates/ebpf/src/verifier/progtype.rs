@@ -340,7 +340,7 @@ impl ProgTypeSpec {
             "lsm",
             Some(29),
             Self::arg_ctx(args),
-            &[14, 15, 16, 80, 112, 145, 146, 210, 211],
+            &[14, 15, 16, 80, 112, 145, 146, 158, 210, 211],
             Some((-MAX_ERRNO, 0)),
         );
         s.structs = structs;
@@ -355,7 +355,7 @@ impl ProgTypeSpec {
             "tracing",
             Some(26),
             Self::arg_ctx(args),
-            &[14, 15, 16, 80, 112, 210, 211],
+            &[14, 15, 16, 80, 112, 158, 210, 211],
             Some((0, 0)),
         );
         s.structs = structs;
