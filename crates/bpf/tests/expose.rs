@@ -317,11 +317,11 @@ fn concurrent_removals_leave_nothing_behind() {
         std::thread::scope(|s| {
             s.spawn(|| {
                 barrier.wait();
-                vfs.unlink(&root, None, pin.as_bytes()).unwrap();
+                vfs.unlink(root, None, pin.as_bytes()).unwrap();
             });
             s.spawn(|| {
                 barrier.wait();
-                vfs.rmdir(&root, None, g.as_bytes()).unwrap();
+                vfs.rmdir(root, None, g.as_bytes()).unwrap();
             });
             s.spawn(move || {
                 barrier.wait();

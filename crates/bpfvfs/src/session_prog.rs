@@ -156,7 +156,7 @@ impl BpfSession {
         let dir = a.str("path")?;
         let inherit = a.get("inherit").and_then(Value::as_bool).unwrap_or(false);
         let link = rt
-            .view_attach(&self.cred, &h, &dir, inherit)
+            .view_attach(&self.cred, &h, dir, inherit)
             .map_err(|e| runtime_error(a.op, &e))?;
         Ok(json!({"link_id": link.obj.id()}))
     }
@@ -166,7 +166,7 @@ impl BpfSession {
         let rt = self.runtime(a.op)?;
         let dir = a.str("path")?;
         let id = a.u32_or("prog_id", 0)?;
-        rt.view_detach(&self.cred, &dir, id)
+        rt.view_detach(&self.cred, dir, id)
             .map_err(|e| runtime_error(a.op, &e))?;
         Ok(json!({}))
     }

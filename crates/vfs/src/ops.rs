@@ -26,6 +26,9 @@ use crate::Vfs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// Called on a new inode before its name is published (`fileops_override.rs`).
+pub(crate) type BindFn<'a> = &'a mut dyn FnMut(&Arc<Inode>);
+
 /// What to create.
 #[derive(Clone, Debug)]
 pub enum NewKind<'a> {
@@ -201,7 +204,7 @@ impl Vfs {
         name: &[u8],
         kind: NewKind<'_>,
         mode: u32,
-        bind: Option<&mut dyn FnMut(&Arc<Inode>)>,
+        bind: Option<BindFn<'_>>,
     ) -> Result<PathRef> {
         // Linux's order: the symlink target and the node type are checked first (getname,
         // may_mknod), then the name is looked up (EEXIST, so open(O_CREAT) of an existing
@@ -279,7 +282,7 @@ impl Vfs {
         name: &[u8],
         kind: NewKind<'_>,
         mode: u32,
-        bind: Option<&mut dyn FnMut(&Arc<Inode>)>,
+        bind: Option<BindFn<'_>>,
     ) -> Result<PathRef> {
         let dir = parent.inode();
         self.may_modify_dir(cred, parent)?;
