@@ -175,6 +175,8 @@ pub(crate) struct Inner {
     inherited: Vec<Arc<ExposureInner>>,
     /// Host mode: groups found gone while a directory lock may be held, finished later.
     pending: Vec<Arc<Cgroup>>,
+    /// Every exposure made and not yet removed (for listings).
+    exposures: Vec<Weak<ExposureInner>>,
 }
 
 /// The cgroup tree of one VFS.
@@ -216,6 +218,7 @@ impl CgroupTree {
                     by_ino: HashMap::new(),
                     members: HashMap::new(),
                     inherited: Vec::new(),
+                    exposures: Vec::new(),
                     pending: Vec::new(),
                 }),
                 on_remove: RwLock::new(Vec::new()),
@@ -639,6 +642,38 @@ impl CgroupTree {
 
     // ---- exposures ----
 
+    /// The exposed files present in `group`'s directory now.
+    pub fn exposures_in(&self, group: &Arc<Cgroup>) -> Vec<ExposedEntry> {
+        let Some(dir) = group.dir() else {
+            return Vec::new();
+        };
+        let all: Vec<Arc<ExposureInner>> = lock(&self.inner)
+            .exposures
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut out = Vec::new();
+        for e in all {
+            if e.removed.load(Ordering::Acquire) {
+                continue;
+            }
+            let here = lock(&e.copies)
+                .iter()
+                .any(|(d, i)| d.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &dir)) && i.nlink() > 0);
+            if here {
+                let base = e.base.upgrade();
+                out.push(ExposedEntry {
+                    file: e.name.clone(),
+                    inherit: e.inherit,
+                    inherited_copy: base.as_ref().is_some_and(|b| !Arc::ptr_eq(b, group)),
+                    base,
+                    meta: lock(&e.meta).clone(),
+                });
+            }
+        }
+        out
+    }
+
     /// Create the read-only file `name` (mode 0444, owned by root, size 0, read with direct
     /// I/O) in `group`'s directory; opening it runs `show.show(group)` once. With
     /// `inherit`, the file also appears in every descendant, existing and future (local
@@ -661,8 +696,15 @@ impl CgroupTree {
             tree: Arc::downgrade(self),
             removed: AtomicBool::new(false),
             copies: Mutex::new(Vec::new()),
+            meta: Mutex::new(None),
+            inherit,
         });
         self.add_copy(&e, group)?;
+        {
+            let mut inner = lock(&self.inner);
+            inner.exposures.retain(|w| w.strong_count() > 0);
+            inner.exposures.push(Arc::downgrade(&e));
+        }
         if inherit {
             lock(&self.inner).inherited.push(e.clone());
             // Registered first: a group created from now on copies it in `populate_dir`;
@@ -788,6 +830,34 @@ pub(crate) struct ExposureInner {
     removed: AtomicBool,
     /// Every copy made: the directory (memory only) and the file's inode.
     copies: Mutex<Vec<(Weak<Dentry>, Arc<Inode>)>>,
+    meta: Mutex<Option<ExposureMeta>>,
+    inherit: bool,
+}
+
+/// What an exposure stands for, for listings such as `cgroup tree` (set by the layer that
+/// made it: a view program attached through a link, say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExposureMeta {
+    /// The program's id (bpftool's ID column).
+    pub id: u32,
+    /// bpftool's AttachType column ("view").
+    pub attach_type: String,
+    /// The program's name.
+    pub name: String,
+}
+
+/// One exposed file as seen from a group (`CgroupTree::exposures_in`).
+#[derive(Clone, Debug)]
+pub struct ExposedEntry {
+    /// The file's name in the group's directory.
+    pub file: Vec<u8>,
+    /// Made with `inherit`.
+    pub inherit: bool,
+    /// This copy is inherited from an ancestor (not the group it was exposed in).
+    pub inherited_copy: bool,
+    /// The group it was exposed in.
+    pub base: Option<Arc<Cgroup>>,
+    pub meta: Option<ExposureMeta>,
 }
 
 /// A handle on an exposed file and its inherited copies. Dropping it leaves the files;
@@ -826,6 +896,10 @@ impl Exposure {
     }
     pub fn is_removed(&self) -> bool {
         self.0.removed.load(Ordering::Acquire)
+    }
+    /// Say what this exposure stands for (shown by listings).
+    pub fn set_meta(&self, meta: ExposureMeta) {
+        *lock(&self.0.meta) = Some(meta);
     }
     /// How many copies exist now (the file itself and its inherited copies still in the
     /// tree).

@@ -435,10 +435,26 @@ fn inherited_exposure() {
         );
     }
     assert_eq!(x.copies(), 3);
+    // Listings: the copy in a/b is inherited from a; metadata set later is seen.
+    x.set_meta(bpfvfs_cgroup::ExposureMeta {
+        id: 7,
+        attach_type: "view".into(),
+        name: "v".into(),
+    });
+    let b = tree.by_path("/a/b").unwrap();
+    let in_b = tree.exposures_in(&b);
+    assert_eq!(in_b.len(), 1);
+    assert!(in_b[0].inherit && in_b[0].inherited_copy);
+    assert_eq!(in_b[0].file, b"view");
+    assert_eq!(in_b[0].meta.as_ref().unwrap().id, 7);
+    let in_a = tree.exposures_in(&a);
+    assert!(!in_a[0].inherited_copy);
+    assert!(tree.exposures_in(&tree.by_path("/c").unwrap()).is_empty());
     // Removing a descendant takes its copy; the others stay.
     rmdir(&vfs, "/sys/fs/cgroup/a/b/d").unwrap();
     assert_eq!(x.copies(), 2);
     x.remove();
+    assert!(tree.exposures_in(&b).is_empty());
     for p in ["a", "a/b"] {
         assert_eq!(
             read(&vfs, &format!("/sys/fs/cgroup/{p}/view")).err(),
