@@ -77,23 +77,23 @@ pub(crate) fn spec_with(fields: Vec<CtxField>, name: &str, kernel: Option<u32>) 
     spec
 }
 
-/// `enum bpf_cgroup_iter_order`.
+/// `enum bpf_cgroup_iter_order` (uapi values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CgroupOrder {
-    DescendantsPre = 1,
-    DescendantsPost = 2,
-    AncestorsUp = 3,
-    SelfOnly = 4,
+    SelfOnly = 1,
+    DescendantsPre = 2,
+    DescendantsPost = 3,
+    AncestorsUp = 4,
 }
 
 impl CgroupOrder {
     /// The kernel's value (0, unspecified, and anything else: EINVAL).
     pub fn from_u32(v: u32) -> Result<CgroupOrder, Errno> {
         Ok(match v {
-            1 => CgroupOrder::DescendantsPre,
-            2 => CgroupOrder::DescendantsPost,
-            3 => CgroupOrder::AncestorsUp,
-            4 => CgroupOrder::SelfOnly,
+            1 => CgroupOrder::SelfOnly,
+            2 => CgroupOrder::DescendantsPre,
+            3 => CgroupOrder::DescendantsPost,
+            4 => CgroupOrder::AncestorsUp,
             _ => return Err(Errno::EINVAL),
         })
     }
