@@ -38,7 +38,7 @@ use crate::object::{BpfObject, ObjKind};
 use crate::pin_outside::{state_name, HeldWatch};
 use crate::prog::{Link, Prog};
 use crate::sys::{Bpf, Handle};
-use bpfvfs_cgroup::{tree_of, Cgroup, CgroupTree, Exposure, SeqShow};
+use bpfvfs_cgroup::{tree_of, Cgroup, CgroupTree, Exposure, ExposureMeta, SeqShow};
 use bpfvfs_vfs::{
     may, watch_destruction, Cred, DestroyWatch, Errno, Inode, PathRef, LOOKUP_DIRECTORY,
     LOOKUP_FOLLOW,
@@ -320,6 +320,14 @@ impl Exposures {
             views: self.views.clone(),
         });
         let exposure = tree.expose(&group, name, show, false)?;
+        if let BpfObject::Prog(p) = obj {
+            // For `cgroup tree`: a program exposed by pinning.
+            exposure.set_meta(ExposureMeta {
+                id: p.id(),
+                attach_type: "pinned".into(),
+                name: p.info().name.clone(),
+            });
+        }
         let rec = Arc::new(Rec {
             how: How::Pin,
             kind: obj.kind(),
@@ -395,6 +403,11 @@ impl Exposures {
             views: self.views.clone(),
         });
         let exposure = tree.expose(&group, name.as_bytes(), show, inherit)?;
+        exposure.set_meta(ExposureMeta {
+            id: p.id(),
+            attach_type: "view".into(),
+            name: name.clone(),
+        });
         let rec = Arc::new(Rec {
             how: How::ViewLink,
             kind: ObjKind::Prog,
