@@ -59,6 +59,8 @@ pub enum Command {
     Prog(ToolArgs),
     /// BPF links, as bpftool: show, pin (`bpfvfs link help`)
     Link(ToolArgs),
+    /// The cgroup tree, as bpftool: tree (`bpfvfs cgroup help`)
+    Cgroup(ToolArgs),
     /// Print filesystem events on PATHs as they happen, like inotifywait -m
     /// (`PATH EVENTS NAME` per line; one JSON object per line with -j)
     Watch(WatchArgs),
@@ -464,10 +466,11 @@ pub fn main() -> i32 {
         {
             tracelog(&socket, cli.json || cli.pretty)
         }
-        Command::Map(a) | Command::Prog(a) | Command::Link(a) => {
+        Command::Map(a) | Command::Prog(a) | Command::Link(a) | Command::Cgroup(a) => {
             let object = match &cli.command {
                 Command::Map(_) => "map",
                 Command::Prog(_) => "prog",
+                Command::Cgroup(_) => "cgroup",
                 _ => "link",
             };
             let opts = bpftool::Opts {

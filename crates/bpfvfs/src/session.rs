@@ -29,6 +29,10 @@ use crate::control::ControlError;
 mod prog_ops;
 #[path = "session_storage.rs"]
 mod storage_ops;
+#[path = "session_cgroup.rs"]
+mod cgroup_ops;
+#[path = "session_iter.rs"]
+mod iter_ops;
 
 /// Handles one connection may hold open at once.
 pub const MAX_HANDLES: usize = 4096;
@@ -310,9 +314,11 @@ impl BpfSession {
             "prog_test_run" => self.prog_test_run(&a),
             "trace_read" => self.trace_read(&a),
             "link_create" => self.link_create(&a),
+            "iter_link_create" => self.iter_link_create(&a),
             "link_detach" => self.link_detach(&a),
             "view_attach" => self.view_attach(&a),
             "view_detach" => self.view_detach(&a),
+            "cgroup_tree" => self.cgroup_tree(&a),
             _ => return None,
         };
         Some(r)
@@ -349,6 +355,9 @@ impl BpfSession {
     }
 
     fn map_lookup_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
+        if self.is_cgrp_storage(a) {
+            return self.cgrp_storage_lookup(a);
+        }
         if a.get("file").is_some() || a.get("file_fd").is_some() {
             return self.storage_lookup(a);
         }
@@ -362,6 +371,9 @@ impl BpfSession {
     }
 
     fn map_update_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
+        if self.is_cgrp_storage(a) {
+            return self.cgrp_storage_update(a);
+        }
         if a.get("file").is_some() || a.get("file_fd").is_some() {
             return self.storage_update(a);
         }
@@ -376,6 +388,9 @@ impl BpfSession {
     }
 
     fn map_delete_elem(&mut self, a: &Args) -> Result<Value, ControlError> {
+        if self.is_cgrp_storage(a) {
+            return self.cgrp_storage_delete(a);
+        }
         if a.get("file").is_some() || a.get("file_fd").is_some() {
             return self.storage_delete(a);
         }
@@ -400,6 +415,9 @@ impl BpfSession {
     /// Every entry, in get_next_key order, as bpftool's dump walks them. An entry that
     /// vanishes between the two steps is skipped; other lookup errors are reported per entry.
     fn map_dump(&mut self, a: &Args) -> Result<Value, ControlError> {
+        if self.is_cgrp_storage(a) {
+            return self.cgrp_storage_dump(a);
+        }
         let h = self.handle(a, "handle")?;
         if bpfvfs_bpf::maps::inode_storage::InodeStorageMap::of(
             h.map().map_err(|e| errno(a.op, e))?,

@@ -12,6 +12,8 @@ const BPF_EXIST: u64 = 2;
 /// struct bpf_map_info, as obj_get_info reports it.
 /// BPF_MAP_TYPE_INODE_STORAGE.
 const INODE_STORAGE: u32 = 28;
+/// BPF_MAP_TYPE_CGRP_STORAGE: keyed by a group directory (`file DIR` or `cgroup DIR`).
+const CGRP_STORAGE: u32 = 32;
 
 #[derive(Clone, Debug, Default)]
 pub struct MapInfo {
@@ -386,7 +388,7 @@ impl Tool {
         let mut num = 0u32;
         let mut err = 0;
         let mut prev: Option<Vec<u8>> = None;
-        if info.map_type == INODE_STORAGE {
+        if info.map_type == INODE_STORAGE || info.map_type == CGRP_STORAGE {
             // Keyed by inode: the daemon lists (inode, path, value) in one step.
             match self.sys("map_dump", json!({"handle": o.handle}))? {
                 Ok(v) => {
@@ -615,7 +617,12 @@ impl Tool {
                 ));
                 return false;
             };
-            if a == "file" && key.is_some() && info.map_type == INODE_STORAGE {
+            let by_file = match info.map_type {
+                INODE_STORAGE => a == "file",
+                CGRP_STORAGE => a == "file" || a == "cgroup",
+                _ => false,
+            };
+            if by_file && key.is_some() {
                 // bpfvfs: inode-storage maps are keyed by a file (Linux: an fd of it).
                 key = None;
                 argv.next();

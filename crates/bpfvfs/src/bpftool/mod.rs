@@ -22,6 +22,7 @@
 
 mod cstr;
 pub mod json;
+mod cgroup;
 mod map;
 mod prog;
 mod prog_load;
@@ -273,6 +274,7 @@ pub fn run(
     let object: &'static str = match object {
         "map" => "map",
         "prog" => "prog",
+        "cgroup" => "cgroup",
         _ => "link",
     };
     let json_output = opts.json || opts.pretty;
@@ -290,6 +292,7 @@ pub fn run(
     let r = match object {
         "map" => t.do_map(args),
         "prog" => t.do_prog(args),
+        "cgroup" => t.do_cgroup(args),
         _ => t.do_link(args),
     };
     let ret = match r {
@@ -375,6 +378,7 @@ impl Tool {
         }
         let text = match self.object {
             "map" => map::help_text(),
+            "cgroup" => cgroup::help_text(),
             "prog" => prog::prog_help_text(),
             _ => prog::link_help_text(),
         };
