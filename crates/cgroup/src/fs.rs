@@ -108,6 +108,8 @@ impl CgroupFs {
         for c in current {
             if let Ok(p) = vfs.lookup_at(&cred, &at, c.name().as_bytes()) {
                 c.set_dir(p.dentry.arc());
+                // Host groups appear here, not through mkdir: inherited views follow them.
+                self.tree.apply_inherited(&c);
             }
         }
         for (name, _, _) in CONTROL_FILES {

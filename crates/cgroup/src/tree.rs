@@ -122,6 +122,11 @@ impl Cgroup {
                 .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
                 .unwrap_or_default();
         }
+        // Exited processes leave their group, as the kernel's do.
+        if let Some(t) = self.tree() {
+            let mut inner = lock(&t.inner);
+            CgroupTree::prune_locked(&mut inner, self);
+        }
         lock(&self.procs).clone()
     }
     /// The tree this group belongs (or belonged) to, while it exists.
@@ -754,6 +759,12 @@ impl CgroupTree {
     pub(crate) fn populate_group(&self, vfs: &Vfs, g: &Arc<Cgroup>, dir: &Arc<Dentry>) {
         g.set_dir(dir);
         fs::add_control_files(vfs, g, dir);
+        self.apply_inherited(g);
+    }
+
+    /// Copy into `g` the inherited exposures of its ancestors (a copy already there, or a
+    /// name taken, is skipped).
+    pub(crate) fn apply_inherited(&self, g: &Arc<Cgroup>) {
         let inherited: Vec<Arc<ExposureInner>> = lock(&self.inner)
             .inherited
             .iter()

@@ -141,7 +141,24 @@ fn host_mirror_matches_host() {
     };
     let vtop = format!("/sys/fs/cgroup/{top_name}");
     assert_eq!(ls(&vtop), ["a", "c"]);
+    // An inherited exposure on the scratch top reaches host groups made afterwards.
+    struct Id;
+    impl bpfvfs_cgroup::SeqShow for Id {
+        fn show(&self, g: &Arc<bpfvfs_cgroup::Cgroup>) -> Result<Vec<u8>, Errno> {
+            Ok(format!("{}\n", g.id()).into_bytes())
+        }
+    }
+    let x = tree.expose(&top, b"id.view", Arc::new(Id), true).unwrap();
     std::fs::create_dir(scratch.top.join("e")).unwrap();
+    assert_eq!(ls(&vtop), ["a", "c", "e", "id.view"]);
+    let e_host_id = std::fs::metadata(scratch.top.join("e")).unwrap().ino();
+    assert_eq!(
+        vfs.read_file(&root, format!("{vtop}/e/id.view").as_bytes())
+            .unwrap(),
+        format!("{e_host_id}\n").into_bytes()
+    );
+    assert_eq!(x.copies(), 6); // top, a, a/b, a/d, c, e
+    x.remove();
     assert_eq!(ls(&vtop), ["a", "c", "e"]);
     let e = tree.by_path(&format!("/{top_name}/e")).unwrap();
     std::fs::remove_dir(scratch.top.join("e")).unwrap();

@@ -287,6 +287,8 @@ fn procs_membership_and_rmdir_busy() {
     // The member exits: the group is removable (dead members are dropped).
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(b.procs().is_empty(), "an exited process leaves its group");
+    assert_eq!(read(&vfs, "/sys/fs/cgroup/a/b/cgroup.procs").unwrap(), b"");
     rmdir(&vfs, "/sys/fs/cgroup/a/b").unwrap();
     assert!(b.is_removed());
     assert!(tree.by_path("/a/b").is_none());
