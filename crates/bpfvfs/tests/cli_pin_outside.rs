@@ -354,6 +354,47 @@ fn clang_built_view_exposed_by_pin_and_by_link() {
         let f = d.mnt.join(format!("sys/fs/cgroup/{g}/cgroup_info"));
         assert!(wait_until(Duration::from_secs(10), || !f.exists()), "{g}");
     }
+    // bpftool's grammar: `cgroup attach CGROUP view PROG inherit`; the daemon keeps the
+    // attachment after the CLI exits; `cgroup tree` lists it; `cgroup detach` ends it.
+    let host_g = d.mnt.join("sys/fs/cgroup/g");
+    let host_g = host_g.to_str().unwrap();
+    let prog = ["pinned", "/sys/fs/bpf/vci/cgroup_info"];
+    assert_eq!(
+        d.cli_ok(&["cgroup", "attach", host_g, "view", prog[0], prog[1], "inherit"]),
+        ""
+    );
+    let t = d.sh_ok("cat sys/fs/cgroup/g/sub/cgroup_info");
+    assert!(t.contains(" level 2 name sub "), "{t}");
+    let tree = d.cli_ok(&["cgroup", "tree"]);
+    assert!(tree.contains("view"), "{tree}");
+    assert!(tree.contains("cgroup_info"), "{tree}");
+    let out = d.cli(&["cgroup", "attach", host_g, "egress", prog[0], prog[1]]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid attach type"));
+    assert_eq!(
+        d.cli_ok(&[
+            "cgroup",
+            "detach",
+            "/sys/fs/cgroup/g",
+            "view",
+            prog[0],
+            prog[1]
+        ]),
+        ""
+    );
+    let f = d.mnt.join("sys/fs/cgroup/g/sub/cgroup_info");
+    assert!(wait_until(Duration::from_secs(10), || !f.exists()));
+    let out = d.cli(&[
+        "cgroup",
+        "detach",
+        "/sys/fs/cgroup/g",
+        "view",
+        prog[0],
+        prog[1],
+    ]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed to detach program"));
+
     // The pinned exposure goes with the bpffs pins.
     d.sh_ok("rm -r sys/fs/bpf/vci");
     drop(c);

@@ -20,8 +20,13 @@ pub fn help_text() -> String {
     let (b, o) = ("bpfvfs", "cgroup");
     format!(
         "Usage: {b} {o} tree [CGROUP_ROOT] [effective]\n\
+         \x20      {b} {o} attach CGROUP ATTACH_TYPE PROG [ATTACH_FLAGS]\n\
+         \x20      {b} {o} detach CGROUP ATTACH_TYPE PROG\n\
          \x20      {b} {o} help\n\
          \n\
+         \x20      ATTACH_TYPE := {{ view }}\n\
+         \x20      ATTACH_FLAGS := {{ inherit }}\n\
+         \x20      PROG := {{ id PROG_ID | pinned FILE | tag PROG_TAG | name PROG_NAME }}\n\
          \x20      CGROUP_ROOT := a group directory: a path in the bpfvfs tree\n\
          \x20                     (/sys/fs/cgroup/...) or the same path under the daemon's\n\
          \x20                     mount point (default: the tree's root group)\n\
@@ -33,9 +38,88 @@ impl Tool {
     pub fn do_cgroup(&mut self, args: &[String]) -> R<i32> {
         let cmds: &[(&str, Option<Cmd>)] = &[
             ("tree", Some(Tool::cgroup_tree)),
+            ("attach", Some(Tool::cgroup_attach)),
+            ("detach", Some(Tool::cgroup_detach)),
             ("help", Some(|t: &mut Tool, _| Ok(t.help()))),
         ];
         self.cmd_select(args, cmds)
+    }
+
+    /// do_attach / do_detach's common part: `CGROUP ATTACH_TYPE PROG`. The group must exist
+    /// (bpftool opens it) and the type must be `view`, the one this tree knows (issue 9:
+    /// a view program exposed as a file named after it).
+    fn cgroup_attach_args(&mut self, argv: &mut Argv, what: &str) -> R<Result<(String, Obj), i32>> {
+        if argv.argc() < 4 {
+            self.p_err(format!("too few parameters for cgroup {what}"));
+            return Ok(Err(-1));
+        }
+        let group = argv.arg().to_string();
+        if self.fs_type_of(&group)?.is_none() {
+            self.p_err(format!("can't open cgroup {group}"));
+            return Ok(Err(-1));
+        }
+        argv.next();
+        if argv.arg() != "view" {
+            self.p_err("invalid attach type");
+            return Ok(Err(-1));
+        }
+        argv.next();
+        let o = match self.prog_parse_fd(argv)? {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok((self.conn.tree_path(&group)?, o)))
+    }
+
+    /// do_attach: `cgroup attach CGROUP view PROG [inherit]`. The daemon keeps the view
+    /// link, as the kernel keeps a BPF_PROG_ATTACH attachment after bpftool exits.
+    fn cgroup_attach(&mut self, mut argv: Argv) -> R<i32> {
+        let (group, o) = match self.cgroup_attach_args(&mut argv, "attach")? {
+            Ok(x) => x,
+            Err(e) => return Ok(e),
+        };
+        let mut inherit = false;
+        while let Some(a) = argv.cur() {
+            if is_prefix(a, "inherit") {
+                inherit = true;
+            } else {
+                self.p_err(format!("unknown option: {a}"));
+                self.close(&o)?;
+                return Ok(-1);
+            }
+            argv.next();
+        }
+        let r = self.sys(
+            "view_attach",
+            json!({"handle": o.handle, "path": group, "inherit": inherit}),
+        )?;
+        self.close(&o)?;
+        if r.is_err() {
+            self.p_err("failed to attach program");
+            return Ok(-1);
+        }
+        if self.json_output {
+            self.jw.null(&mut self.out);
+        }
+        Ok(0)
+    }
+
+    /// do_detach: `cgroup detach CGROUP view PROG`.
+    fn cgroup_detach(&mut self, mut argv: Argv) -> R<i32> {
+        let (group, o) = match self.cgroup_attach_args(&mut argv, "detach")? {
+            Ok(x) => x,
+            Err(e) => return Ok(e),
+        };
+        let r = self.sys("view_detach", json!({"path": group, "prog_id": o.id}))?;
+        self.close(&o)?;
+        if r.is_err() {
+            self.p_err("failed to detach program");
+            return Ok(-1);
+        }
+        if self.json_output {
+            self.jw.null(&mut self.out);
+        }
+        Ok(0)
     }
 
     /// do_show_tree.
