@@ -41,7 +41,7 @@ mod tree;
 pub use bpfvfs_vfs::Errno;
 pub use fs::CGROUP2_SUPER_MAGIC;
 pub use host::{check_host_root, find_host_cgroup2, host_cgroup_path_of_pid, HostError};
-pub use tree::{Cgroup, CgroupTree, ExposedEntry, Exposure, ExposureMeta};
+pub use tree::{Cgroup, CgroupTree, ExposedEntry, Exposure, ExposureMeta, RemoveCallback};
 
 use bpfvfs_vfs::{Cred, Vfs};
 use std::path::PathBuf;

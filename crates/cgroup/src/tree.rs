@@ -168,7 +168,9 @@ impl std::fmt::Debug for Cgroup {
     }
 }
 
-pub(crate) type RemoveCb = Arc<dyn Fn(&Arc<Cgroup>) + Send + Sync>;
+/// A callback run once per removed group (`CgroupTree::on_remove`).
+pub type RemoveCallback = Arc<dyn Fn(&Arc<Cgroup>) + Send + Sync>;
+type RemoveCb = RemoveCallback;
 
 pub(crate) struct Inner {
     pub(crate) by_id: HashMap<u64, Arc<Cgroup>>,
@@ -409,7 +411,7 @@ impl CgroupTree {
     }
 
     /// Register a callback run once per removed group, after it left the tree.
-    pub fn on_remove(&self, cb: Arc<dyn Fn(&Arc<Cgroup>) + Send + Sync>) {
+    pub fn on_remove(&self, cb: RemoveCallback) {
         self.on_remove
             .write()
             .unwrap_or_else(|e| e.into_inner())
