@@ -61,6 +61,9 @@ pub enum Command {
     Link(ToolArgs),
     /// The cgroup tree, as bpftool: tree (`bpfvfs cgroup help`)
     Cgroup(ToolArgs),
+    /// BPF iterators, as bpftool: pin OBJ PATH [map MAP | cgroup GROUP [order ORDER]]
+    /// (`bpfvfs iter help`)
+    Iter(ToolArgs),
     /// Print filesystem events on PATHs as they happen, like inotifywait -m
     /// (`PATH EVENTS NAME` per line; one JSON object per line with -j)
     Watch(WatchArgs),
@@ -466,11 +469,16 @@ pub fn main() -> i32 {
         {
             tracelog(&socket, cli.json || cli.pretty)
         }
-        Command::Map(a) | Command::Prog(a) | Command::Link(a) | Command::Cgroup(a) => {
+        Command::Map(a)
+        | Command::Prog(a)
+        | Command::Link(a)
+        | Command::Cgroup(a)
+        | Command::Iter(a) => {
             let object = match &cli.command {
                 Command::Map(_) => "map",
                 Command::Prog(_) => "prog",
                 Command::Cgroup(_) => "cgroup",
+                Command::Iter(_) => "iter",
                 _ => "link",
             };
             let opts = bpftool::Opts {

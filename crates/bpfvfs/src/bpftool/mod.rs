@@ -23,6 +23,7 @@
 mod cstr;
 pub mod json;
 mod cgroup;
+mod iter;
 mod map;
 mod prog;
 mod prog_load;
@@ -275,6 +276,7 @@ pub fn run(
         "map" => "map",
         "prog" => "prog",
         "cgroup" => "cgroup",
+        "iter" => "iter",
         _ => "link",
     };
     let json_output = opts.json || opts.pretty;
@@ -293,6 +295,7 @@ pub fn run(
         "map" => t.do_map(args),
         "prog" => t.do_prog(args),
         "cgroup" => t.do_cgroup(args),
+        "iter" => t.do_iter(args),
         _ => t.do_link(args),
     };
     let ret = match r {
@@ -379,6 +382,7 @@ impl Tool {
         let text = match self.object {
             "map" => map::help_text(),
             "cgroup" => cgroup::help_text(),
+            "iter" => iter::help_text(),
             "prog" => prog::prog_help_text(),
             _ => prog::link_help_text(),
         };
