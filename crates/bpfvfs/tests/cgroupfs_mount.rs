@@ -183,3 +183,64 @@ fn cgroup_tree_through_fuse() {
         serde_json::json!([])
     );
 }
+
+/// `bpfvfs up --cgroup host`: the host's cgroup v2 hierarchy, read-only, through FUSE.
+#[test]
+fn host_mode_through_fuse() {
+    if !is_root() {
+        skip("not root: creating host cgroups needs it");
+        return;
+    }
+    let host = match bpfvfs_cgroup::find_host_cgroup2() {
+        Ok(h) => h,
+        Err(e) => {
+            skip(&e.to_string());
+            return;
+        }
+    };
+    let name = format!("bpfvfs-fuse-{}", std::process::id());
+    let top = host.join(&name);
+    std::fs::create_dir(&top).unwrap();
+    std::fs::create_dir(top.join("a")).unwrap();
+    struct Cleanup(std::path::PathBuf, std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for d in [self.0.join("a"), self.0.clone()] {
+                if let Ok(p) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    for pid in p.lines() {
+                        let _ = std::fs::write(self.1.join("cgroup.procs"), pid);
+                    }
+                }
+                let _ = std::fs::remove_dir(&d);
+            }
+        }
+    }
+    let _cleanup = Cleanup(top.clone(), host.clone());
+    let Some(d) = Daemon::start("cghost", &["--cgroup", &format!("host={}", host.display())])
+    else {
+        return;
+    };
+    let mirror = d.mnt.join("sys/fs/cgroup").join(&name);
+    assert_eq!(ls(&mirror), ["a", "cgroup.controllers", "cgroup.procs"]);
+    // Read-only.
+    let e = std::fs::create_dir(mirror.join("x")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    let e = std::fs::remove_dir(mirror.join("a")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    let e = std::fs::write(mirror.join("a/cgroup.procs"), "1\n").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    // A host group made now shows up; membership is the host's.
+    std::fs::create_dir(top.join("b")).unwrap();
+    assert_eq!(
+        ls(&mirror),
+        ["a", "b", "cgroup.controllers", "cgroup.procs"]
+    );
+    std::fs::remove_dir(top.join("b")).unwrap();
+    assert_eq!(ls(&mirror), ["a", "cgroup.controllers", "cgroup.procs"]);
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(top.join("a/cgroup.procs"), format!("{}\n", child.id())).unwrap();
+    let listed = std::fs::read_to_string(mirror.join("a/cgroup.procs")).unwrap();
+    assert_eq!(listed, format!("{}\n", child.id()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
