@@ -308,6 +308,21 @@ fn clang_built_view_exposed_by_pin_and_by_link() {
     };
     let o = o.to_str().unwrap().to_string();
     d.cli_ok(&["prog", "loadall", &o, "/sys/fs/bpf/vci"]);
+    // prog pin FILE outside bpffs: a true pin of the program, listed by -f.
+    d.sh_ok("mkdir proj");
+    d.cli_ok(&[
+        "prog",
+        "pin",
+        "pinned",
+        "/sys/fs/bpf/vci/cgroup_info",
+        "/proj/info",
+    ]);
+    let show = d.cli_ok(&["-f", "prog", "show", "pinned", "/proj/info"]);
+    assert!(show.contains("pinned /proj/info"), "{show}");
+    assert!(
+        show.contains("pinned /sys/fs/bpf/vci/cgroup_info"),
+        "{show}"
+    );
     d.sh_ok("mkdir -p sys/fs/cgroup/g/sub");
     let gid = d.sh_ok("stat -c %i sys/fs/cgroup/g").trim().to_string();
     d.cli_ok(&[
@@ -406,4 +421,12 @@ fn clang_built_view_exposed_by_pin_and_by_link() {
         "exposed file still there"
     );
     d.sh_ok("rmdir sys/fs/cgroup/g/later sys/fs/cgroup/g/sub sys/fs/cgroup/g");
+    // The true pin still holds the program; rm -r of its directory frees it.
+    let progs = d.stat_u64("progs_live");
+    d.sh_ok("rm -r proj");
+    assert!(
+        wait_until(Duration::from_secs(10), || d.stat_u64("progs_live") < progs),
+        "{}",
+        d.stats()
+    );
 }

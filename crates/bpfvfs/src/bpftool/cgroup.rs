@@ -1,5 +1,5 @@
 //! `bpfvfs cgroup`, following bpftool 7.1's `cgroup` object: `tree [CGROUP_ROOT]
-//! [effective]`.
+//! [effective]`, and `attach|detach CGROUP view PROG [inherit]` (issue 9's view links).
 //!
 //! bpftool lists, per cgroup v2 directory below CGROUP_ROOT that has programs attached, the
 //! directory's path and one line per program (`ID AttachType AttachFlags Name`), under a
