@@ -175,6 +175,15 @@ pub(crate) fn register(helpers: &mut Helpers, protos: &mut HelperProtos) {
             &[seq, rd, ArgKind::ConstSizeOrZero],
         ),
     );
+    // Known, never allowed: the verifier's refusal names it and says why.
+    protos.register(
+        150,
+        HelperProto::new(
+            "bpf_seq_printf_btf (BTF-typed printing is not modelled by bpfvfs; use bpf_seq_printf)",
+            RetKind::Integer(None),
+            &[seq, rd, ArgKind::ConstSize, ArgKind::Anything],
+        ),
+    );
 }
 
 /// What one program call on one object did.

@@ -402,6 +402,11 @@ fn iterator_programs_are_checked_like_the_kernels() {
             "SEC(\"view/task\") int p(void *ctx) { return 0; }",
             "view target \"task\" is not modelled",
         ),
+        (
+            "printf_btf",
+            "SEC(\"iter/bpf_map\") int p(struct bpf_iter__bpf_map *ctx) { struct { void *p; __u32 t, f; } b = { ctx->map, 1, 0 }; bpf_seq_printf_btf(ctx->meta->seq, (void *)&b, sizeof(b), 0); return 0; }",
+            "BTF-typed printing is not modelled by bpfvfs",
+        ),
     ];
     let (_vfs, _bpf, rt) = common::instance(Default::default());
     for (name, body, msg) in cases {
@@ -539,5 +544,73 @@ char LICENSE[] SEC("license") = "GPL";
         let second = String::from_utf8(h.read_all().unwrap()).unwrap();
         assert!(second.ends_with("a=3\nb=0\n"), "{second}");
         vfs.set_hooks_enabled(false);
+    }
+}
+
+/// The view layouts the verifier and the runtime use are those of include/bpfvfs/vmlinux.h
+/// (the committed BTF): every field of the iterator and cgroup structs at the same offset.
+#[test]
+fn view_offsets_match_vmlinux_h() {
+    use bpfvfs_runtime::kobj::{off, struct_specs};
+    let btf = bpfvfs_runtime::kernel_btf();
+    let offset = |st: &str, field: &str| -> u32 {
+        let id = btf
+            .find_by_name_kind(st, bpfvfs_ebpf_obj::BtfKind::Struct)
+            .unwrap_or_else(|| panic!("no struct {st}"));
+        btf.type_by_id(id)
+            .unwrap()
+            .members()
+            .iter()
+            .find(|m| btf.string_at(m.name_off).unwrap() == field)
+            .unwrap_or_else(|| panic!("no {st}.{field}"))
+            .bit_offset
+            / 8
+    };
+    let cases: &[(&str, &str, usize)] = &[
+        ("bpf_iter_meta", "seq", off::META_SEQ),
+        ("bpf_iter_meta", "session_id", off::META_SESSION_ID),
+        ("bpf_iter_meta", "seq_num", off::META_SEQ_NUM),
+        ("bpf_map", "id", off::MAP_ID),
+        ("bpf_map", "name", off::MAP_NAME),
+        ("bpf_map", "max_entries", off::MAP_MAX_ENTRIES),
+        ("bpf_map", "map_type", off::MAP_TYPE),
+        ("bpf_map", "key_size", off::MAP_KEY_SIZE),
+        ("bpf_map", "value_size", off::MAP_VALUE_SIZE),
+        ("bpf_prog_aux", "id", off::AUX_ID),
+        ("bpf_prog_aux", "name", off::AUX_NAME),
+        (
+            "bpf_prog_aux",
+            "attach_func_name",
+            off::AUX_ATTACH_FUNC_NAME,
+        ),
+        ("bpf_prog", "len", off::PROG_LEN),
+        ("bpf_prog", "type", off::PROG_TYPE),
+        ("bpf_prog", "aux", off::PROG_AUX),
+        ("bpf_link", "id", off::LINK_ID),
+        ("bpf_link", "type", off::LINK_TYPE),
+        ("bpf_link", "prog", off::LINK_PROG),
+        ("kernfs_node", "parent", off::KN_PARENT),
+        ("kernfs_node", "name", off::KN_NAME),
+        ("kernfs_node", "id", off::KN_ID),
+        ("cgroup", "kn", off::CGRP_KN),
+        ("cgroup", "level", off::CGRP_LEVEL),
+        ("cgroup", "ancestors", off::CGRP_ANCESTORS),
+        ("css_set", "dfl_cgrp", off::CSS_DFL_CGRP),
+        ("task_struct", "pid", off::TASK_PID),
+        ("task_struct", "tgid", off::TASK_TGID),
+        ("task_struct", "cgroups", off::TASK_CGROUPS),
+        ("task_struct", "comm", off::TASK_COMM),
+    ];
+    let specs = struct_specs();
+    for (st, field, want) in cases {
+        assert_eq!(offset(st, field) as usize, *want, "{st}.{field}");
+        // The verifier's table has the field at the same offset (arrays by element).
+        let spec = specs.iter().find(|s| s.name == *st).unwrap();
+        let f = spec
+            .fields
+            .iter()
+            .find(|f| f.name == *field || f.name == format!("{field}[0]"))
+            .unwrap_or_else(|| panic!("verifier table lacks {st}.{field}"));
+        assert_eq!(f.off as usize, *want, "verifier {st}.{field}");
     }
 }
