@@ -351,7 +351,7 @@ impl Runtime {
         let mut regions = arena.regions();
         regions.push(ctx_region);
         if let Some(e) = extra {
-            regions.push(e.clone());
+            regions.push(*e);
         }
         let maps = RunMaps::new(lp);
         let mut ext = RunExt {

@@ -772,7 +772,7 @@ impl ViewArena {
             bytes[off::CGRP_LEVEL..off::CGRP_LEVEL + 4]
                 .copy_from_slice(&(level as u32).to_ne_bytes());
             for i in 0..CGROUP_ANCESTORS {
-                let a = if i < level { addrs[i] } else { me };
+                let a = addrs.get(i).copied().filter(|_| i < level).unwrap_or(me);
                 let o = off::CGRP_ANCESTORS + 8 * i;
                 bytes[o..o + 8].copy_from_slice(&a.to_ne_bytes());
             }
