@@ -378,3 +378,44 @@ fn kept_view_links_outlive_the_callers_handle() {
     let c = counts(&bpf);
     assert_eq!((c.progs, c.links, c.exposed), (base.progs, base.links, 0));
 }
+
+/// The bpffs pin dies while obj_pin is exposing the object (before, during or after the
+/// watch is armed): the exposure never outlives it, and nothing leaks.
+#[test]
+fn pin_dying_during_exposure_setup() {
+    let (bpf, root) = setup();
+    let vfs = bpf.vfs().clone();
+    vfs.mkdir(&root, None, b"/sys/fs/cgroup/g", 0o755).unwrap();
+    let base = counts(&bpf);
+    let mut exposed_ok = 0;
+    for i in 0..200u32 {
+        let h = bpf
+            .map_create(MapDef::new(MapType::Array, 4, 8, 1).with_name("m"))
+            .unwrap();
+        bpf.obj_pin(&root, &h, None, b"/sys/fs/bpf/m", 0).unwrap();
+        let (bpf2, root2) = (bpf.clone(), root.clone());
+        let h2 = h.clone();
+        let go = Arc::new(std::sync::Barrier::new(2));
+        let go2 = go.clone();
+        let t = std::thread::spawn(move || {
+            go2.wait();
+            bpf2.obj_pin(&root2, &h2, None, b"/sys/fs/cgroup/g/x", 0)
+        });
+        go.wait();
+        // Vary where the unlink lands in the exposing thread's work.
+        for _ in 0..(i % 40) * 100 {
+            std::hint::spin_loop();
+        }
+        vfs.unlink(&root, None, b"/sys/fs/bpf/m").unwrap();
+        match t.join().unwrap() {
+            Ok(()) => exposed_ok += 1,
+            // The pin was gone before the walk found it.
+            Err(e) => assert_eq!(e, Errno::EPERM),
+        }
+        drop(h);
+        // Whatever the interleaving, the file is gone once the pin is.
+        assert!(!exists(&bpf, "/sys/fs/cgroup/g/x"));
+    }
+    assert_eq!(counts(&bpf), base);
+    println!("{exposed_ok}/200 exposures were made before their pin died");
+}
