@@ -746,6 +746,9 @@ impl CgroupTree {
         let d = vfs.fs_add_entry(&dir, &e.name, &inode)?;
         drop(d);
         let mut copies = lock(&e.copies);
+        // Copies whose directory is gone (group removed) are forgotten, so an inherited
+        // exposure over churning groups does not grow without bound.
+        copies.retain(|(d, _)| d.strong_count() > 0);
         copies.push((Arc::downgrade(&dir), inode.clone()));
         if e.removed.load(Ordering::Acquire) {
             // remove() ran meanwhile and may have missed this copy: take it back out.

@@ -33,6 +33,18 @@ fn ino(vfs: &Vfs, path: &str) -> u64 {
     vfs.stat(&root(), None, path.as_bytes(), true).unwrap().ino
 }
 
+/// Wait (bounded) for deferred frees: other tests of this binary pin epochs too.
+fn settle(done: impl Fn() -> bool) -> bool {
+    for _ in 0..500 {
+        bpfvfs_vfs::rcu_barrier();
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
 fn mkdir(vfs: &Vfs, path: &str) -> Result<(), Errno> {
     vfs.mkdir(&root(), None, path.as_bytes(), 0o755).map(drop)
 }
@@ -326,12 +338,13 @@ fn rmdir_frees_nodes_and_runs_callbacks_once() {
     assert_eq!(*removed.lock().unwrap(), vec![a_id]);
     assert!(tree.by_id(a_id).is_none());
     assert!(tree.of_inode(a_id).is_none());
-    bpfvfs_vfs::rcu_barrier();
-    let now = vfs.stats();
-    assert_eq!(
-        now.inodes_live, base.inodes_live,
-        "directory and control files evicted"
+    assert!(
+        settle(|| vfs.stats().inodes_live == base.inodes_live),
+        "directory and control files evicted and freed: {:?} vs {:?}",
+        vfs.stats(),
+        base
     );
+    let now = vfs.stats();
     assert_eq!(now.dentries_hashed, base.dentries_hashed);
 }
 
@@ -398,10 +411,14 @@ fn exposed_files() {
     rmdir(&vfs, "/sys/fs/cgroup/a").unwrap();
     assert_eq!(y.copies(), 0);
     y.remove();
-    bpfvfs_vfs::rcu_barrier();
+    // The group's directory, its two control files and the exposed file: evicted now,
+    // their memory freed after the grace period (other tests' pins may delay it).
+    assert_eq!(
+        vfs.stats().inodes_evicted_total,
+        base.inodes_evicted_total + 4
+    );
+    settle(|| vfs.stats().inodes_evicted_pending_free == 0);
     let now = vfs.stats();
-    // The group's directory, its two control files and the exposed file.
-    assert_eq!(now.inodes_evicted_total, base.inodes_evicted_total + 4);
     assert_eq!(now.inodes_evicted_pending_free, 0);
     assert_eq!(
         now.inodes_live,
@@ -609,4 +626,69 @@ fn dir_types_in_readdir() {
     assert_eq!(a.kind, FileType::Directory);
     let p = ents.iter().find(|e| e.name == b"cgroup.procs").unwrap();
     assert_eq!(p.kind, FileType::Regular);
+}
+
+/// Inherited exposures made and removed while other threads create and remove groups below:
+/// once the last exposure is removed no exposed file is left anywhere, and once every group
+/// is gone every inode they used is evicted.
+#[test]
+fn concurrent_inherited_exposures_and_groups() {
+    let (vfs, tree) = setup();
+    mkdir(&vfs, "/sys/fs/cgroup/p").unwrap();
+    let p = tree.by_path("/p").unwrap();
+    let base = vfs.stats();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn: Vec<_> = (0..3)
+        .map(|t| {
+            let (vfs, stop) = (vfs.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let g = format!("/sys/fs/cgroup/p/t{t}_{}", n % 4);
+                    let _ = mkdir(&vfs, &g);
+                    let _ = mkdir(&vfs, &format!("{g}/s"));
+                    let _ = rmdir(&vfs, &format!("{g}/s"));
+                    if n % 3 == 0 {
+                        let _ = rmdir(&vfs, &g);
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let show = Arc::new(Counter(AtomicU64::new(0)));
+    for i in 0..200 {
+        let x = tree.expose(&p, format!("v{}", i % 3).as_bytes(), show.clone(), true);
+        let x = x.unwrap();
+        if i % 2 == 0 {
+            std::thread::yield_now();
+        }
+        x.remove();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in churn {
+        t.join().unwrap();
+    }
+    for g in tree.walk(&p, WalkOrder::DescendantsPre) {
+        let path = format!("/sys/fs/cgroup{}", g.path());
+        let names = ls(&vfs, &path);
+        assert!(
+            names.iter().all(|n| !n.starts_with('v')),
+            "{path}: exposed file left: {names:?}"
+        );
+        assert!(tree.exposures_in(&g).is_empty());
+    }
+    for g in tree.walk(&p, WalkOrder::DescendantsPost) {
+        if !Arc::ptr_eq(&g, &p) {
+            rmdir(&vfs, &format!("/sys/fs/cgroup{}", g.path())).unwrap();
+        }
+    }
+    // Every inode made since (directories, control files, exposed files, and those made
+    // for a copy that found its name taken) is gone once the grace period passed.
+    let settled = settle(|| {
+        let now = vfs.stats();
+        now.inodes_evicted_pending_free == 0
+            && now.inodes_live == base.inodes_live - base.inodes_evicted_pending_free
+    });
+    assert!(settled, "inodes left: {:?} vs {:?}", vfs.stats(), base);
 }
