@@ -430,3 +430,59 @@ fn clang_built_view_exposed_by_pin_and_by_link() {
         d.stats()
     );
 }
+
+/// An iterator link truly pinned in the in-memory filesystem (`iter pin OBJ /proj/maps`):
+/// `cat` runs it as for a bpffs pin; unlinked while a shell holds it open, the link lives
+/// until that descriptor closes.
+#[test]
+fn iterator_truly_pinned_read_with_cat_and_unlinked_while_open() {
+    let Some(d) = Daemon::start("cliiterout", &[]) else {
+        return;
+    };
+    let Some(o) = example_bpf("iter_maps", d.tmp.path()) else {
+        return;
+    };
+    d.sh_ok("mkdir proj");
+    let host = d.mnt.join("proj/maps");
+    d.cli_ok(&["iter", "pin", o.to_str().unwrap(), host.to_str().unwrap()]);
+    let st = d.sh_ok("stat -c '%F %a' proj/maps");
+    assert_eq!(st.trim(), "regular empty file 600");
+    let text = d.sh_ok("cat proj/maps");
+    assert!(text.contains("end seq_num "), "{text}");
+    let links = d.stat_u64("links_live");
+    // A shell holds it open on fd 3 and removes the name; it waits on stdin.
+    use std::io::{BufRead, Write};
+    let mut sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "exec 3<proj/maps && rm proj/maps && echo ready && read x && grep -c 'end seq_num' <&3",
+        )
+        .current_dir(&d.mnt)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(sh.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    assert!(!d.mnt.join("proj/maps").exists());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        d.stat_u64("links_live"),
+        links,
+        "the open descriptor keeps the pin"
+    );
+    // Read through the descriptor (the iterator ran at open), then the shell exits.
+    sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "1\n");
+    assert!(sh.wait().unwrap().success());
+    // The shell exited: its descriptor closed, the inode is evicted, the link freed.
+    assert!(
+        wait_until(Duration::from_secs(10), || d.stat_u64("links_live") < links),
+        "{}",
+        d.stats()
+    );
+}
