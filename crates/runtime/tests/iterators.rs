@@ -614,3 +614,57 @@ fn view_offsets_match_vmlinux_h() {
         assert_eq!(f.off as usize, *want, "verifier {st}.{field}");
     }
 }
+
+/// Figures (run with `--release -- --ignored --nocapture`): one session of the map iterator
+/// over 200 maps (per session and per object), and one view run, on the JIT.
+#[test]
+#[ignore]
+fn figures() {
+    let (Some(maps_obj), Some(view_obj)) = (
+        common::example("iter_maps"),
+        common::example("view_cgroup_info"),
+    ) else {
+        return;
+    };
+    let (vfs, bpf, rt, tree) = cgroup_instance(Default::default());
+    let o = load(&rt, "iter_maps", &maps_obj);
+    let _maps: Vec<Handle> = (0..200)
+        .map(|i| {
+            bpf.map_create(MapDef::new(MapType::Hash, 4, 8, 16).with_name(&format!("m{i}")))
+                .unwrap()
+        })
+        .collect();
+    let link = rt
+        .iter_link_create(prog(&o, "dump_maps"), IterTarget::Plain)
+        .unwrap();
+    let seq = link.obj.as_link().unwrap().seq().unwrap();
+    let n = bpf.registry().maps().len();
+    let runs = 200;
+    let t = std::time::Instant::now();
+    let mut bytes = 0;
+    for _ in 0..runs {
+        bytes = seq.read_all().unwrap().len();
+    }
+    let per = t.elapsed() / runs;
+    println!(
+        "map iterator: {n} maps, {bytes} bytes: {per:?} per session, {:?} per object",
+        per / n as u32
+    );
+    let v = load(&rt, "view_cgroup_info", &view_obj);
+    vfs.mkdir(&Cred::root(), None, b"/sys/fs/cgroup/a", 0o755)
+        .unwrap();
+    vfs.mkdir(&Cred::root(), None, b"/sys/fs/cgroup/a/b", 0o755)
+        .unwrap();
+    let g = tree.by_id(ino(&vfs, "/sys/fs/cgroup/a/b")).unwrap();
+    let show = bpfvfs_runtime::view::view_show(&rt, prog(&v, "cgroup_info").obj.as_prog().unwrap())
+        .unwrap();
+    let runs = 20_000;
+    let t = std::time::Instant::now();
+    for _ in 0..runs {
+        show.show(&g).unwrap();
+    }
+    println!(
+        "view run (level-2 group): {:?} per show",
+        t.elapsed() / runs
+    );
+}
