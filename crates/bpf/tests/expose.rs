@@ -106,6 +106,11 @@ fn pinning_in_the_tree_needs_a_bpffs_pin_and_holds_no_reference() {
         bpf.obj_pin(&root, &h, None, b"/sys/fs/cgroup/g/m", 0).err(),
         Some(Errno::EEXIST)
     );
+    // Not a pin: obj_get refuses it as bpf(2) refuses a file outside bpffs.
+    assert_eq!(
+        bpf.obj_get(&root, None, b"/sys/fs/cgroup/g/m", 0).err(),
+        Some(Errno::EACCES)
+    );
     // A map has no view: reading fails with EIO.
     assert_eq!(
         vfs.read_file(&root, b"/sys/fs/cgroup/g/m").err(),
