@@ -356,3 +356,74 @@ char LICENSE[] SEC("license") = "GPL";
         );
     }
 }
+
+/// seq_file buffering as the kernel's: objects of 20000 and 32767 bytes are all shown (one
+/// per 8-page buffer), one of 32768 bytes fails the read with E2BIG before anything is
+/// shown. The kernel lists its own maps (a number that varies), so what is compared is
+/// the shape: the final call's 4 bytes plus a whole number of objects, or E2BIG.
+#[test]
+fn buffer_overflow_rules_are_the_kernels() {
+    let dir = tmpdir("big");
+    let harness = match build_harness(&dir) {
+        Ok(h) => h,
+        Err(why) => {
+            println!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let Some((path, bytes)) = example_obj(&dir, "iter_big") else {
+        return;
+    };
+    let shape = |len: usize, err: Option<i32>, per: usize| -> String {
+        match err {
+            Some(e) => format!("error {e}"),
+            None if len >= per + 4 && (len - 4) % per == 0 => "whole objects".to_string(),
+            None => format!("{len} bytes"),
+        }
+    };
+    for per in [20000usize, 32767, 32768] {
+        let k = match kernel_side(
+            &harness,
+            &[
+                path.to_str().unwrap(),
+                "big_maps",
+                "plain",
+                &per.to_string(),
+            ],
+        ) {
+            Ok(k) => String::from_utf8(k).unwrap(),
+            Err(why) => {
+                println!("SKIPPED: {why}");
+                return;
+            }
+        };
+        let klen: usize = k
+            .lines()
+            .find_map(|l| l.strip_prefix("bytes "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let kerr: Option<i32> = k
+            .lines()
+            .find_map(|l| l.strip_prefix("read error "))
+            .map(|e| e.parse().unwrap());
+        let (_vfs, bpf, rt) = common::instance(Default::default());
+        let o = load(&rt, "iter_big", &bytes);
+        let data = &o.maps.iter().find(|(n, _)| n.ends_with(".data")).unwrap().1;
+        bpf.map_update_elem(data, &0u32.to_ne_bytes(), &(per as u32).to_ne_bytes(), 0)
+            .unwrap();
+        let link = rt
+            .iter_link_create(prog(&o, "big_maps"), IterTarget::Plain)
+            .unwrap();
+        let ours = link.obj.as_link().unwrap().seq().unwrap().read_all();
+        let (olen, oerr) = match &ours {
+            Ok(b) => (b.len(), None),
+            Err(e) => (0, Some(e.0)),
+        };
+        assert_eq!(
+            shape(olen, oerr, per),
+            shape(klen, kerr, per),
+            "{per} bytes per object"
+        );
+    }
+}

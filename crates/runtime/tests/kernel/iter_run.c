@@ -3,6 +3,10 @@
 //
 //   iter_run OBJ PROG map MAP V0 V1 ...    fill array MAP (__u32 -> __u64) with V0.. at keys
 //                                          0.., then iterate its elements
+//   iter_run OBJ PROG plain DATA_U32       set the first 4 bytes of the object's .data to
+//                                          DATA_U32, iterate (no link parameters), and
+//                                          print "bytes N" and the read's errno, not the
+//                                          output
 //   iter_run OBJ PROG cgroup DIR ORDER     iterate cgroups from directory DIR in ORDER
 //                                          (enum bpf_cgroup_iter_order: 1 self_only,
 //                                          2 descendants_pre, 3 descendants_post,
@@ -21,11 +25,21 @@
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
-		fprintf(stderr, "usage: iter_run OBJ PROG map MAP V... | cgroup DIR ORDER\n");
+		fprintf(stderr,
+			"usage: iter_run OBJ PROG map MAP V... | plain DATA_U32 | cgroup DIR ORDER\n");
 		return 1;
 	}
+	int summary = 0;
 	struct bpf_object *obj = bpf_object__open_file(argv[1], NULL);
-	if (!obj || bpf_object__load(obj)) {
+	struct bpf_program *p;
+	if (!obj) {
+		fprintf(stderr, "cannot open %s: %s\n", argv[1], strerror(errno));
+		return 2;
+	}
+	/* Only PROG is loaded (others may be bpfvfs-only view programs). */
+	bpf_object__for_each_program(p, obj)
+		bpf_program__set_autoload(p, !strcmp(bpf_program__name(p), argv[2]));
+	if (bpf_object__load(obj)) {
 		fprintf(stderr, "cannot load %s: %s\n", argv[1], strerror(errno));
 		return 2;
 	}
@@ -52,6 +66,31 @@ int main(int argc, char **argv)
 			}
 		}
 		linfo.map.map_fd = fd;
+	} else if (!strcmp(argv[3], "plain")) {
+		struct bpf_map *data = NULL, *m;
+		bpf_object__for_each_map(m, obj) {
+			const char *n = bpf_map__name(m);
+			size_t l = strlen(n);
+			if (l >= 5 && !strcmp(n + l - 5, ".data"))
+				data = m;
+		}
+		if (!data) {
+			fprintf(stderr, "no .data map\n");
+			return 1;
+		}
+		size_t vs = bpf_map__value_size(data);
+		char *v = calloc(1, vs);
+		__u32 k = 0, x = strtoul(argv[4], NULL, 0);
+		if (bpf_map_lookup_elem(bpf_map__fd(data), &k, v)) {
+			fprintf(stderr, "lookup .data: %s\n", strerror(errno));
+			return 1;
+		}
+		memcpy(v, &x, sizeof(x));
+		if (bpf_map_update_elem(bpf_map__fd(data), &k, v, 0)) {
+			fprintf(stderr, "update .data: %s\n", strerror(errno));
+			return 1;
+		}
+		summary = 1;
 	} else if (!strcmp(argv[3], "cgroup") && argc == 6) {
 		int fd = open(argv[4], O_RDONLY | O_DIRECTORY);
 		if (fd < 0) {
@@ -66,7 +105,7 @@ int main(int argc, char **argv)
 	}
 	LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo,
 		    .link_info_len = sizeof(linfo));
-	struct bpf_link *link = bpf_program__attach_iter(prog, &opts);
+	struct bpf_link *link = bpf_program__attach_iter(prog, summary ? NULL : &opts);
 	if (!link) {
 		fprintf(stderr, "cannot create the iterator link: %s\n", strerror(errno));
 		return 2;
@@ -76,12 +115,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bpf_iter_create: %s\n", strerror(errno));
 		return 2;
 	}
-	char buf[4096];
+	/* cat's read size. */
+	static char buf[128 * 1024];
 	ssize_t n;
-	while ((n = read(it, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, n, stdout);
-	if (n < 0) {
-		fprintf(stdout, "read error %d\n", errno);
+	size_t total = 0;
+	while ((n = read(it, buf, sizeof(buf))) > 0) {
+		total += n;
+		if (!summary)
+			fwrite(buf, 1, n, stdout);
 	}
+	if (summary)
+		printf("bytes %zu\n", total);
+	if (n < 0)
+		printf("read error %d\n", errno);
 	return 0;
 }
