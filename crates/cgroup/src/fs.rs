@@ -109,7 +109,7 @@ impl CgroupFs {
             if let Ok(p) = vfs.lookup_at(&cred, &at, c.name().as_bytes()) {
                 c.set_dir(p.dentry.arc());
                 // Host groups appear here, not through mkdir: inherited views follow them.
-                self.tree.apply_inherited(&c);
+                self.tree.apply_inherited(&c, false);
             }
         }
         for (name, _, _) in CONTROL_FILES {

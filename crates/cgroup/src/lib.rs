@@ -32,7 +32,10 @@
 //! Nothing of this crate calls into the VFS (which takes directory locks) while holding 2 or
 //! 3. `on_remove` callbacks run with no lock of this crate held; for an rmdir they run from
 //! `rmdir_done`, after the VFS released its directory locks, so a callback may do VFS
-//! operations (remove exposed files elsewhere, drop links).
+//! operations (remove exposed files elsewhere, drop links). Nothing is evicted while a VFS
+//! directory lock is held: an exposed file removed from inside `populate_dir` (its exposure
+//! was removed meanwhile) keeps an inode reference until the next unlocked call into the
+//! tree drops it.
 
 mod fs;
 mod host;

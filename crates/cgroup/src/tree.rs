@@ -4,7 +4,7 @@
 use crate::fs::{self, Node};
 use crate::host;
 use crate::{CgroupMode, SeqShow, WalkOrder};
-use bpfvfs_vfs::{Cred, Dentry, Errno, Inode, Mount, NewInode, PathRef, Vfs, S_IFREG};
+use bpfvfs_vfs::{Cred, Dentry, Errno, Inode, InodeRef, Mount, NewInode, PathRef, Vfs, S_IFREG};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -184,6 +184,8 @@ pub(crate) struct Inner {
     pending: Vec<Arc<Cgroup>>,
     /// Every exposure made and not yet removed (for listings).
     exposures: Vec<Weak<ExposureInner>>,
+    /// References whose drop (eviction) must wait until no VFS lock is held.
+    deferred: Vec<InodeRef>,
 }
 
 /// The cgroup tree of one VFS.
@@ -226,6 +228,7 @@ impl CgroupTree {
                     members: HashMap::new(),
                     inherited: Vec::new(),
                     exposures: Vec::new(),
+                    deferred: Vec::new(),
                     pending: Vec::new(),
                 }),
                 on_remove: RwLock::new(Vec::new()),
@@ -420,6 +423,7 @@ impl CgroupTree {
 
     /// Run the `on_remove` callbacks for `g` once. No lock of this crate is held.
     pub(crate) fn finish_removal(&self, g: &Arc<Cgroup>) {
+        self.drain_deferred();
         if !g.is_removed() || g.finished.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -706,7 +710,8 @@ impl CgroupTree {
             meta: Mutex::new(None),
             inherit,
         });
-        self.add_copy(&e, group)?;
+        self.drain_deferred();
+        self.add_copy(&e, group, false)?;
         {
             let mut inner = lock(&self.inner);
             inner.exposures.retain(|w| w.strong_count() > 0);
@@ -718,14 +723,16 @@ impl CgroupTree {
             // one whose directory is not there yet is skipped here and done there.
             for d in self.walk(group, WalkOrder::DescendantsPre).iter().skip(1) {
                 if d.dir().is_some() || self.is_host() {
-                    let _ = self.add_copy(&e, d);
+                    let _ = self.add_copy(&e, d, false);
                 }
             }
         }
         Ok(Exposure(e))
     }
 
-    fn add_copy(&self, e: &Arc<ExposureInner>, g: &Arc<Cgroup>) -> Result<(), Errno> {
+    /// Add `e`'s file to `g`'s directory. `locked`: a VFS directory lock is held (populate),
+    /// so nothing may be evicted here.
+    fn add_copy(&self, e: &Arc<ExposureInner>, g: &Arc<Cgroup>, locked: bool) -> Result<(), Errno> {
         let vfs = self.vfs.upgrade().ok_or(Errno::ENODEV)?;
         let dir = self.dir_of(g)?;
         let sb = dir.inode().sb().clone();
@@ -754,7 +761,13 @@ impl CgroupTree {
             // remove() ran meanwhile and may have missed this copy: take it back out.
             copies.pop();
             drop(copies);
+            // Under a directory lock the file's eviction must wait: a reference kept here
+            // is dropped at the next unlocked call into the tree (`drain_deferred`).
+            let hold = locked.then(|| InodeRef::new(inode.clone()));
             let _ = vfs.fs_remove_entry(&dir, &e.name, Some(&inode));
+            if let Some(h) = hold {
+                lock(&self.inner).deferred.push(h);
+            }
         }
         Ok(())
     }
@@ -764,12 +777,19 @@ impl CgroupTree {
     pub(crate) fn populate_group(&self, vfs: &Vfs, g: &Arc<Cgroup>, dir: &Arc<Dentry>) {
         g.set_dir(dir);
         fs::add_control_files(vfs, g, dir);
-        self.apply_inherited(g);
+        self.apply_inherited(g, true);
+    }
+
+    /// Drop the inode references `add_copy` kept under a directory lock (may evict: only
+    /// where no VFS lock is held).
+    pub(crate) fn drain_deferred(&self) {
+        let held = std::mem::take(&mut lock(&self.inner).deferred);
+        drop(held);
     }
 
     /// Copy into `g` the inherited exposures of its ancestors (a copy already there, or a
     /// name taken, is skipped).
-    pub(crate) fn apply_inherited(&self, g: &Arc<Cgroup>) {
+    pub(crate) fn apply_inherited(&self, g: &Arc<Cgroup>, locked: bool) {
         let inherited: Vec<Arc<ExposureInner>> = lock(&self.inner)
             .inherited
             .iter()
@@ -780,7 +800,7 @@ impl CgroupTree {
             .cloned()
             .collect();
         for e in inherited {
-            let _ = self.add_copy(&e, g);
+            let _ = self.add_copy(&e, g, locked);
         }
     }
 }
@@ -893,6 +913,9 @@ impl Exposure {
             lock(&t.inner).inherited.retain(|x| !Arc::ptr_eq(x, e));
         }
         let copies = std::mem::take(&mut *lock(&e.copies));
+        if let Some(t) = &tree {
+            t.drain_deferred();
+        }
         let Some(vfs) = tree.and_then(|t| t.vfs.upgrade()) else {
             return;
         };
