@@ -648,7 +648,7 @@ fn concurrent_inherited_exposures_and_groups() {
                     let _ = mkdir(&vfs, &g);
                     let _ = mkdir(&vfs, &format!("{g}/s"));
                     let _ = rmdir(&vfs, &format!("{g}/s"));
-                    if n % 3 == 0 {
+                    if n.is_multiple_of(3) {
                         let _ = rmdir(&vfs, &g);
                     }
                     n += 1;
