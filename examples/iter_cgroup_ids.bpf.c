@@ -7,6 +7,10 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+/* A group id after which the walk stops (the program returns 1: "terminate after this
+ * element", the cgroup iterator's rule); -1: never. */
+__u64 stop_after_id = -1;
+
 SEC("iter/cgroup")
 int cgroup_ids(struct bpf_iter__cgroup *ctx)
 {
@@ -19,7 +23,7 @@ int cgroup_ids(struct bpf_iter__cgroup *ctx)
 	}
 	BPF_SEQ_PRINTF(seq, "%llu: id %llu level %d name %s\n", ctx->meta->seq_num, cgrp->kn->id,
 		       cgrp->level, cgrp->kn->name);
-	return 0;
+	return cgrp->kn->id == stop_after_id;
 }
 
 char LICENSE[] SEC("license") = "GPL";

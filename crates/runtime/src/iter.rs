@@ -256,9 +256,19 @@ impl Runtime {
             IterTarget::Map(m) => Some(m.clone()),
             _ => None,
         };
-        seq::run_session(objs.len(), |i, seq_num, buf| {
+        // The cgroup iterator: a non-zero return stops the walk after this group, and a walk
+        // cannot continue in a second read (cgroup_iter.c).
+        let cgroup = target_name == "cgroup";
+        let rules = seq::SessionRules {
+            single_read: cgroup,
+        };
+        seq::run_session(objs.len(), rules, |i, seq_num, buf| {
             let obj = i.map(|i| &objs[i]);
-            self.iter_call(lp, session, seq_num, obj, elem_map.as_deref(), buf)
+            let r = self.iter_call(lp, session, seq_num, obj, elem_map.as_deref(), buf);
+            match r {
+                Ok(Shown::Again) if cgroup => Ok(Shown::Stop),
+                r => r,
+            }
         })
     }
 

@@ -192,6 +192,17 @@ pub enum Shown {
     Ok,
     /// The program returned non-zero: the kernel's -EAGAIN ("show this object again").
     Again,
+    /// The program returned non-zero where that means "stop after this object" (the
+    /// cgroup iterator): its output is kept and the walk ends (the final call follows).
+    Stop,
+}
+
+/// Target-specific rules of a session.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionRules {
+    /// The walk cannot resume in a later read (the cgroup iterator drops its lock between
+    /// reads): a read that would continue an unfinished walk fails with EOPNOTSUPP.
+    pub single_read: bool,
 }
 
 /// One iterator session: `show(Some(i), seq_num, buf)` runs the program on object `i`,
@@ -204,19 +215,28 @@ pub enum Shown {
 /// the last object, with seq_num = the last object's (0 with no objects).
 pub fn run_session(
     n: usize,
+    rules: SessionRules,
     mut show: impl FnMut(Option<usize>, u64, &mut SeqBuf) -> Result<Shown, Errno>,
 ) -> Result<Vec<u8>, Errno> {
     let mut out = Vec::new();
+    // `n` shrinks to the next index when the program stops the walk.
+    let mut n = n;
     let mut index = 0usize;
     let mut seq_num = 0u64;
     let mut done_stop = false;
+    let mut reads = 0;
     loop {
+        reads += 1;
         let mut buf = SeqBuf::new(ITER_BUF_SIZE);
         let mut at_end = index >= n;
+        if !at_end && rules.single_read && reads > 1 {
+            return Err(Errno::EOPNOTSUPP);
+        }
         if !at_end {
             match show(Some(index), seq_num, &mut buf)? {
                 Shown::Again => return Err(Errno::EAGAIN),
-                Shown::Ok if buf.overflow => return Err(Errno::E2BIG),
+                _ if buf.overflow => return Err(Errno::E2BIG),
+                Shown::Stop => n = index + 1,
                 Shown::Ok => {}
             }
             loop {
@@ -228,6 +248,9 @@ pub fn run_session(
                 }
                 seq_num += 1;
                 let r = show(Some(index), seq_num, &mut buf)?;
+                if matches!(r, Shown::Stop) && !buf.overflow {
+                    n = index + 1;
+                }
                 if matches!(r, Shown::Again) || buf.overflow {
                     buf.truncate(offs);
                     if offs == 0 {
@@ -271,8 +294,8 @@ pub fn run_single(
         let mut buf = SeqBuf::new(size);
         match show(&mut buf)? {
             Shown::Again => return Err(Errno::EAGAIN),
-            Shown::Ok if !buf.overflow => return Ok(buf.buf),
-            Shown::Ok => {}
+            _ if !buf.overflow => return Ok(buf.buf),
+            _ => {}
         }
         size *= 2;
         if size > VIEW_MAX_BUF {
@@ -287,7 +310,7 @@ mod tests {
 
     /// Objects printing `len` bytes each; the final call prints "end N".
     fn session(lens: &[usize]) -> Result<Vec<u8>, Errno> {
-        run_session(lens.len(), |i, seq_num, buf| {
+        run_session(lens.len(), SessionRules::default(), |i, seq_num, buf| {
             match i {
                 Some(i) => {
                     buf.append(&vec![b'a' + (i % 26) as u8; lens[i]]);
@@ -316,6 +339,35 @@ mod tests {
         // Exactly the size does not fit either (one byte must stay free).
         assert_eq!(session(&[ITER_BUF_SIZE]).err(), Some(Errno::E2BIG));
         assert!(session(&[ITER_BUF_SIZE - 1]).is_ok());
+    }
+
+    #[test]
+    fn stop_ends_the_walk_and_single_read_walks_cannot_resume() {
+        let shows = |rules, stop_at: usize, len: usize| {
+            run_session(5, rules, |i, seq_num, buf| {
+                match i {
+                    Some(i) => {
+                        buf.append(&vec![b'0' + i as u8; len]);
+                        if i == stop_at {
+                            return Ok(Shown::Stop);
+                        }
+                    }
+                    None => {
+                        buf.append(format!("end {seq_num}").as_bytes());
+                    }
+                }
+                Ok(Shown::Ok)
+            })
+        };
+        let single = SessionRules { single_read: true };
+        assert_eq!(shows(single, 1, 1).unwrap(), b"01end 1");
+        assert_eq!(shows(single, 9, 1).unwrap(), b"01234end 4");
+        // Two objects per buffer: the walk would need a second read.
+        assert_eq!(shows(single, 9, 12000).err(), Some(Errno::EOPNOTSUPP));
+        assert_eq!(
+            shows(SessionRules::default(), 9, 12000).unwrap().len(),
+            5 * 12000 + 5
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use bpfvfs_cgroup::{find_host_cgroup2, CgroupMode};
 use bpfvfs_runtime::iter::{CgroupOrder, IterTarget};
 use bpfvfs_runtime::{LoadOpts, LoadedObj, Runtime};
 use bpfvfs_vfs::Cred;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -191,11 +192,15 @@ fn cgroup_iterator_output_is_the_kernels_on_the_host_tree() {
     let rt = Runtime::new(bpf.clone());
     let tree = bpfvfs_cgroup::install(&vfs, CgroupMode::Host(host.clone())).unwrap();
     let o = load(&rt, "iter_cgroup_ids", &bytes);
-    for (start, order) in [
-        ("", CgroupOrder::DescendantsPre),
-        ("", CgroupOrder::DescendantsPost),
-        ("a/b", CgroupOrder::AncestorsUp),
-        ("a", CgroupOrder::SelfOnly),
+    let data = &o.maps.iter().find(|(n, _)| n.ends_with(".data")).unwrap().1;
+    // The id of a/b: the program returns 1 there (stop after this group).
+    let ab_id = std::fs::metadata(top.join("a/b")).unwrap().ino();
+    for (start, order, stop_after) in [
+        ("", CgroupOrder::DescendantsPre, u64::MAX),
+        ("", CgroupOrder::DescendantsPost, u64::MAX),
+        ("a/b", CgroupOrder::AncestorsUp, u64::MAX),
+        ("a", CgroupOrder::SelfOnly, u64::MAX),
+        ("", CgroupOrder::DescendantsPre, ab_id),
     ] {
         let host_dir = if start.is_empty() {
             top.clone()
@@ -203,6 +208,9 @@ fn cgroup_iterator_output_is_the_kernels_on_the_host_tree() {
             top.join(start)
         };
         let num = (order as u32).to_string();
+        let stop = stop_after.to_string();
+        bpf.map_update_elem(data, &0u32.to_ne_bytes(), &stop_after.to_ne_bytes(), 0)
+            .unwrap();
         let kernel = match kernel_side(
             &harness,
             &[
@@ -211,6 +219,7 @@ fn cgroup_iterator_output_is_the_kernels_on_the_host_tree() {
                 "cgroup",
                 host_dir.to_str().unwrap(),
                 &num,
+                &stop,
             ],
         ) {
             Ok(k) => k,
@@ -238,11 +247,17 @@ fn cgroup_iterator_output_is_the_kernels_on_the_host_tree() {
         assert_eq!(
             String::from_utf8_lossy(&ours),
             String::from_utf8_lossy(&kernel),
-            "{order:?} from {gpath}"
+            "{order:?} from {gpath}, stop after {stop_after}"
         );
         // Not vacuous: the walk saw the scratch groups.
         let text = String::from_utf8_lossy(&ours).into_owned();
         assert!(text.contains(" name "), "{text}");
+        if stop_after == ab_id {
+            assert!(
+                text.contains(" name b\n") && !text.contains(" name c\n"),
+                "{text}"
+            );
+        }
     }
     drop(scratch);
 }

@@ -7,7 +7,9 @@
 //                                          DATA_U32, iterate (no link parameters), and
 //                                          print "bytes N" and the read's errno, not the
 //                                          output
-//   iter_run OBJ PROG cgroup DIR ORDER     iterate cgroups from directory DIR in ORDER
+//   iter_run OBJ PROG cgroup DIR ORDER [DATA_U64]
+//                                          iterate cgroups from directory DIR in ORDER
+//                                          (the first 8 bytes of .data set if given)
 //                                          (enum bpf_cgroup_iter_order: 1 self_only,
 //                                          2 descendants_pre, 3 descendants_post,
 //                                          4 ancestors_up)
@@ -21,6 +23,36 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Set the first `n` bytes of the object's .data map to `src`. */
+static int set_data(struct bpf_object *obj, const void *src, size_t n)
+{
+	struct bpf_map *data = NULL, *m;
+	bpf_object__for_each_map(m, obj) {
+		const char *name = bpf_map__name(m);
+		size_t l = strlen(name);
+		if (l >= 5 && !strcmp(name + l - 5, ".data"))
+			data = m;
+	}
+	if (!data) {
+		fprintf(stderr, "no .data map\n");
+		return -1;
+	}
+	size_t vs = bpf_map__value_size(data);
+	char *v = calloc(1, vs < n ? n : vs);
+	__u32 k = 0;
+	if (!v || bpf_map_lookup_elem(bpf_map__fd(data), &k, v)) {
+		fprintf(stderr, "lookup .data: %s\n", strerror(errno));
+		return -1;
+	}
+	memcpy(v, src, n);
+	if (bpf_map_update_elem(bpf_map__fd(data), &k, v, 0)) {
+		fprintf(stderr, "update .data: %s\n", strerror(errno));
+		return -1;
+	}
+	free(v);
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -67,31 +99,16 @@ int main(int argc, char **argv)
 		}
 		linfo.map.map_fd = fd;
 	} else if (!strcmp(argv[3], "plain")) {
-		struct bpf_map *data = NULL, *m;
-		bpf_object__for_each_map(m, obj) {
-			const char *n = bpf_map__name(m);
-			size_t l = strlen(n);
-			if (l >= 5 && !strcmp(n + l - 5, ".data"))
-				data = m;
-		}
-		if (!data) {
-			fprintf(stderr, "no .data map\n");
+		__u32 x = strtoul(argv[4], NULL, 0);
+		if (set_data(obj, &x, sizeof(x)))
 			return 1;
-		}
-		size_t vs = bpf_map__value_size(data);
-		char *v = calloc(1, vs);
-		__u32 k = 0, x = strtoul(argv[4], NULL, 0);
-		if (bpf_map_lookup_elem(bpf_map__fd(data), &k, v)) {
-			fprintf(stderr, "lookup .data: %s\n", strerror(errno));
-			return 1;
-		}
-		memcpy(v, &x, sizeof(x));
-		if (bpf_map_update_elem(bpf_map__fd(data), &k, v, 0)) {
-			fprintf(stderr, "update .data: %s\n", strerror(errno));
-			return 1;
-		}
 		summary = 1;
-	} else if (!strcmp(argv[3], "cgroup") && argc == 6) {
+	} else if (!strcmp(argv[3], "cgroup") && (argc == 6 || argc == 7)) {
+		if (argc == 7) {
+			__u64 x = strtoull(argv[6], NULL, 0);
+			if (set_data(obj, &x, sizeof(x)))
+				return 1;
+		}
 		int fd = open(argv[4], O_RDONLY | O_DIRECTORY);
 		if (fd < 0) {
 			fprintf(stderr, "open %s: %s\n", argv[4], strerror(errno));
