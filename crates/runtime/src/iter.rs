@@ -299,6 +299,9 @@ impl Runtime {
             Some(Obj::Map(m)) => ctx[1] = arena.bpf_map(m).map_err(full)?,
             Some(Obj::Prog(p)) => ctx[1] = arena.bpf_prog(p).map_err(full)?,
             Some(Obj::Link(l)) => ctx[1] = arena.bpf_link(l).map_err(full)?,
+            // A group removed since the walk was listed is skipped: nothing shown, its
+            // seq_num used (cgroup_iter skips dead groups the same way).
+            Some(Obj::Cgroup(g)) if g.is_removed() => return Ok(Shown::Ok),
             Some(Obj::Cgroup(g)) => {
                 ctx[1] = crate::cgroup_helpers::cgroup_view(&mut arena, g).map_err(full)?
             }
