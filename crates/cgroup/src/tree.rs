@@ -668,9 +668,10 @@ impl CgroupTree {
             if e.removed.load(Ordering::Acquire) {
                 continue;
             }
-            let here = lock(&e.copies)
-                .iter()
-                .any(|(d, i)| d.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &dir)) && i.nlink() > 0);
+            let here = lock(&e.copies).iter().any(|(d, i)| {
+                d.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &dir))
+                    && i.upgrade().is_some_and(|i| i.nlink() > 0)
+            });
             if here {
                 let base = e.base.upgrade();
                 out.push(ExposedEntry {
@@ -756,7 +757,7 @@ impl CgroupTree {
         // Copies whose directory is gone (group removed) are forgotten, so an inherited
         // exposure over churning groups does not grow without bound.
         copies.retain(|(d, _)| d.strong_count() > 0);
-        copies.push((Arc::downgrade(&dir), inode.clone()));
+        copies.push((Arc::downgrade(&dir), Arc::downgrade(&inode)));
         if e.removed.load(Ordering::Acquire) {
             // remove() ran meanwhile and may have missed this copy: take it back out.
             copies.pop();
@@ -865,7 +866,9 @@ pub(crate) struct ExposureInner {
     tree: Weak<CgroupTree>,
     removed: AtomicBool,
     /// Every copy made: the directory (memory only) and the file's inode.
-    copies: Mutex<Vec<(Weak<Dentry>, Arc<Inode>)>>,
+    /// Memory-only references: the tree holds inherited exposures, and a strong inode
+    /// reference here would keep the superblock (and through it this tree) alive.
+    copies: Mutex<Vec<(Weak<Dentry>, Weak<Inode>)>>,
     meta: Mutex<Option<ExposureMeta>>,
     inherit: bool,
 }
@@ -920,8 +923,9 @@ impl Exposure {
             return;
         };
         for (dir, inode) in copies {
-            if let Some(d) = dir.upgrade() {
-                let _ = vfs.fs_remove_entry(&d, &e.name, Some(&inode));
+            // A copy whose inode memory is gone was removed with its group long ago.
+            if let (Some(d), Some(i)) = (dir.upgrade(), inode.upgrade()) {
+                let _ = vfs.fs_remove_entry(&d, &e.name, Some(&i));
             }
         }
     }
@@ -945,7 +949,10 @@ impl Exposure {
     pub fn copies(&self) -> usize {
         lock(&self.0.copies)
             .iter()
-            .filter(|(d, i)| d.upgrade().is_some_and(|d| live_dentry(&d)) && i.nlink() > 0)
+            .filter(|(d, i)| {
+                d.upgrade().is_some_and(|d| live_dentry(&d))
+                    && i.upgrade().is_some_and(|i| i.nlink() > 0)
+            })
             .count()
     }
 }
