@@ -23,6 +23,7 @@
 //                                 poisoned: no target field, the instruction replaced by
 //                                 an invalid call the verifier refuses if reached)
 //   load ok|fail ERRNO            (core)
+//   pin MAP PATH                  a map pinned by name; the check does not pin it
 //   warn TEXT                     libbpf's warnings, one line each
 // Programs of sections libbpf does not know (bpfvfs's SEC("view/...")) are loaded as what
 // they are to a kernel, iterator-shaped tracing programs, through a handler registered for
@@ -74,6 +75,7 @@ int main(int argc, char **argv)
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	LIBBPF_OPTS(libbpf_prog_handler_opts, ho);
 	struct bpf_program *p;
+	struct bpf_map *m;
 	struct bpf_object *obj;
 	int err;
 
@@ -103,6 +105,15 @@ int main(int argc, char **argv)
 		if (bpf_program__type(p) == BPF_PROG_TYPE_UNSPEC || !t)
 			t = "unknown";
 		printf("prog %s %s %s\n", bpf_program__name(p), bpf_program__section_name(p), t);
+	}
+	// Pinned maps (LIBBPF_PIN_BY_NAME): gen_loader mode cannot pin (maps have no
+	// descriptors there; light skeletons do not pin) and an ordinary load would leave pins
+	// in the host's bpffs, so the check unpins them; reported, not judged.
+	bpf_object__for_each_map(m, obj) {
+		if (bpf_map__pin_path(m)) {
+			printf("pin %s %s\n", bpf_map__name(m), bpf_map__pin_path(m));
+			bpf_map__set_pin_path(m, NULL);
+		}
 	}
 	if (!core_mode) {
 		LIBBPF_OPTS(gen_loader_opts, go);
