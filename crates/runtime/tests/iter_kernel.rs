@@ -442,3 +442,98 @@ fn buffer_overflow_rules_are_the_kernels() {
         );
     }
 }
+
+/// bpf_seq_printf's conversions print what the kernel prints: each element's value through
+/// signed, unsigned, hex, padded, left-aligned, char and pointer-free conversions.
+#[test]
+fn seq_printf_formats_are_the_kernels() {
+    let dir = tmpdir("formats");
+    let harness = match build_harness(&dir) {
+        Ok(h) => h,
+        Err(why) => {
+            println!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let src = dir.join("iter_formats.bpf.c");
+    std::fs::write(
+        &src,
+        r#"#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 8);
+	__type(key, __u32);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+SEC("iter/bpf_map_elem")
+int formats(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	__u32 *key = ctx->key;
+	__u64 *value = ctx->value;
+	__u64 v;
+	if (!key || !value) {
+		BPF_SEQ_PRINTF(seq, "%%done %s\n", ctx->map->name);
+		return 0;
+	}
+	v = *value;
+	BPF_SEQ_PRINTF(seq, "%u: %d %i %u %x %X|%lld %llu %llx|", *key, (int)v, (int)v,
+		       (unsigned)v, (unsigned)v, (unsigned)v, v, v, v);
+	BPF_SEQ_PRINTF(seq, "%8d|%-8d|%08d|%+d|% d|%5u|%-5x|%c\n", (int)v, (int)v, (int)v,
+		       (int)v, (int)v, (unsigned)v & 0xffff, (unsigned)v & 0xfff,
+		       'a' + (char)(v & 7));
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"#,
+    )
+    .unwrap();
+    let Some(bytes) = common::compile(&src) else {
+        return;
+    };
+    let path = dir.join("iter_formats.bpf.o");
+    std::fs::write(&path, &bytes).unwrap();
+    let values: [u64; 8] = [
+        0,
+        1,
+        42,
+        u64::MAX,
+        (-1234i64) as u64,
+        0x7fff_ffff,
+        0x8000_0000,
+        0x1234_5678_9abc_def0,
+    ];
+    let vals: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    let mut args = vec![path.to_str().unwrap(), "formats", "map", "counts"];
+    args.extend(vals.iter().map(|s| s.as_str()));
+    let kernel = match kernel_side(&harness, &args) {
+        Ok(k) => k,
+        Err(why) => {
+            println!("SKIPPED: {why}");
+            return;
+        }
+    };
+    for cfg in common::configs() {
+        let (_vfs, bpf, rt) = common::instance(cfg);
+        let o = load(&rt, "iter_formats", &bytes);
+        let counts = &o.maps.iter().find(|(n, _)| n == "counts").unwrap().1;
+        for (k, v) in values.iter().enumerate() {
+            bpf.map_update_elem(counts, &(k as u32).to_ne_bytes(), &v.to_ne_bytes(), 0)
+                .unwrap();
+        }
+        let link = rt
+            .iter_link_create(
+                prog(&o, "formats"),
+                IterTarget::Map(counts.obj.as_map().unwrap().clone()),
+            )
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&read_link(&link)),
+            String::from_utf8_lossy(&kernel),
+            "{cfg:?}"
+        );
+    }
+}
