@@ -115,6 +115,11 @@ impl DaemonHandler {
             c.handles_open.load(Ordering::Relaxed).into(),
         );
         m.insert("mount_point".into(), self.mount_point_str().into());
+        if let Some(t) = bpfvfs_cgroup::tree_of(&self.vfs) {
+            m.insert("cgroup_groups".into(), t.group_count().into());
+            let d = bpfvfs_bpf::maps::cgrp_storage::domain(&t).counts();
+            m.insert("cgrp_storages_live".into(), d.storages_live.into());
+        }
         let mounts: Vec<Value> = self
             .vfs
             .mounts()

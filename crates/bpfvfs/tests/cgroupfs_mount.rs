@@ -140,6 +140,8 @@ fn cgroup_tree_through_fuse() {
     let dump = json_of(&d.cli_ok(&["-j", "map", "dump", "pinned", "/sys/fs/bpf/cs"]));
     let entries = dump.as_array().unwrap();
     assert_eq!(entries.len(), 2, "{dump}");
+    assert_eq!(d.stat_u64("cgroup_groups"), 3);
+    assert_eq!(d.stat_u64("cgrp_storages_live"), 2);
     for (path, first) in [("a", 7), ("a/b", 9)] {
         let ino = std::fs::metadata(cg.join(path)).unwrap().ino();
         let e = entries
@@ -171,6 +173,8 @@ fn cgroup_tree_through_fuse() {
     assert_eq!(ls(&cg), ["cgroup.controllers", "cgroup.procs"]);
     let dump = json_of(&d.cli_ok(&["-j", "map", "dump", "pinned", "/sys/fs/bpf/cs"]));
     assert_eq!(dump.as_array().unwrap().len(), 0, "{dump}");
+    assert_eq!(d.stat_u64("cgroup_groups"), 1);
+    assert_eq!(d.stat_u64("cgrp_storages_live"), 0);
 
     // bpftool's cgroup tree: the header (no programs attached anywhere).
     let tree = d.cli_ok(&["cgroup", "tree"]);

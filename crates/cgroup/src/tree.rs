@@ -265,6 +265,10 @@ impl CgroupTree {
     pub fn mount_path(&self) -> &'static str {
         crate::MOUNT_PATH
     }
+    /// Groups known now, the root included (host mode: those found so far).
+    pub fn group_count(&self) -> usize {
+        lock(&self.inner).by_id.len()
+    }
     pub fn by_id(&self, id: u64) -> Option<Arc<Cgroup>> {
         lock(&self.inner).by_id.get(&id).cloned()
     }

@@ -208,3 +208,19 @@ fn host_mirror_matches_host() {
     child.wait().unwrap();
     drop(scratch);
 }
+
+/// Rough cost of finding a task's group in host mode (reads /proc/PID/cgroup), printed.
+#[test]
+#[ignore]
+fn host_group_of_pid_cost() {
+    let Some(h) = host() else { return };
+    let vfs = Vfs::new_memfs();
+    let tree = install(&vfs, CgroupMode::Host(h)).unwrap();
+    let me = std::process::id();
+    let n = 20_000u32;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(tree.group_of_pid(me));
+    }
+    println!("host mode group_of_pid: {:?}", t.elapsed() / n);
+}
