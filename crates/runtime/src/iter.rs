@@ -262,9 +262,20 @@ impl Runtime {
         let rules = seq::SessionRules {
             single_read: cgroup,
         };
+        // One arena for the session, cleared per call (views are per call).
+        let mut arena = ViewArena::new();
         seq::run_session(objs.len(), rules, |i, seq_num, buf| {
             let obj = i.map(|i| &objs[i]);
-            let r = self.iter_call(lp, session, seq_num, obj, elem_map.as_deref(), buf);
+            arena.clear();
+            let r = self.iter_call(
+                &mut arena,
+                lp,
+                session,
+                seq_num,
+                obj,
+                elem_map.as_deref(),
+                buf,
+            );
             match r {
                 Ok(Shown::Again) if cgroup => Ok(Shown::Stop),
                 r => r,
@@ -273,8 +284,10 @@ impl Runtime {
     }
 
     /// One program call: views for `obj` (None: the final call), output into `buf`.
+    #[allow(clippy::too_many_arguments)]
     fn iter_call(
         &self,
+        arena: &mut ViewArena,
         lp: &LoadedProg,
         session: u64,
         seq_num: u64,
@@ -283,7 +296,6 @@ impl Runtime {
         buf: &mut SeqBuf,
     ) -> Result<Shown, Errno> {
         let full = |_| Errno::E2BIG;
-        let mut arena = ViewArena::new();
         let meta = arena.iter_meta(session, seq_num).map_err(full)?;
         let mut ctx = [meta, 0, 0, 0];
         // The element's value, lent writable for the call (the kernel hands the program the
@@ -303,7 +315,7 @@ impl Runtime {
             // seq_num used (cgroup_iter skips dead groups the same way).
             Some(Obj::Cgroup(g)) if g.is_removed() => return Ok(Shown::Ok),
             Some(Obj::Cgroup(g)) => {
-                ctx[1] = crate::cgroup_helpers::cgroup_view(&mut arena, g).map_err(full)?
+                ctx[1] = crate::cgroup_helpers::cgroup_view(arena, g).map_err(full)?
             }
             Some(Obj::Elem(key)) => {
                 let m = elem_map.ok_or(Errno::EINVAL)?;
@@ -334,11 +346,11 @@ impl Runtime {
                 }
             }
         }
-        crate::cgroup_helpers::prepare(&mut arena, self.bpf().vfs(), lp).map_err(full)?;
+        crate::cgroup_helpers::prepare(arena, self.bpf().vfs(), lp).map_err(full)?;
         let n = if elem_map.is_some() { 4 } else { 2 };
         let seq_addr = arena.seq_addr();
         let r = seq::with_seq(seq_addr, buf, || {
-            self.run_on_ctx(lp, &arena, &ctx[..n], value_region.as_ref())
+            self.run_on_ctx(lp, arena, &ctx[..n], value_region.as_ref())
         });
         drop(guard);
         match r {
@@ -361,11 +373,27 @@ impl Runtime {
             unsafe { std::slice::from_raw_parts(ctx.as_ptr().cast::<u8>(), ctx.len() * 8) };
         let ctx_region = Region::readonly(RegionKind::Context, ctx_bytes);
         let r1 = ctx_region.addr();
-        let mut regions = arena.regions();
-        regions.push(ctx_region);
-        if let Some(e) = extra {
-            regions.push(*e);
-        }
+        // The usual case fits a stack array (views, names, context, value): no allocation.
+        let mut fixed = [ctx_region; 4];
+        let spilled: Vec<Region<'_>>;
+        let regions: &[Region<'_>] = match arena.regions_into(&mut fixed[..2]) {
+            Some(k) => {
+                fixed[k] = ctx_region;
+                let mut n = k + 1;
+                if let Some(e) = extra {
+                    fixed[n] = *e;
+                    n += 1;
+                }
+                &fixed[..n]
+            }
+            None => {
+                let mut v = arena.regions();
+                v.push(ctx_region);
+                v.extend(extra.copied());
+                spilled = v;
+                &spilled
+            }
+        };
         let maps = RunMaps::new(lp);
         let mut ext = RunExt {
             arena,
@@ -383,7 +411,7 @@ impl Runtime {
             user: Some(&mut ext),
         };
         let mut runner = lp.runner()?;
-        Ok(runner.run([r1, 0, 0, 0, 0], &regions, &mut env)?)
+        Ok(runner.run([r1, 0, 0, 0, 0], regions, &mut env)?)
     }
 }
 

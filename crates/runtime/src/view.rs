@@ -77,20 +77,31 @@ impl Runtime {
             return Err(Errno::EINVAL);
         }
         let session = crate::iter::next_session();
-        seq::run_single(|buf| {
-            let full = |_| Errno::E2BIG;
-            let mut arena = ViewArena::new();
-            let meta = arena.iter_meta(session, 0).map_err(full)?;
-            let cg = crate::cgroup_helpers::cgroup_view(&mut arena, group).map_err(full)?;
-            crate::cgroup_helpers::prepare(&mut arena, self.bpf().vfs(), lp).map_err(full)?;
-            let ctx = [meta, cg];
-            let seq_addr = arena.seq_addr();
-            let r = seq::with_seq(seq_addr, buf, || self.run_on_ctx(lp, &arena, &ctx, None));
-            match r {
-                Ok(0) => Ok(Shown::Ok),
-                Ok(_) => Ok(Shown::Again),
-                Err(e) => Err(e.errno()),
-            }
+        let run = |arena: &mut ViewArena| {
+            seq::run_single(|buf| {
+                let full = |_| Errno::E2BIG;
+                arena.clear();
+                let meta = arena.iter_meta(session, 0).map_err(full)?;
+                let cg = crate::cgroup_helpers::cgroup_view(arena, group).map_err(full)?;
+                crate::cgroup_helpers::prepare(arena, self.bpf().vfs(), lp).map_err(full)?;
+                let ctx = [meta, cg];
+                let seq_addr = arena.seq_addr();
+                let arena: &ViewArena = arena;
+                let r = seq::with_seq(seq_addr, buf, || self.run_on_ctx(lp, arena, &ctx, None));
+                match r {
+                    Ok(0) => Ok(Shown::Ok),
+                    Ok(_) => Ok(Shown::Again),
+                    Err(e) => Err(e.errno()),
+                }
+            })
+        };
+        // One arena per thread, reused (a nested run on the same thread gets its own).
+        thread_local! {
+            static ARENA: std::cell::RefCell<ViewArena> = std::cell::RefCell::new(ViewArena::new());
+        }
+        ARENA.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut arena) => run(&mut arena),
+            Err(_) => run(&mut ViewArena::new()),
         })
     }
 }
