@@ -25,14 +25,14 @@ use std::sync::Arc;
 
 use crate::control::ControlError;
 
-#[path = "session_prog.rs"]
-mod prog_ops;
-#[path = "session_storage.rs"]
-mod storage_ops;
 #[path = "session_cgroup.rs"]
 mod cgroup_ops;
 #[path = "session_iter.rs"]
 mod iter_ops;
+#[path = "session_prog.rs"]
+mod prog_ops;
+#[path = "session_storage.rs"]
+mod storage_ops;
 
 /// Handles one connection may hold open at once.
 pub const MAX_HANDLES: usize = 4096;

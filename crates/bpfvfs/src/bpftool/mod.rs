@@ -20,10 +20,10 @@
 //!   prog load/attach/run..., link detach) fail with an error;
 //! - no "pids" lines: bpftool's own process iterator is not available.
 
-mod cstr;
-pub mod json;
 mod cgroup;
+mod cstr;
 mod iter;
+pub mod json;
 mod map;
 mod prog;
 mod prog_load;
