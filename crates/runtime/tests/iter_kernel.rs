@@ -392,7 +392,7 @@ fn buffer_overflow_rules_are_the_kernels() {
     let shape = |len: usize, err: Option<i32>, per: usize| -> String {
         match err {
             Some(e) => format!("error {e}"),
-            None if len >= per + 4 && (len - 4) % per == 0 => "whole objects".to_string(),
+            None if len >= per + 4 && (len - 4).is_multiple_of(per) => "whole objects".to_string(),
             None => format!("{len} bytes"),
         }
     };
