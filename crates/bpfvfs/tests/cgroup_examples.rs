@@ -119,12 +119,7 @@ fn example_a_view_shows_opens_per_group() {
 
     // The cgroup storage map, dumped: one element per group that opened something, keyed
     // by the group (its directory and cgroup id).
-    let dump = d.cli_ok(&[
-        "map",
-        "dump",
-        "pinned",
-        "/sys/fs/bpf/cgopens_maps/opens",
-    ]);
+    let dump = d.cli_ok(&["map", "dump", "pinned", "/sys/fs/bpf/cgopens_maps/opens"]);
     for (g, n) in [("a", 4u8), ("a/b", 5), ("a/c", 2)] {
         let line = format!(
             "file: /sys/fs/cgroup/{g}  inode: {}  value: {:02x} 00 00 00 00 00 00 00",
@@ -389,5 +384,163 @@ fn seq_file_view_larger_than_a_read_buffer() {
         let lo = (off as usize).min(want.len());
         let hi = (off as usize + n).min(want.len());
         assert_eq!(&buf[..got], want[lo..hi].as_bytes(), "pread {n} at {off}");
+    }
+}
+
+/// The views of the read benchmark (same source as crates/runtime/benches/view_read.rs):
+/// 13 bytes, 3968 bytes (one view buffer) and 64 KiB (view rerun with doubled buffers).
+const BENCH_VIEWS: &str = r#"
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+struct loop_ctx {
+	struct seq_file *seq;
+};
+
+static long one_line(__u32 i, struct loop_ctx *c)
+{
+	BPF_SEQ_PRINTF(c->seq, "line %058u\n", i);
+	return 0;
+}
+
+static int lines(struct bpf_iter__cgroup *ctx, __u32 n)
+{
+	struct loop_ctx c = { .seq = ctx->meta->seq };
+
+	if (!ctx->cgroup)
+		return 0;
+	bpf_loop(n, one_line, &c, 0);
+	return 0;
+}
+
+SEC("view/cgroup")
+int small(struct bpf_iter__cgroup *ctx)
+{
+	struct cgroup *cgrp = ctx->cgroup;
+
+	if (!cgrp)
+		return 0;
+	BPF_SEQ_PRINTF(ctx->meta->seq, "opens: %06llu\n", cgrp->kn->id);
+	return 0;
+}
+
+SEC("view/cgroup")
+int page(struct bpf_iter__cgroup *ctx)
+{
+	return lines(ctx, 62);
+}
+
+SEC("view/cgroup")
+int big(struct bpf_iter__cgroup *ctx)
+{
+	return lines(ctx, 1024);
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"#;
+
+/// Median and 90th percentile of `samples` (ns).
+fn median_p90(mut samples: Vec<u128>) -> (u128, u128) {
+    samples.sort_unstable();
+    (samples[samples.len() / 2], samples[samples.len() * 9 / 10])
+}
+
+/// Time to read an exposed view through the FUSE mount against a plain file of the same
+/// bytes: open + read to the end (128 KiB requests) + close from this process, warm, and
+/// `cat FILE` spawned per read. Prints a table; run in release:
+/// `cargo test --release -p bpfvfs --test cgroup_examples -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn view_read_cost_through_fuse() {
+    use std::io::Read;
+    use std::time::Instant;
+    let Some(d) = start("cgex-bench") else {
+        return;
+    };
+    let src = d.tmp.path().join("bench_views.bpf.c");
+    std::fs::write(&src, BENCH_VIEWS).unwrap();
+    let Some(o) = compile_bpf(&src, d.tmp.path()) else {
+        return;
+    };
+    d.cli_ok(&["prog", "loadall", s(&o), "/sys/fs/bpf/vb"]);
+    d.sh_ok("mkdir sys/fs/cgroup/g");
+    println!(
+        "{:<6} {:>7} {:>13} {:>13} {:>13} {:>13} {:>6} {:>10} {:>10}",
+        "view",
+        "bytes",
+        "view med ns",
+        "view p90 ns",
+        "plain med ns",
+        "plain p90 ns",
+        "ratio",
+        "cat view",
+        "cat plain"
+    );
+    for name in ["small", "page", "big"] {
+        d.cli_ok(&[
+            "prog",
+            "pin",
+            "pinned",
+            &format!("/sys/fs/bpf/vb/{name}"),
+            &format!("/sys/fs/cgroup/g/{name}"),
+        ]);
+        let view = d.mnt.join(format!("sys/fs/cgroup/g/{name}"));
+        let plain = d.mnt.join(format!("plain_{name}"));
+        let bytes = std::fs::read(&view).unwrap();
+        std::fs::write(&plain, &bytes).unwrap();
+        let mut buf = vec![0u8; 128 * 1024];
+        let mut read_once = |p: &Path| -> usize {
+            let mut f = std::fs::File::open(p).unwrap();
+            let mut n = 0;
+            loop {
+                let k = f.read(&mut buf).unwrap();
+                if k == 0 {
+                    return n;
+                }
+                n += k;
+            }
+        };
+        let rounds = if name == "big" { 500 } else { 2000 };
+        let mut time = |p: &Path| -> (u128, u128) {
+            for _ in 0..rounds / 10 {
+                assert_eq!(read_once(p), bytes.len());
+            }
+            let v = (0..rounds)
+                .map(|_| {
+                    let t = Instant::now();
+                    let n = read_once(p);
+                    let e = t.elapsed().as_nanos();
+                    assert_eq!(n, bytes.len());
+                    e
+                })
+                .collect();
+            median_p90(v)
+        };
+        let (vm, v90) = time(&view);
+        let (pm, p90) = time(&plain);
+        let cat = |p: &Path| -> u128 {
+            let v = (0..100)
+                .map(|_| {
+                    let t = Instant::now();
+                    let st = std::process::Command::new("cat")
+                        .arg(p)
+                        .stdout(std::process::Stdio::null())
+                        .status()
+                        .unwrap();
+                    assert!(st.success());
+                    t.elapsed().as_nanos()
+                })
+                .collect();
+            median_p90(v).0
+        };
+        let (cv, cp) = (cat(&view), cat(&plain));
+        println!(
+            "{name:<6} {:>7} {vm:>13} {v90:>13} {pm:>13} {p90:>13} {:>6.2} {:>10} {:>10}",
+            bytes.len(),
+            vm as f64 / pm as f64,
+            cv,
+            cp
+        );
     }
 }
