@@ -310,3 +310,275 @@ fn removal_races_updates() {
     let dom = domain(&tree);
     assert!(settle(|| dom.counts().storages_outstanding == 0));
 }
+
+// ---------------------------------------------------------------------------------------
+// The same operations against the host kernel (root and a cgroup v2 mount needed; skipped
+// with the reason otherwise). The kernel keys elements by a cgroup directory's fd; bpfvfs
+// by the group (or its directory's path), so the errnos are compared case by case.
+
+mod kernel {
+    use super::*;
+
+    const BPF_MAP_CREATE: i32 = 0;
+    const BPF_MAP_LOOKUP_ELEM: i32 = 1;
+    const BPF_MAP_UPDATE_ELEM: i32 = 2;
+    const BPF_MAP_DELETE_ELEM: i32 = 3;
+    const BPF_MAP_GET_NEXT_KEY: i32 = 4;
+    const BPF_BTF_LOAD: i32 = 18;
+
+    #[repr(C, align(8))]
+    struct Attr([u8; 128]);
+
+    impl Attr {
+        fn new() -> Attr {
+            Attr([0; 128])
+        }
+        fn u32(mut self, off: usize, v: u32) -> Attr {
+            self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+            self
+        }
+        fn u64(mut self, off: usize, v: u64) -> Attr {
+            self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+            self
+        }
+    }
+
+    fn sys_bpf(cmd: i32, attr: &mut Attr) -> Result<i64, i32> {
+        // SAFETY: `attr` is a valid 128-byte buffer for the call; every pointer stored in it
+        // points to a live buffer of the size the kernel reads or writes for this map.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd as libc::c_long,
+                attr.0.as_mut_ptr(),
+                attr.0.len() as libc::c_long,
+            )
+        };
+        if r < 0 {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        } else {
+            Ok(r)
+        }
+    }
+
+    struct Fd(i32);
+    impl Drop for Fd {
+        fn drop(&mut self) {
+            // SAFETY: an fd this test owns, closed once.
+            unsafe { libc::close(self.0) };
+        }
+    }
+
+    /// BTF [1] int, [2] char, [3] char[value_size]: what the kernel requires of a
+    /// local-storage map (bpfvfs's MapDef carries no BTF).
+    fn load_btf(value_size: u32) -> Result<Fd, i32> {
+        let strs = b"\0int\0char\0";
+        let mut types: Vec<u32> = Vec::new();
+        types.extend([1, 1 << 24, 4, (1 << 24) | 32]);
+        types.extend([5, 1 << 24, 1, 8]);
+        types.extend([0, 3 << 24, 0, 2, 1, value_size]);
+        let type_len = (types.len() * 4) as u32;
+        let mut blob = Vec::new();
+        blob.extend(0xEB9F_u16.to_ne_bytes());
+        blob.extend([1u8, 0u8]);
+        for w in [24u32, 0, type_len, type_len, strs.len() as u32] {
+            blob.extend(w.to_ne_bytes());
+        }
+        for w in &types {
+            blob.extend(w.to_ne_bytes());
+        }
+        blob.extend(strs);
+        let mut a = Attr::new()
+            .u64(0, blob.as_ptr() as u64)
+            .u32(16, blob.len() as u32);
+        Ok(Fd(sys_bpf(BPF_BTF_LOAD, &mut a)? as i32))
+    }
+
+    fn k_create(def: &MapDef) -> Result<Fd, i32> {
+        let btf = load_btf(def.value_size.clamp(1, 65535))?;
+        let mut a = Attr::new()
+            .u32(0, def.map_type)
+            .u32(4, def.key_size)
+            .u32(8, def.value_size)
+            .u32(12, def.max_entries)
+            .u32(16, def.map_flags)
+            .u32(48, btf.0 as u32)
+            .u32(52, 1)
+            .u32(56, 3);
+        Ok(Fd(sys_bpf(BPF_MAP_CREATE, &mut a)? as i32))
+    }
+
+    fn k_elem(cmd: i32, map: &Fd, key_fd: i32, value: &mut [u8], flags: u64) -> Result<(), i32> {
+        let key = key_fd.to_ne_bytes();
+        let mut a = Attr::new()
+            .u32(0, map.0 as u32)
+            .u64(8, key.as_ptr() as u64)
+            .u64(
+                16,
+                if value.is_empty() {
+                    0
+                } else {
+                    value.as_mut_ptr() as u64
+                },
+            )
+            .u64(24, flags);
+        sys_bpf(cmd, &mut a).map(drop)
+    }
+
+    fn errno_of<T>(r: Result<T, Errno>) -> i32 {
+        r.err().map_or(0, |e| e.0)
+    }
+    fn k_errno<T>(r: Result<T, i32>) -> i32 {
+        r.err().unwrap_or(0)
+    }
+
+    #[test]
+    fn kernel_diff_cgrp_storage() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: not root");
+            return;
+        }
+        let host = match bpfvfs_cgroup::find_host_cgroup2() {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                return;
+            }
+        };
+        let np = BPF_F_NO_PREALLOC;
+        let d = |ks, vs, me, fl| MapDef::new(MapType::CgrpStorage, ks, vs, me).with_flags(fl);
+        let probe = match k_create(&d(4, 8, 0, np)) {
+            Ok(fd) => fd,
+            Err(e) => {
+                eprintln!("skipped: the kernel refuses a cgrp_storage map ({e})");
+                return;
+            }
+        };
+        drop(probe);
+        let (bpf, vfs, tree) = setup();
+        let mut diffs = Vec::new();
+        for (name, def) in [
+            ("ok", d(4, 8, 0, np)),
+            ("NO_PREALLOC | CLONE", d(4, 8, 0, np | BPF_F_CLONE)),
+            ("without NO_PREALLOC", d(4, 8, 0, 0)),
+            ("max_entries 1", d(4, 8, 1, np)),
+            ("key_size 8", d(8, 8, 0, np)),
+            ("value_size 0", d(4, 0, 0, np)),
+            ("value_size 65407", d(4, 65407, 0, np)),
+            ("value_size 65408", d(4, 65408, 0, np)),
+            ("BPF_F_RDONLY_PROG", d(4, 8, 0, np | BPF_F_RDONLY_PROG)),
+            ("BPF_F_MMAPABLE", d(4, 8, 0, np | BPF_F_MMAPABLE)),
+        ] {
+            let k = k_errno(k_create(&def));
+            let b = errno_of(bpf.map_create(def));
+            if k != b {
+                diffs.push(format!("create {name}: kernel {k}, bpfvfs {b}"));
+            }
+        }
+
+        // Element operations: the kernel on the host's root cgroup (by fd), bpfvfs on a
+        // group (by path).
+        let kmap = k_create(&d(4, 8, 0, np)).unwrap();
+        let cg = std::fs::File::open(&host).unwrap();
+        use std::os::fd::AsRawFd;
+        let cfd = cg.as_raw_fd();
+        let h = mkmap(&bpf, 8);
+        let g = group(&vfs, &tree, "/k");
+        let mut v = [0u8; 8];
+        let steps: Vec<(&str, i32, i32)> = vec![
+            (
+                "lookup, no element",
+                k_errno(k_elem(BPF_MAP_LOOKUP_ELEM, &kmap, cfd, &mut v, 0)),
+                errno_of(bpf.cgrp_storage_lookup(&h, &g)),
+            ),
+            (
+                "delete, no element",
+                k_errno(k_elem(BPF_MAP_DELETE_ELEM, &kmap, cfd, &mut [], 0)),
+                errno_of(bpf.cgrp_storage_delete(&h, &g)),
+            ),
+            (
+                "update EXIST, no element",
+                k_errno(k_elem(
+                    BPF_MAP_UPDATE_ELEM,
+                    &kmap,
+                    cfd,
+                    &mut v8(1),
+                    BPF_EXIST,
+                )),
+                errno_of(bpf.cgrp_storage_update(&h, &g, &v8(1), BPF_EXIST)),
+            ),
+            (
+                "update NOEXIST",
+                k_errno(k_elem(
+                    BPF_MAP_UPDATE_ELEM,
+                    &kmap,
+                    cfd,
+                    &mut v8(2),
+                    BPF_NOEXIST,
+                )),
+                errno_of(bpf.cgrp_storage_update(&h, &g, &v8(2), BPF_NOEXIST)),
+            ),
+            (
+                "update NOEXIST again",
+                k_errno(k_elem(
+                    BPF_MAP_UPDATE_ELEM,
+                    &kmap,
+                    cfd,
+                    &mut v8(3),
+                    BPF_NOEXIST,
+                )),
+                errno_of(bpf.cgrp_storage_update(&h, &g, &v8(3), BPF_NOEXIST)),
+            ),
+            (
+                "update flags 99",
+                k_errno(k_elem(BPF_MAP_UPDATE_ELEM, &kmap, cfd, &mut v8(3), 99)),
+                errno_of(bpf.cgrp_storage_update(&h, &g, &v8(3), 99)),
+            ),
+            (
+                "update EXIST",
+                k_errno(k_elem(
+                    BPF_MAP_UPDATE_ELEM,
+                    &kmap,
+                    cfd,
+                    &mut v8(4),
+                    BPF_EXIST,
+                )),
+                errno_of(bpf.cgrp_storage_update(&h, &g, &v8(4), BPF_EXIST)),
+            ),
+            (
+                "get_next_key",
+                k_errno(k_elem(BPF_MAP_GET_NEXT_KEY, &kmap, cfd, &mut [0u8; 4], 0)),
+                errno_of(h.map().unwrap().ops().get_next_key(None, &mut [0u8; 4])),
+            ),
+        ];
+        for (name, k, b) in steps {
+            if k != b {
+                diffs.push(format!("{name}: kernel {k}, bpfvfs {b}"));
+            }
+        }
+        let mut kv = [0u8; 8];
+        k_elem(BPF_MAP_LOOKUP_ELEM, &kmap, cfd, &mut kv, 0).unwrap();
+        assert_eq!(kv.to_vec(), bpf.cgrp_storage_lookup(&h, &g).unwrap());
+        // A key that is not a cgroup: an fd of a regular file / a path that is not a group.
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        let k = k_errno(k_elem(
+            BPF_MAP_LOOKUP_ELEM,
+            &kmap,
+            f.as_raw_fd(),
+            &mut kv,
+            0,
+        ));
+        let b = errno_of(bpf.cgroup_of_path(&root(), b"/sys/fs/cgroup/k/cgroup.procs"));
+        if k != b {
+            diffs.push(format!("key not a cgroup: kernel {k}, bpfvfs {b}"));
+        }
+        k_elem(BPF_MAP_DELETE_ELEM, &kmap, cfd, &mut [], 0).unwrap();
+        bpf.cgrp_storage_delete(&h, &g).unwrap();
+        assert!(
+            diffs.is_empty(),
+            "differences from the kernel:\n{}",
+            diffs.join("\n")
+        );
+    }
+}
