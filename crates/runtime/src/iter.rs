@@ -420,15 +420,21 @@ fn sorted<T>(mut v: Vec<Arc<T>>, id: impl Fn(&T) -> u32) -> Vec<Arc<T>> {
     v
 }
 
-/// The keys of `m` in get_next_key order.
+/// The keys of `m` in get_next_key order, each once. A key deleted under the cursor makes
+/// get_next_key start over from the first key: keys already listed are skipped, and the
+/// walk is bounded (twice the map's capacity) so a map churning under it still ends.
 fn map_keys(m: &Map) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut cur: Option<Vec<u8>> = None;
-    while let Ok(k) = m.get_next_key(cur.as_deref()) {
-        if keys.len() > m.def().max_entries as usize {
+    let bound = 2 * m.def().max_entries as usize + 2;
+    for _ in 0..bound {
+        let Ok(k) = m.get_next_key(cur.as_deref()) else {
             break;
+        };
+        if seen.insert(k.clone()) {
+            keys.push(k.clone());
         }
-        keys.push(k.clone());
         cur = Some(k);
     }
     keys
