@@ -335,7 +335,8 @@ impl Runtime {
                     }
                     None => {
                         // Types without addressable values (per-CPU): a copy, writes lost.
-                        value_copy = m.lookup(key).map_err(|_| Errno::ENOENT).unwrap_or_default();
+                        // Gone since the listing (ENOENT): nothing to show.
+                        value_copy = m.lookup(key).unwrap_or_default();
                         if value_copy.is_empty() {
                             return Ok(Shown::Ok);
                         }
