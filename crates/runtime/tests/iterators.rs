@@ -182,6 +182,24 @@ fn map_elem_iterator_shows_each_element_and_checks_sizes_at_link_creation() {
             want,
             "{cfg:?}"
         );
+        // A per-CPU array: the value is a copy of every CPU's value (the first CPU's first),
+        // as the kernel's.
+        let pc = bpf
+            .map_create(MapDef::new(MapType::PercpuArray, 4, 8, 2).with_name("pc"))
+            .unwrap();
+        let pcm = pc.obj.as_map().unwrap().clone();
+        let width = pcm.ops().user_value_size(pcm.def());
+        let mut v = vec![0u8; width];
+        v[..8].copy_from_slice(&7u64.to_ne_bytes());
+        bpf.map_update_elem(&pc, &1u32.to_ne_bytes(), &v, 0)
+            .unwrap();
+        let pl = rt.iter_link_create(p, IterTarget::Map(pcm)).unwrap();
+        let text = String::from_utf8(pl.obj.as_link().unwrap().seq().unwrap().read_all().unwrap())
+            .unwrap();
+        assert_eq!(
+            text, "key value\n0   0\n1   7\nmap pc: 1 elements before the end, sum 7\n",
+            "{cfg:?}"
+        );
         // The program reads 8 value bytes: a map with 4-byte values is refused (EACCES), as
         // the kernel checks the program's reach against the map when the link is made.
         let small = bpf
