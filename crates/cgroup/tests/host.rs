@@ -17,8 +17,9 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(host_root: &Path, rel: &[&str]) -> std::io::Result<Scratch> {
-        let top = host_root.join(format!("bpfvfs-test-{}", std::process::id()));
+    fn new(host_root: &Path, tag: &str, rel: &[&str]) -> std::io::Result<Scratch> {
+        // Tests of this binary run in parallel: one top directory each.
+        let top = host_root.join(format!("bpfvfs-test-{tag}-{}", std::process::id()));
         let mut s = Scratch {
             host_root: host_root.to_path_buf(),
             top: top.clone(),
@@ -66,7 +67,7 @@ fn host() -> Option<PathBuf> {
 #[test]
 fn host_mirror_matches_host() {
     let Some(h) = host() else { return };
-    let scratch = Scratch::new(&h, &["a", "a/b", "c", "a/d"]).expect("scratch cgroups");
+    let scratch = Scratch::new(&h, "mirror", &["a", "a/b", "c", "a/d"]).expect("scratch cgroups");
     let top_name = scratch
         .top
         .file_name()
@@ -223,4 +224,163 @@ fn host_group_of_pid_cost() {
         std::hint::black_box(tree.group_of_pid(me));
     }
     println!("host mode group_of_pid: {:?}", t.elapsed() / n);
+}
+
+/// The same operations on a scratch group of the host's cgroup2 mount and on a local-mode
+/// group: every errno must match.
+#[test]
+fn local_mode_errnos_match_the_host_kernel() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let Some(h) = host() else { return };
+    let scratch = Scratch::new(&h, "errnos", &["g", "g/child", "m"]).expect("scratch cgroups");
+    let vfs = Vfs::new_memfs();
+    let _tree = install(&vfs, CgroupMode::Local).unwrap();
+    let root = Cred::root();
+    for p in ["g", "g/child", "m"] {
+        vfs.mkdir(&root, None, format!("/sys/fs/cgroup/{p}").as_bytes(), 0o755)
+            .unwrap();
+    }
+    // One member in m on both sides (a child process of ours).
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::fs::write(scratch.top.join("m/cgroup.procs"), format!("{pid}\n")).unwrap();
+    let f = vfs
+        .open(
+            &root,
+            None,
+            b"/sys/fs/cgroup/m/cgroup.procs",
+            oflags::O_WRONLY,
+            0,
+        )
+        .unwrap();
+    vfs.write(&f, format!("{pid}\n").as_bytes(), 0).unwrap();
+
+    let host_errno = |r: i32| {
+        if r < 0 {
+            std::io::Error::last_os_error().raw_os_error().unwrap()
+        } else {
+            0
+        }
+    };
+    let hp = |rel: &str| CString::new(scratch.top.join(rel).as_os_str().as_bytes()).unwrap();
+    let vp = |rel: &str| format!("/sys/fs/cgroup/{rel}").into_bytes();
+    let ve = |r: Result<(), Errno>| r.err().map_or(0, |e| e.0);
+    let host_write = |rel: &str, data: &[u8]| -> i32 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(scratch.top.join(rel))
+            .and_then(|mut f| std::io::Write::write(&mut f, data))
+        {
+            Ok(_) => 0,
+            Err(e) => e.raw_os_error().unwrap(),
+        }
+    };
+    let local_write = |rel: &str, data: &[u8]| -> i32 {
+        let f = vfs
+            .open(&root, None, &vp(rel), oflags::O_WRONLY, 0)
+            .unwrap();
+        ve(vfs.write(&f, data, 0).map(drop))
+    };
+    let mut diffs = Vec::new();
+    let mut check = |what: &str, host: i32, local: i32| {
+        if host != local {
+            diffs.push(format!("{what}: host {host}, bpfvfs {local}"));
+        }
+    };
+    // SAFETY (each libc call below): valid NUL-terminated paths; plain system calls.
+    check(
+        "create a regular file",
+        host_errno(unsafe {
+            libc::open(hp("g/x").as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644)
+        }),
+        ve(vfs
+            .open(
+                &root,
+                None,
+                &vp("g/x"),
+                oflags::O_CREAT | oflags::O_WRONLY,
+                0o644,
+            )
+            .map(drop)),
+    );
+    check(
+        "mknod fifo",
+        host_errno(unsafe { libc::mknod(hp("g/p").as_ptr(), libc::S_IFIFO | 0o644, 0) }),
+        ve(vfs
+            .mknod(&root, None, &vp("g/p"), bpfvfs_vfs::S_IFIFO | 0o644, 0)
+            .map(drop)),
+    );
+    check(
+        "symlink",
+        host_errno(unsafe { libc::symlink(c"x".as_ptr(), hp("g/l").as_ptr()) }),
+        ve(vfs.symlink(&root, b"x", None, &vp("g/l")).map(drop)),
+    );
+    check(
+        "link a control file",
+        host_errno(unsafe { libc::link(hp("g/cgroup.procs").as_ptr(), hp("g/h").as_ptr()) }),
+        ve(vfs
+            .link(&root, &vp("g/cgroup.procs"), &vp("g/h"), false)
+            .map(drop)),
+    );
+    check(
+        "rename a group",
+        host_errno(unsafe { libc::rename(hp("g/child").as_ptr(), hp("g/other").as_ptr()) }),
+        ve(vfs.rename(&root, &vp("g/child"), &vp("g/other"), 0)),
+    );
+    check(
+        "unlink a control file",
+        host_errno(unsafe { libc::unlink(hp("g/cgroup.procs").as_ptr()) }),
+        ve(vfs.unlink(&root, None, &vp("g/cgroup.procs"))),
+    );
+    check(
+        "unlink a group",
+        host_errno(unsafe { libc::unlink(hp("g/child").as_ptr()) }),
+        ve(vfs.unlink(&root, None, &vp("g/child"))),
+    );
+    check(
+        "rmdir a control file",
+        host_errno(unsafe { libc::rmdir(hp("g/cgroup.procs").as_ptr()) }),
+        ve(vfs.rmdir(&root, None, &vp("g/cgroup.procs"))),
+    );
+    check(
+        "rmdir a group with a child group",
+        host_errno(unsafe { libc::rmdir(hp("g").as_ptr()) }),
+        ve(vfs.rmdir(&root, None, &vp("g"))),
+    );
+    check(
+        "rmdir a group with a member",
+        host_errno(unsafe { libc::rmdir(hp("m").as_ptr()) }),
+        ve(vfs.rmdir(&root, None, &vp("m"))),
+    );
+    check(
+        "mkdir over a control file",
+        host_errno(unsafe { libc::mkdir(hp("g/cgroup.procs").as_ptr(), 0o755) }),
+        ve(vfs
+            .mkdir(&root, None, &vp("g/cgroup.procs"), 0o755)
+            .map(drop)),
+    );
+    check(
+        "mkdir with a newline",
+        host_errno(unsafe { libc::mkdir(hp("g/a\nb").as_ptr(), 0o755) }),
+        ve(vfs.mkdir(&root, None, &vp("g/a\nb"), 0o755).map(drop)),
+    );
+    for data in [&b"abc\n"[..], b"1 2\n", b"-1\n", b"2147483600\n", b"\n"] {
+        check(
+            &format!("write {:?} to cgroup.procs", String::from_utf8_lossy(data)),
+            host_write("g/cgroup.procs", data),
+            local_write("g/cgroup.procs", data),
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(scratch);
+    assert!(
+        diffs.is_empty(),
+        "differences from the kernel:\n{}",
+        diffs.join("\n")
+    );
 }
