@@ -1,13 +1,14 @@
 //! Cgroup helpers and views: `bpf_get_current_cgroup_id` (80), `bpf_get_current_task_btf`
 //! (158), `bpf_cgrp_storage_get` (210) / `bpf_cgrp_storage_delete` (211, over
-//! `bpfvfs_bpf::maps::cgrp_storage`), and the `struct
-//! cgroup` views iterator, view and tracing programs read (built in the run's
-//! [`ViewArena`] from the cgroup tree of this instance's VFS).
+//! `bpfvfs_bpf::maps::cgrp_storage`), and the `struct cgroup` views iterator, view and
+//! tracing programs read (built in the run's [`ViewArena`] from the cgroup tree of this
+//! instance's VFS).
 //!
 //! The current task's view is built before a run, not by the helper: a helper cannot add
 //! to the arena while the run holds it. A program that calls `bpf_get_current_task_btf`
 //! (the verifier's list of helpers used) gets the view built for each of its runs
-//! ([`prepare_task`]); the helper returns its address.
+//! ([`prepare`]); the helper returns its address. Likewise the caller's cgroup id for
+//! `bpf_get_current_cgroup_id`.
 
 use crate::hook_run::RunExt;
 use crate::iter::CgroupOrder;
