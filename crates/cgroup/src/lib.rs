@@ -48,7 +48,7 @@ pub use tree::{Cgroup, CgroupTree, ExposedEntry, Exposure, ExposureMeta, RemoveC
 
 use bpfvfs_vfs::{Cred, Vfs};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, RwLock, Weak};
 
 /// Which hierarchy the tree shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,11 +84,8 @@ pub const MOUNT_PATH: &str = "/sys/fs/cgroup";
 /// Trees by the VFS they belong to. A `Weak<Vfs>` keeps the Vfs's allocation from being
 /// reused while its entry exists, so the address comparison cannot confuse a dead Vfs with a
 /// new one; dead entries are pruned on install.
-static TREES: Mutex<Vec<(Weak<Vfs>, Arc<CgroupTree>)>> = Mutex::new(Vec::new());
-
-fn trees() -> std::sync::MutexGuard<'static, Vec<(Weak<Vfs>, Arc<CgroupTree>)>> {
-    TREES.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Read on every program run that asks for the current group (`tree_of`): a read lock.
+static TREES: RwLock<Vec<(Weak<Vfs>, Arc<CgroupTree>)>> = RwLock::new(Vec::new());
 
 /// Create the tree of `vfs`: register the filesystem type "cgroup2", create
 /// `/sys/fs/cgroup` (and its parents) and mount the tree there. EBUSY if `vfs` already has
@@ -125,7 +122,7 @@ pub fn install(vfs: &Arc<Vfs>, mode: CgroupMode) -> Result<Arc<CgroupTree>, Errn
         }
     }
     vfs.mount_type(&cred, "cgroup2", "", MOUNT_PATH.as_bytes())?;
-    let mut all = trees();
+    let mut all = TREES.write().unwrap_or_else(|e| e.into_inner());
     // Trees of dead VFSs leave the registry; they are dropped (running their removal
     // callbacks) after the registry lock is released, so a callback may call `tree_of`.
     let (live, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut *all)
@@ -140,7 +137,9 @@ pub fn install(vfs: &Arc<Vfs>, mode: CgroupMode) -> Result<Arc<CgroupTree>, Errn
 
 /// The tree installed in `vfs`, if any.
 pub fn tree_of(vfs: &Vfs) -> Option<Arc<CgroupTree>> {
-    trees()
+    TREES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
         .iter()
         .find(|(w, _)| std::ptr::eq(w.as_ptr(), vfs))
         .map(|(_, t)| t.clone())
