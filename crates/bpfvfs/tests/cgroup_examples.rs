@@ -144,6 +144,11 @@ fn example_a_view_shows_opens_per_group() {
         assert!(wait_until(Duration::from_secs(10), || !f.exists()), "{g}");
     }
     d.sh_ok("rmdir sys/fs/cgroup/a/c sys/fs/cgroup/a/b sys/fs/cgroup/a");
+    // A removed group's storage goes with it; the root's stays.
+    let dump = d.cli_ok(&["map", "dump", "pinned", "/sys/fs/bpf/cgopens_maps/opens"]);
+    assert!(!dump.contains("/sys/fs/cgroup/a"), "{dump}");
+    assert!(dump.contains("file: /sys/fs/cgroup  inode: "), "{dump}");
+    assert!(dump.contains("Found 1 element"), "{dump}");
 }
 
 /// One `id level opens` line of the iterator: (id, level, opens).
