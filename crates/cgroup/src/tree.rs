@@ -202,6 +202,9 @@ pub struct CgroupTree {
     mnt: Mutex<Weak<Mount>>,
     /// Thread id -> thread-group id, so the per-request lookup does not read /proc twice.
     tgids: Mutex<HashMap<u32, u32>>,
+    /// Thread groups seen with no member among their ancestors: they were born in the root
+    /// group and stay there until moved (fork semantics), so later lookups skip /proc.
+    born_in_root: Mutex<std::collections::HashSet<u32>>,
 }
 
 impl CgroupTree {
@@ -234,6 +237,7 @@ impl CgroupTree {
                 on_remove: RwLock::new(Vec::new()),
                 mnt: Mutex::new(Weak::new()),
                 tgids: Mutex::new(HashMap::new()),
+                born_in_root: Mutex::new(std::collections::HashSet::new()),
             }
         }))
     }
@@ -329,13 +333,63 @@ impl CgroupTree {
                 return g.clone();
             }
         }
-        match self.tgid(pid) {
-            Some(t) if t != pid => lock(&self.inner)
-                .members
-                .get(&t)
-                .cloned()
-                .unwrap_or_else(|| self.root.clone()),
-            _ => self.root.clone(),
+        let Some(t) = self.tgid(pid) else {
+            return self.root.clone();
+        };
+        if t != pid {
+            if let Some(g) = lock(&self.inner).members.get(&t) {
+                return g.clone();
+            }
+        }
+        self.inherit_group(t)
+    }
+
+    /// A thread group that is not a member: as the kernel's fork puts a child in its
+    /// parent's group, it belongs to the group of its nearest ancestor process that is a
+    /// member (or the root). We see processes only when they make requests, so the group is
+    /// decided at first sight rather than at fork, and recorded: moving the parent later
+    /// does not move it (as in the kernel), it shows in its group's `cgroup.procs` and keeps
+    /// the group busy until it exits.
+    fn inherit_group(&self, tgid: u32) -> Arc<Cgroup> {
+        if lock(&self.born_in_root).contains(&tgid) {
+            return self.root.clone();
+        }
+        let mut p = tgid;
+        let mut found = None;
+        for _ in 0..64 {
+            match host::ppid_of(p) {
+                Some(pp) if pp > 1 => {
+                    if let Some(g) = lock(&self.inner).members.get(&pp) {
+                        found = Some(g.clone());
+                        break;
+                    }
+                    p = pp;
+                }
+                _ => break,
+            }
+        }
+        match found {
+            Some(g) => {
+                let mut inner = lock(&self.inner);
+                // Raced with a move of this process, or the group went: what is recorded wins.
+                if let Some(cur) = inner.members.get(&tgid) {
+                    return cur.clone();
+                }
+                if g.is_removed() {
+                    return self.root.clone();
+                }
+                inner.members.insert(tgid, g.clone());
+                lock(&g.procs).push(tgid);
+                g
+            }
+            None => {
+                let mut born = lock(&self.born_in_root);
+                if born.len() > 65536 {
+                    born.clear(); // pids get reused: forget rather than lie for long
+                }
+                born.insert(tgid);
+                self.root.clone()
+            }
         }
     }
 
@@ -364,6 +418,7 @@ impl CgroupTree {
             return Err(Errno::ESRCH);
         }
         let tgid = self.tgid(pid).ok_or(Errno::ESRCH)?;
+        lock(&self.born_in_root).remove(&tgid);
         let mut inner = lock(&self.inner);
         if group.is_removed() {
             return Err(Errno::ENODEV);

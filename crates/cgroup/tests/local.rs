@@ -692,3 +692,63 @@ fn concurrent_inherited_exposures_and_groups() {
     });
     assert!(settled, "inodes left: {:?} vs {:?}", vfs.stats(), base);
 }
+
+/// A process forked by a member belongs to its parent's group (the kernel's fork rule),
+/// shows in that group's cgroup.procs and keeps it busy; a process whose ancestors are in
+/// no group is in the root; moving the parent later does not move the child.
+#[test]
+fn children_of_members_inherit_the_group() {
+    use std::io::{BufRead, BufReader, Write};
+    let (vfs, tree) = setup();
+    mkdir(&vfs, "/sys/fs/cgroup/g").unwrap();
+    mkdir(&vfs, "/sys/fs/cgroup/h").unwrap();
+    let g = tree.by_path("/g").unwrap();
+    let h = tree.by_path("/h").unwrap();
+    // A shell that forks a sleeper once told to (after it joined g).
+    let mut sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("read go; sleep 30 & echo $!; wait")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shpid = sh.id();
+    write(
+        &vfs,
+        "/sys/fs/cgroup/g/cgroup.procs",
+        format!("{shpid}\n").as_bytes(),
+    )
+    .unwrap();
+    sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(sh.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let child: u32 = line.trim().parse().unwrap();
+    assert!(Arc::ptr_eq(&tree.group_of_pid(child), &g));
+    assert_eq!(g.procs(), vec![shpid, child]);
+    // The parent moves on; the child stays (fork fixed its group).
+    write(
+        &vfs,
+        "/sys/fs/cgroup/h/cgroup.procs",
+        format!("{shpid}\n").as_bytes(),
+    )
+    .unwrap();
+    assert!(Arc::ptr_eq(&tree.group_of_pid(child), &g));
+    assert!(Arc::ptr_eq(&tree.group_of_pid(shpid), &h));
+    assert_eq!(rmdir(&vfs, "/sys/fs/cgroup/g"), Err(Errno::EBUSY));
+    // This test process's ancestors are in no group: root.
+    assert!(Arc::ptr_eq(
+        &tree.group_of_pid(std::process::id()),
+        &tree.root()
+    ));
+    // Once both exit, the groups empty and can go.
+    // SAFETY: kill has no memory preconditions; the pids are our own children.
+    unsafe {
+        libc::kill(child as i32, libc::SIGKILL);
+        libc::kill(shpid as i32, libc::SIGKILL);
+    }
+    let _ = sh.wait();
+    assert!(settle(|| rmdir(&vfs, "/sys/fs/cgroup/g").is_ok()));
+    assert!(settle(|| rmdir(&vfs, "/sys/fs/cgroup/h").is_ok()));
+}
