@@ -179,15 +179,40 @@ impl DaemonHandler {
 impl Handler for Arc<DaemonHandler> {
     fn connect(&self, peer: Peer) -> Box<dyn Session> {
         let pid = u32::try_from(peer.pid).unwrap_or(0);
-        let cred = bpfvfs_fuse::cred::for_request(peer.uid, peer.gid, pid);
+        let mut cred = bpfvfs_fuse::cred::for_request(peer.uid, peer.gid, pid);
+        // Objects a client creates through the socket (pins, directories) get the client's
+        // umask, as bpf(BPF_OBJ_PIN) and mkdir(2) apply the caller's current_umask(); FUSE
+        // requests need none (the kernel applied it before asking us).
+        cred.umask = peer_umask(pid);
         tracing::debug!(?peer, "control connection");
         Box::new(DaemonSession {
             watch: None,
+            caller: (pid != 0).then_some(bpfvfs_vfs::task::Caller {
+                pid,
+                uid: peer.uid,
+                gid: peer.gid,
+            }),
             bpf: BpfSession::new(self.bpf.clone(), cred, self.counters.clone())
                 .with_runtime(self.runtime.clone()),
             shared: self.clone(),
         })
     }
+}
+
+/// The `Umask:` line of `/proc/PID/status` (0 when unknown: the process is gone, or a
+/// kernel older than 4.7).
+fn peer_umask(pid: u32) -> u32 {
+    if pid == 0 {
+        return 0;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .map_or(0, |m| m & 0o777)
 }
 
 /// One connection to the daemon: its credentials and handle table.
@@ -197,6 +222,8 @@ pub struct DaemonSession {
     /// This connection's watch group (inotify instance), made on the first `watch_add`;
     /// closed (its marks removed) when the connection ends.
     watch: Option<bpfvfs_vfs::fsnotify::Group>,
+    /// The peer as the task helpers see it (None: it lives in another pid namespace).
+    caller: Option<bpfvfs_vfs::task::Caller>,
 }
 
 impl Drop for DaemonSession {
@@ -310,7 +337,17 @@ impl Session for DaemonSession {
             })?;
             self.bpf.fd_target = Some(self.shared.inode_of_fd(&fd, op)?);
         }
+        // The kernel runs BPF_PROG_TEST_RUN in the calling task: the program's task and
+        // cgroup helpers see the peer (as the FUSE edge records each request's process).
+        // Only test runs: other ops keep the daemon's thread as `current`.
+        let test_run = op == "prog_test_run";
+        if test_run {
+            bpfvfs_vfs::task::set_caller(self.caller);
+        }
         let r = self.handle(op, args);
+        if test_run {
+            bpfvfs_vfs::task::set_caller(None);
+        }
         self.bpf.fd_target = None;
         r
     }
