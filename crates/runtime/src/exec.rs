@@ -377,24 +377,49 @@ impl<'p> Runner<'p> {
         regions: &[Region<'_>],
         env: &mut Env<'_>,
     ) -> Result<u64, ExecError> {
-        if self.lp.checked {
-            let mut all: Vec<Region<'_>> = regions.to_vec();
-            for d in &self.lp.direct {
-                // SAFETY: `d` is the value memory of an array map the LoadedProg holds; it is
-                // valid for the map's life, longer than this run.
-                all.push(unsafe {
-                    Region::from_raw_parts(
-                        RegionKind::MapValue,
-                        d.addr as *mut u8,
-                        d.len,
-                        d.writable,
-                    )
-                });
+        // The program's direct map values (global data) are registered in every run, checked
+        // or not: the verifier proved the program's own loads and stores, but helpers that
+        // follow a pointer the program passes (`%s` of a `.rodata` string in bpf_trace_printk,
+        // bpf_snprintf, bpf_seq_printf) find the memory through the region table. The usual
+        // case fits a stack array; programs without global data pay nothing.
+        let direct = |d: &DirectValue| {
+            // SAFETY: `d` is the value memory of an array map the LoadedProg holds; it is
+            // valid for the map's life, longer than this run.
+            unsafe {
+                Region::from_raw_parts(RegionKind::MapValue, d.addr as *mut u8, d.len, d.writable)
             }
+        };
+        let n = regions.len() + self.lp.direct.len();
+        let mut fixed: [Region<'_>; 8];
+        let spilled: Vec<Region<'_>>;
+        let all: &[Region<'_>] = match self.lp.direct.first() {
+            None => regions,
+            Some(first) if n <= 8 => {
+                fixed = [direct(first); 8];
+                for (slot, r) in fixed.iter_mut().zip(
+                    regions
+                        .iter()
+                        .copied()
+                        .chain(self.lp.direct.iter().map(direct)),
+                ) {
+                    *slot = r;
+                }
+                &fixed[..n]
+            }
+            Some(_) => {
+                spilled = regions
+                    .iter()
+                    .copied()
+                    .chain(self.lp.direct.iter().map(direct))
+                    .collect();
+                &spilled
+            }
+        };
+        if self.lp.checked {
             return match &mut self.vm {
-                Vm::Interp(vm) => vm.run(args, &all, env),
+                Vm::Interp(vm) => vm.run(args, all, env),
                 #[cfg(target_arch = "x86_64")]
-                Vm::Jit(vm) => vm.run(args, &all, env),
+                Vm::Jit(vm) => vm.run(args, all, env),
             };
         }
         // SAFETY: the verifier accepted this program for its type: every access it can make
@@ -404,9 +429,9 @@ impl<'p> Runner<'p> {
         // values whose maps the LoadedProg keeps alive.
         unsafe {
             match &mut self.vm {
-                Vm::Interp(vm) => vm.run_unchecked(args, regions, env),
+                Vm::Interp(vm) => vm.run_unchecked(args, all, env),
                 #[cfg(target_arch = "x86_64")]
-                Vm::Jit(vm) => vm.run_unchecked(args, regions, env),
+                Vm::Jit(vm) => vm.run_unchecked(args, all, env),
             }
         }
     }

@@ -202,22 +202,31 @@ fn printk_example_reaches_the_trace_pipe() {
     let Some(obj) = common::example("printk") else {
         return;
     };
-    let (_vfs, _bpf, rt) = common::instance(Default::default());
-    let o = load(&rt, "printk", &obj);
-    let (r, _) = run(&rt, prog(&o, "hello"), &7u32.to_ne_bytes());
-    assert_eq!(r, 0);
-    let lines = rt.trace().read(10, Duration::from_millis(100));
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(
-        lines[0].ends_with("bpf_trace_printk: hello from bpfvfs: x=7"),
-        "{}",
-        lines[0]
-    );
-    assert!(
-        lines[1].ends_with("bpf_trace_printk: x squared is 49"),
-        "{}",
-        lines[1]
-    );
+    // Every engine configuration: `%s` of a string in the program's global data must work in
+    // unchecked runs too (the helper finds it through the region table).
+    for cfg in common::configs() {
+        let (_vfs, _bpf, rt) = common::instance(cfg.clone());
+        let o = load(&rt, "printk", &obj);
+        let (r, _) = run(&rt, prog(&o, "hello"), &7u32.to_ne_bytes());
+        assert_eq!(r, 0);
+        let lines = rt.trace().read(10, Duration::from_millis(100));
+        assert_eq!(lines.len(), 3, "{cfg:?}: {lines:?}");
+        assert!(
+            lines[0].ends_with("bpf_trace_printk: hello from bpfvfs: x=7"),
+            "{cfg:?}: {}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with("bpf_trace_printk: x squared is 49"),
+            "{cfg:?}: {}",
+            lines[1]
+        );
+        assert!(
+            lines[2].ends_with("bpf_trace_printk: from [bpfvfs] [ab      ]"),
+            "{cfg:?}: {}",
+            lines[2]
+        );
+    }
 }
 
 fn udp_frame(dport: u16) -> Vec<u8> {
