@@ -3,6 +3,8 @@
 
 use crate::error::RuntimeError;
 use crate::exec::{LoadedProg, RunMaps};
+use crate::hook_run::RunExt;
+use crate::kobj::ViewArena;
 use crate::progtypes::TestRunKind;
 use crate::Runtime;
 use bpfvfs_bpf::Prog;
@@ -73,7 +75,12 @@ impl Runtime {
         }
     }
 
-    fn env_for<'a>(&'a self, input: &TestRunInput, maps: &'a RunMaps<'a>) -> Env<'a> {
+    fn env_for<'a>(
+        &'a self,
+        input: &TestRunInput,
+        maps: &'a RunMaps<'a>,
+        ext: Option<&'a mut RunExt>,
+    ) -> Env<'a> {
         // Field by field: Env::new asks the kernel for the task and the time on every run.
         Env {
             maps: Some(maps),
@@ -84,8 +91,24 @@ impl Runtime {
                 .unwrap_or_else(crate::hook_run::current_task),
             clock: bpfvfs_ebpf::helpers::real_clock,
             prandom: crate::hook_run::next_seed(),
-            user: None,
+            user: ext.map(|e| e as &mut dyn std::any::Any),
         }
+    }
+
+    /// What the task and cgroup helpers read in a test run of `lp`, as a hook run has it:
+    /// the caller's cgroup id for `bpf_get_current_cgroup_id` (the group of the caller the
+    /// edge recorded — the kernel runs BPF_PROG_TEST_RUN in the calling task — the root
+    /// group when none, 0 without a cgroup tree). `None` when the program calls none of
+    /// them: nothing is built or installed.
+    fn helper_arena(&self, lp: &LoadedProg) -> Result<Option<Box<ViewArena>>, RuntimeError> {
+        let used = &lp.verified.helpers_used;
+        if !used.contains(&80) && !used.contains(&158) {
+            return Ok(None);
+        }
+        let mut arena = Box::new(ViewArena::new());
+        crate::cgroup_helpers::prepare(&mut arena, self.bpf().vfs(), lp)
+            .map_err(|_| RuntimeError::test_run(Errno::E2BIG, "too many kernel objects"))?;
+        Ok(Some(arena))
     }
 
     /// bpf_prog_test_run_syscall: the context is the caller's buffer, copied back after the
@@ -117,15 +140,24 @@ impl Runtime {
         let mut words = vec![0u64; ctx_in.len().div_ceil(8)];
         let ctx = &mut bytes_of_mut(&mut words)[..ctx_in.len()];
         ctx.copy_from_slice(ctx_in);
+        let arena = self.helper_arena(lp)?;
+        let mut ext = arena.as_deref().map(|a| RunExt {
+            arena: a,
+            maps: &lp.maps[..],
+        });
         let maps = RunMaps::new(lp);
         let mut sink = |m: &[u8]| self.trace_message(input, m);
-        let mut env = self.env_for(input, &maps).with_trace(&mut sink);
+        let mut env = self
+            .env_for(input, &maps, ext.as_mut())
+            .with_trace(&mut sink);
         let mut runner = lp.runner()?;
+        let mut regions = arena.as_deref().map_or_else(Vec::new, |a| a.regions());
         let r0 = if ctx.is_empty() {
-            runner.run([0; 5], &[], &mut env)?
+            runner.run([0; 5], &regions, &mut env)?
         } else {
             let region = Region::writable(RegionKind::Context, ctx);
-            runner.run([region.addr(), 0, 0, 0, 0], &[region], &mut env)?
+            regions.push(region);
+            runner.run([region.addr(), 0, 0, 0, 0], &regions, &mut env)?
         };
         Ok(TestRunOutput {
             retval: r0 as u32,
@@ -169,9 +201,19 @@ impl Runtime {
         let pkt_err = |e: bpfvfs_ebpf::pktctx::PktError| {
             RuntimeError::test_run(Errno(e.errno()), e.to_string())
         };
+        let arena = self.helper_arena(lp)?;
+        let mut ext = arena.as_deref().map(|a| RunExt {
+            arena: a,
+            maps: &lp.maps[..],
+        });
+        // Views the helpers built (none for bpf_get_current_cgroup_id alone), added to the
+        // packet's regions.
+        let views = arena.as_deref().map_or_else(Vec::new, |a| a.regions());
         let maps = RunMaps::new(lp);
         let mut sink = |m: &[u8]| self.trace_message(input, m);
-        let mut env = self.env_for(input, &maps).with_trace(&mut sink);
+        let mut env = self
+            .env_for(input, &maps, ext.as_mut())
+            .with_trace(&mut sink);
         let mut runner = lp.runner()?;
         let repeat = input.repeat.max(1);
         let (r0, duration, data_out, ctx_out) = if xdp {
@@ -179,7 +221,11 @@ impl Runtime {
             let args = run.args();
             let (r0, d) = timed(repeat, || {
                 let regions = run.regions();
-                Ok(runner.run(args, &regions, &mut env)?)
+                Ok(if views.is_empty() {
+                    runner.run(args, &regions, &mut env)?
+                } else {
+                    runner.run(args, &with_views(regions, &views), &mut env)?
+                })
             })?;
             (
                 r0,
@@ -192,7 +238,11 @@ impl Runtime {
             let args = run.args();
             let (r0, d) = timed(repeat, || {
                 let regions = run.regions();
-                Ok(runner.run(args, &regions, &mut env)?)
+                Ok(if views.is_empty() {
+                    runner.run(args, &regions, &mut env)?
+                } else {
+                    runner.run(args, &with_views(regions, &views), &mut env)?
+                })
             })?;
             (
                 r0,
@@ -258,6 +308,13 @@ pub(crate) fn timed(
     }
     let avg = start.elapsed().as_nanos() / n as u128;
     Ok((r0, avg.min(u32::MAX as u128) as u32))
+}
+
+/// A packet run's regions and the views the helpers built.
+fn with_views<'a>(packet: [Region<'a>; 2], views: &[Region<'a>]) -> Vec<Region<'a>> {
+    let mut v = packet.to_vec();
+    v.extend_from_slice(views);
+    v
 }
 
 fn bytes_of_mut(w: &mut [u64]) -> &mut [u8] {

@@ -223,9 +223,11 @@ pub struct ProgTypeSpec {
     pub packet_write: bool,
 }
 
-/// Helpers every type gets (`bpf_base_func_proto` for a privileged loader).
+/// Helpers every type gets (`bpf_base_func_proto` for a privileged loader). 80,
+/// `bpf_get_current_cgroup_id`, is there since Linux 6.4 (socket filters and XDP programs
+/// calling it load on the host kernel).
 pub const BASE_HELPERS: &[u32] = &[
-    1, 2, 3, 5, 6, 7, 8, 93, 94, 113, 125, 130, 131, 132, 133, 165, 181,
+    1, 2, 3, 5, 6, 7, 8, 80, 93, 94, 113, 125, 130, 131, 132, 133, 165, 181,
 ];
 /// Helpers a socket filter gets besides the base set: `bpf_skb_load_bytes`,
 /// `bpf_skb_load_bytes_relative`.
