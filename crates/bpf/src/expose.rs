@@ -432,6 +432,12 @@ impl Exposures {
         let target = target.trim_end_matches('/');
         match bpf.link_create(prog, "view", target, Some(detach)) {
             Ok(h) => {
+                if let Ok(l) = h.obj.as_link() {
+                    l.set_details(crate::prog::LinkDetails::View {
+                        cgroup_id: group.id(),
+                        inherit,
+                    });
+                }
                 if keep {
                     let mut held = lock(&rec.held_link);
                     if !rec.done.load(Ordering::Acquire) {

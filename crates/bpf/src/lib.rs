@@ -19,6 +19,6 @@ pub mod value;
 
 pub use map::{Map, MapDef, MapOps};
 pub use object::{BpfObject, ObjKind, ObjStats, Registry};
-pub use prog::{Link, Prog, ProgInfo, SeqSource};
+pub use prog::{Link, LinkDetails, Prog, ProgInfo, SeqSource};
 pub use sys::{Access, Bpf, Handle, ObjInfo};
 pub use uapi::{MapType, ProgType};

@@ -81,6 +81,20 @@ pub trait SeqSource: Send + Sync {
     fn read_all(&self) -> Result<Vec<u8>, bpfvfs_vfs::Errno>;
 }
 
+/// What a link's info reports beyond its attach type and target (the per-type part of
+/// `struct bpf_link_info`), set once by whoever creates the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkDetails {
+    /// An iterator over one map's elements (`iter.map.map_id`).
+    IterMap { map_id: u32 },
+    /// A cgroup iterator: its start group and walk order (`iter.cgroup`; the order is the
+    /// uapi `enum bpf_cgroup_iter_order` value).
+    IterCgroup { cgroup_id: u64, order: u32 },
+    /// A bpfvfs view link: the group whose directory shows the view, and whether its
+    /// descendants inherit it.
+    View { cgroup_id: u64, inherit: bool },
+}
+
 /// Called once when a link goes away (its last reference, or an explicit detach).
 pub type Detach = Box<dyn FnOnce() + Send>;
 
@@ -94,6 +108,8 @@ pub struct Link {
     detach: Mutex<Option<Detach>>,
     /// Set once, by whoever creates an iterator link, right after creation.
     seq: OnceLock<Arc<dyn SeqSource>>,
+    /// Set once, by the creator, right after creation (before the link is handed out).
+    details: OnceLock<LinkDetails>,
     registry: Arc<Registry>,
 }
 
@@ -112,6 +128,7 @@ impl Link {
             target: target.to_string(),
             detach: Mutex::new(detach),
             seq: OnceLock::new(),
+            details: OnceLock::new(),
             registry: registry.clone(),
         })
     }
@@ -136,6 +153,14 @@ impl Link {
     /// The iterator this link runs when read, if it is an iterator link.
     pub fn seq(&self) -> Option<Arc<dyn SeqSource>> {
         self.seq.get().cloned()
+    }
+    /// Record what the link's info reports about its target. Only the first call counts.
+    pub fn set_details(&self, d: LinkDetails) {
+        let _ = self.details.set(d);
+    }
+    /// What the creator recorded about the link's target, if anything.
+    pub fn details(&self) -> Option<LinkDetails> {
+        self.details.get().copied()
     }
     pub fn is_attached(&self) -> bool {
         self.detach

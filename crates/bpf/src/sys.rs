@@ -101,6 +101,18 @@ pub enum ObjInfo {
         attach_type: String,
         target: String,
         attached: bool,
+        /// `bpf_map_elem` iterators: the map walked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        map_id: Option<u32>,
+        /// `cgroup` iterators: the start group; view links: the group showing the view.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup_id: Option<u64>,
+        /// `cgroup` iterators: the walk order (uapi `enum bpf_cgroup_iter_order`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order: Option<u32>,
+        /// View links: whether descendant groups inherit the view.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inherit: Option<bool>,
     },
 }
 
@@ -567,12 +579,38 @@ pub fn info_of(obj: &BpfObject) -> ObjInfo {
             id: p.id(),
             info: p.info().clone(),
         },
-        BpfObject::Link(l) => ObjInfo::Link {
-            id: l.id(),
-            prog_id: l.prog().id(),
-            attach_type: l.attach_type.clone(),
-            target: l.target.clone(),
-            attached: l.is_attached(),
-        },
+        BpfObject::Link(l) => {
+            use crate::prog::LinkDetails as D;
+            let (mut map_id, mut cgroup_id, mut order, mut inherit) = (None, None, None, None);
+            match l.details() {
+                Some(D::IterMap { map_id: m }) => map_id = Some(m),
+                Some(D::IterCgroup {
+                    cgroup_id: c,
+                    order: o,
+                }) => {
+                    cgroup_id = Some(c);
+                    order = Some(o);
+                }
+                Some(D::View {
+                    cgroup_id: c,
+                    inherit: i,
+                }) => {
+                    cgroup_id = Some(c);
+                    inherit = Some(i);
+                }
+                None => {}
+            }
+            ObjInfo::Link {
+                id: l.id(),
+                prog_id: l.prog().id(),
+                attach_type: l.attach_type.clone(),
+                target: l.target.clone(),
+                attached: l.is_attached(),
+                map_id,
+                cgroup_id,
+                order,
+                inherit,
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::hook_run::{current_task, next_seed, RunExt};
 use crate::kobj::{self, ViewArena};
 use crate::seq::{self, SeqBuf, Shown};
 use crate::Runtime;
-use bpfvfs_bpf::{BpfObject, Handle, Link, Map, Prog, SeqSource};
+use bpfvfs_bpf::{BpfObject, Handle, Link, LinkDetails, Map, Prog, SeqSource};
 use bpfvfs_ebpf::verifier::{CtxField, CtxLayout, ProgTypeSpec};
 use bpfvfs_ebpf::{Env, Region, RegionKind};
 use bpfvfs_vfs::Errno;
@@ -206,6 +206,23 @@ impl Runtime {
                 errno,
             })?;
         let link = h.obj.as_link().expect("link_create makes a link");
+        // What the link's info reports (bpf_iter_map_fill_link_info and cgroup_iter's).
+        match &target {
+            IterTarget::Map(m) => link.set_details(LinkDetails::IterMap { map_id: m.id() }),
+            IterTarget::Cgroup {
+                group,
+                order: Some(order),
+            } => {
+                let start = group
+                    .clone()
+                    .or_else(|| bpfvfs_cgroup::tree_of(self.bpf().vfs()).map(|t| t.root()));
+                link.set_details(LinkDetails::IterCgroup {
+                    cgroup_id: start.map_or(0, |g| g.id()),
+                    order: *order as u32,
+                });
+            }
+            _ => {}
+        }
         link.set_seq(Arc::new(IterSeq {
             rt: self.me.clone(),
             prog: p.clone(),

@@ -130,6 +130,23 @@ fn link_type(attach_type: &str) -> (usize, &'static str) {
     }
 }
 
+/// bpftool's name of a cgroup iterator order (`enum bpf_cgroup_iter_order`).
+fn cgroup_order_name(order: u64) -> &'static str {
+    match order {
+        0 => "order_unspec",
+        1 => "self_only",
+        2 => "descendants_pre",
+        3 => "descendants_post",
+        4 => "ancestors_up",
+        _ => "unknown",
+    }
+}
+
+/// Iterator targets whose links name a map (bpftool's is_iter_map_target).
+fn is_iter_map_target(t: &str) -> bool {
+    t == "bpf_map_elem" || t == "bpf_sk_storage_map"
+}
+
 impl Tool {
     pub fn do_prog(&mut self, args: &[String]) -> R<i32> {
         let cmds: &[(&str, Option<Cmd>)] = &[
@@ -470,11 +487,15 @@ impl Tool {
             .map(|(_, p)| p.clone())
             .collect();
         let table_nonempty = table.as_ref().is_some_and(|t| !t.is_empty());
+        // bpfvfs's view links have no kernel link type: shown as type "view" (an extension).
+        let view = attach == "view";
+        let type_name = if view { "view" } else { LINK_TYPES[ltype] };
+        let inherit = info["inherit"].as_bool().unwrap_or(false);
         if self.json_output {
             let (jw, out) = (&mut self.jw, &mut self.out);
             jw.start_object(out);
             jw.uint_field(out, "id", id as u64);
-            jw.string_field(out, "type", LINK_TYPES[ltype]);
+            jw.string_field(out, "type", type_name);
             jw.uint_field(out, "prog_id", prog_id as u64);
             match ltype {
                 1 => jw.string_field(out, "tp_name", &target),
@@ -485,7 +506,21 @@ impl Tool {
                     }
                     _ => return Ok(0), // bpftool stops here, the object left open
                 },
-                4 => jw.string_field(out, "target_name", &target),
+                4 => {
+                    jw.string_field(out, "target_name", &target);
+                    if is_iter_map_target(&target) {
+                        jw.uint_field(out, "map_id", u(&info, "map_id"));
+                    }
+                    if target == "cgroup" {
+                        jw.uint_field(out, "cgroup_id", u(&info, "cgroup_id"));
+                        jw.string_field(out, "order", cgroup_order_name(u(&info, "order")));
+                    }
+                }
+                _ if view => {
+                    jw.string_field(out, "attach_type", "view");
+                    jw.uint_field(out, "cgroup_id", u(&info, "cgroup_id"));
+                    jw.bool_field(out, "inherit", inherit);
+                }
                 _ => {}
             }
             if table_nonempty {
@@ -493,7 +528,7 @@ impl Tool {
             }
             jw.end_object(out);
         } else {
-            let mut s = format!("{id}: {}  prog {prog_id}  ", LINK_TYPES[ltype]);
+            let mut s = format!("{id}: {type_name}  prog {prog_id}  ");
             match ltype {
                 1 => s.push_str(&format!("\n\ttp '{target}'  ")),
                 2 => match &prog_type {
@@ -505,7 +540,28 @@ impl Tool {
                         return Ok(0);
                     }
                 },
-                4 => s.push_str(&format!("target_name {target}  ")),
+                4 => {
+                    s.push_str(&format!("target_name {target}  "));
+                    if is_iter_map_target(&target) {
+                        s.push_str(&format!("map_id {}  ", u(&info, "map_id")));
+                    }
+                    if target == "cgroup" {
+                        s.push_str(&format!(
+                            "cgroup_id {}  order {}  ",
+                            u(&info, "cgroup_id"),
+                            cgroup_order_name(u(&info, "order"))
+                        ));
+                    }
+                }
+                _ if view => {
+                    s.push_str(&format!(
+                        "attach_type view  cgroup_id {}  ",
+                        u(&info, "cgroup_id")
+                    ));
+                    if inherit {
+                        s.push_str("inherit  ");
+                    }
+                }
                 _ => {}
             }
             if table_nonempty {
