@@ -9,6 +9,11 @@
 //! (the verifier's list of helpers used) gets the view built for each of its runs
 //! ([`prepare`]); the helper returns its address. Likewise the caller's cgroup id for
 //! `bpf_get_current_cgroup_id`.
+//!
+//! Whose group: the caller the edge recorded on the serving thread (`task::caller()`: a FUSE
+//! request's process, or the control-socket peer of a `prog_test_run`, which the kernel runs
+//! in the calling task), the root group when none is recorded, 0 when the instance has no
+//! cgroup tree. Hook, iterator, view and test runs all prepare it the same way.
 
 use crate::hook_run::RunExt;
 use crate::iter::CgroupOrder;
