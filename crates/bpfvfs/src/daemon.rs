@@ -349,6 +349,9 @@ impl Session for DaemonSession {
             bpfvfs_vfs::task::set_caller(None);
         }
         self.bpf.fd_target = None;
+        // What this request changed (pins, unlinks, exposed files) reaches the FUSE mount's
+        // kernel caches before the client hears back (bpfvfs_fuse's inval.rs).
+        self.shared.vfs.sync_changes();
         r
     }
 

@@ -36,13 +36,19 @@ pub struct FuseStats {
     pub nodes: u64,
     /// Open file and directory handles.
     pub handles: u64,
+    /// Cache invalidations sent to the kernel for changes made outside this mount.
+    pub inval: crate::inval::InvalStats,
 }
 
 /// State shared by the session's worker threads and the mount handle.
 pub(crate) struct Shared {
     pub(crate) vfs: Arc<Vfs>,
-    pub(crate) nodes: NodeTable,
+    pub(crate) nodes: Arc<NodeTable>,
     pub(crate) files: FileTable,
+    /// The tag this mount's worker threads carry (`bpfvfs_vfs::changes`).
+    pub(crate) origin: vfs::Origin,
+    /// The invalidation path, once the session is up.
+    pub(crate) inval: std::sync::OnceLock<Arc<crate::inval::Inval>>,
 }
 
 impl Shared {
@@ -50,14 +56,17 @@ impl Shared {
         let root = vfs.root();
         Shared {
             vfs,
-            nodes: NodeTable::new(root),
+            nodes: Arc::new(NodeTable::new(root)),
             files: FileTable::default(),
+            origin: vfs::Origin::new(),
+            inval: std::sync::OnceLock::new(),
         }
     }
     pub(crate) fn stats(&self) -> FuseStats {
         FuseStats {
             nodes: self.nodes.len() as u64,
             handles: self.files.len() as u64,
+            inval: self.inval.get().map(|i| i.stats()).unwrap_or_default(),
         }
     }
 }
@@ -80,21 +89,6 @@ fn to_fuser(e: Errno) -> fuser::Errno {
     fuser::Errno::from_i32(e.0)
 }
 
-/// Record the request's caller as this worker thread's current task, for hooks and the
-/// programs they run.
-fn note_caller(req: &Request) {
-    vfs::task::set_caller(Some(vfs::task::Caller {
-        pid: req.pid(),
-        uid: req.uid(),
-        gid: req.gid(),
-    }));
-}
-
-/// The caller's credentials (and the caller noted as the current task).
-fn cred_of(req: &Request) -> Cred {
-    note_caller(req);
-    cred::for_request(req.uid(), req.gid(), req.pid())
-}
 
 /// Names from the kernel are single components; reject anything else before it reaches a
 /// path-taking VFS call.
@@ -171,6 +165,29 @@ fn time_set(t: TimeOrNow) -> TimeSet {
 }
 
 impl FuseFs {
+    /// Record the request's caller as this worker thread's current task, for hooks and the
+    /// programs they run, and mark the thread as serving this mount (the changes it asks
+    /// for are not echoed back to the kernel as invalidations, see `inval.rs`).
+    fn note_caller(&self, req: &Request) {
+        vfs::task::set_caller(Some(vfs::task::Caller {
+            pid: req.pid(),
+            uid: req.uid(),
+            gid: req.gid(),
+        }));
+        self.mark_thread();
+    }
+
+    /// Mark the thread as one of this mount's workers (for requests with no caller noted).
+    fn mark_thread(&self) {
+        vfs::changes::set_origin(Some(self.shared.origin));
+    }
+
+    /// The caller's credentials (and the caller noted as the current task).
+    fn cred_of(&self, req: &Request) -> Cred {
+        self.note_caller(req);
+        cred::for_request(req.uid(), req.gid(), req.pid())
+    }
+
     fn attr(&self, st: &Stat) -> FileAttr {
         FileAttr {
             ino: INodeNo(self.shared.nodes.nodeid_of(st.ino)),
@@ -233,7 +250,7 @@ impl FuseFs {
         let r = self.node(parent).and_then(|dir| {
             self.shared
                 .vfs
-                .create_at(&cred_of(req), &dir, name, kind, mode)
+                .create_at(&self.cred_of(req), &dir, name, kind, mode)
         });
         self.reply_entry(r, reply)
     }
@@ -431,7 +448,7 @@ impl Filesystem for FuseFs {
             let dir = self.node(parent)?;
             let name = name.as_bytes();
             check_name(name)?;
-            self.shared.vfs.lookup_at(&cred_of(req), &dir, name)
+            self.shared.vfs.lookup_at(&self.cred_of(req), &dir, name)
         })();
         self.reply_entry(r, reply)
     }
@@ -444,7 +461,7 @@ impl Filesystem for FuseFs {
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        note_caller(req);
+        self.note_caller(req);
         let at = match fh.and_then(|fh| self.file(fh).ok()) {
             Some(f) => Ok(f.path().clone()),
             None => self.node(ino),
@@ -477,7 +494,7 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let cred = cred_of(req);
+        let cred = self.cred_of(req);
         match self.do_setattr(&cred, ino, mode, uid, gid, size, atime, mtime, ctime, fh) {
             Ok(st) => reply.attr(&self.attr_ttl, &self.attr(&st)),
             Err(e) => reply.error(to_fuser(e)),
@@ -537,7 +554,7 @@ impl Filesystem for FuseFs {
         let r = self.node(parent).and_then(|dir| {
             self.shared
                 .vfs
-                .unlink_at(&cred_of(req), &dir, name.as_bytes())
+                .unlink_at(&self.cred_of(req), &dir, name.as_bytes())
         });
         reply_empty(r, reply)
     }
@@ -546,7 +563,7 @@ impl Filesystem for FuseFs {
         let r = self.node(parent).and_then(|dir| {
             self.shared
                 .vfs
-                .rmdir_at(&cred_of(req), &dir, name.as_bytes())
+                .rmdir_at(&self.cred_of(req), &dir, name.as_bytes())
         });
         reply_empty(r, reply)
     }
@@ -583,7 +600,7 @@ impl Filesystem for FuseFs {
             let old_dir = self.node(parent)?;
             let new_dir = self.node(newparent)?;
             self.shared.vfs.rename_at(
-                &cred_of(req),
+                &self.cred_of(req),
                 &old_dir,
                 name.as_bytes(),
                 &new_dir,
@@ -607,7 +624,7 @@ impl Filesystem for FuseFs {
             let dir = self.node(newparent)?;
             self.shared
                 .vfs
-                .link_at(&cred_of(req), &old, &dir, newname.as_bytes())
+                .link_at(&self.cred_of(req), &old, &dir, newname.as_bytes())
         })();
         self.reply_entry(r, reply)
     }
@@ -617,7 +634,7 @@ impl Filesystem for FuseFs {
             let at = self.node(ino)?;
             // The kernel strips O_CREAT, O_EXCL, O_NOCTTY and (without atomic_o_trunc)
             // O_TRUNC, which it sends as a SETATTR with this handle afterwards.
-            self.shared.vfs.open_at(&cred_of(req), &at, flags.0)
+            self.shared.vfs.open_at(&self.cred_of(req), &at, flags.0)
         })();
         match r {
             Ok(f) => {
@@ -646,7 +663,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        note_caller(req);
+        self.note_caller(req);
         let r = (|| {
             let f = self.file(fh)?;
             let mut buf = vec![0u8; size.min(MAX_READ) as usize];
@@ -672,7 +689,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        note_caller(req);
+        self.note_caller(req);
         let r = self
             .file(fh)
             .and_then(|f| self.shared.vfs.write(&f, data, offset));
@@ -733,7 +750,7 @@ impl Filesystem for FuseFs {
             let at = self.node(ino)?;
             let rest = flags.0 & !oflags::O_ACCMODE;
             self.shared.vfs.open_at(
-                &cred_of(req),
+                &self.cred_of(req),
                 &at,
                 rest | oflags::O_RDONLY | oflags::O_DIRECTORY,
             )
@@ -816,7 +833,7 @@ impl Filesystem for FuseFs {
             // Through the VFS, which checks permission and reports IN_ATTRIB.
             self.shared
                 .vfs
-                .setxattr_at(&cred_of(req), &at, name.as_bytes(), value, flags)
+                .setxattr_at(&self.cred_of(req), &at, name.as_bytes(), value, flags)
         })();
         reply_empty(r, reply)
     }
@@ -825,7 +842,7 @@ impl Filesystem for FuseFs {
         let r = (|| {
             let at = self.node(ino)?;
             let name = name.as_bytes();
-            self.xattr_permission(&cred_of(req), &at, name, may::READ)?;
+            self.xattr_permission(&self.cred_of(req), &at, name, may::READ)?;
             let inode = at.inode();
             inode.sb().fs().getxattr(inode, name)
         })();
@@ -840,7 +857,7 @@ impl Filesystem for FuseFs {
             let at = self.node(ino)?;
             let inode = at.inode();
             let names = inode.sb().fs().listxattr(inode)?;
-            let privileged = cred_of(req).is_privileged();
+            let privileged = self.cred_of(req).is_privileged();
             let mut buf = Vec::new();
             for n in names {
                 // Like simple_xattr_list: trusted.* is listed only to CAP_SYS_ADMIN.
@@ -863,7 +880,7 @@ impl Filesystem for FuseFs {
             let at = self.node(ino)?;
             self.shared
                 .vfs
-                .removexattr_at(&cred_of(req), &at, name.as_bytes())
+                .removexattr_at(&self.cred_of(req), &at, name.as_bytes())
         })();
         reply_empty(r, reply)
     }
@@ -871,7 +888,7 @@ impl Filesystem for FuseFs {
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let r = self.node(ino).and_then(|at| {
             let mask = (mask.bits() & 7) as u32;
-            self.shared.vfs.access_at(&cred_of(req), &at, mask)
+            self.shared.vfs.access_at(&self.cred_of(req), &at, mask)
         });
         reply_empty(r, reply)
     }
@@ -886,7 +903,7 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let cred = cred_of(req);
+        let cred = self.cred_of(req);
         match self.do_create(&cred, parent, name.as_bytes(), mode, flags) {
             Ok((at, f)) => {
                 let attr = self.entry(&at);
@@ -913,6 +930,7 @@ impl Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.mark_thread();
         let r = (|| {
             let f = self.file(fh)?;
             // The VFS checks the file (EBADF, EISDIR, ENODEV) and reports IN_MODIFY.
@@ -970,6 +988,7 @@ impl Filesystem for FuseFs {
         flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        self.mark_thread();
         let r = (|| {
             if flags.bits() != 0 {
                 return Err(Errno::EINVAL);

@@ -12,11 +12,16 @@
 //!   [`MountOptions`]) so the kernel checks cached path components too, which it otherwise
 //!   skips for as long as the entry TTL lasts.
 //! - **Open files.** A table maps each FUSE file handle to an `Arc<bpfvfs_vfs::File>`.
+//! - **Invalidation.** Changes made to the tree other than by this mount's requests (the
+//!   control socket, a filesystem's own entries, in-process calls) are sent to the kernel as
+//!   cache invalidations by a notifier thread ([`inval`]), so they show at once instead of
+//!   after the entry/attribute TTL.
 //! - **Mounting.** [`mount`] mounts and serves on worker threads; [`MountHandle`] unmounts
 //!   cleanly on [`MountHandle::unmount`] or drop (see that type for the auto_unmount dance).
 
 pub mod cred;
 mod fs;
+pub mod inval;
 mod mount;
 pub mod nodes;
 

@@ -97,6 +97,8 @@ pub enum Error {
 pub struct MountHandle {
     mountpoint: PathBuf,
     session: Option<BackgroundSession>,
+    /// Our change listener in the VFS (taken out first at unmount).
+    listener: Option<bpfvfs_vfs::ListenerId>,
     shared: Arc<Shared>,
     /// The mount's device ("major:minor" as in mountinfo), if it could be read.
     dev: Option<(u32, u32)>,
@@ -207,11 +209,28 @@ pub fn mount(
     })?;
     // The mount is in place and the handshake done; find its device for a later abort.
     let dev = find_mount(&mountpoint).map(|m| m.dev);
-    let session = session.spawn().map_err(Error::Spawn)?;
+    // Before serving: from the kernel's first lookup on, every change made elsewhere is
+    // invalidated (inval.rs; the notifier thread is stopped first at unmount).
+    let inval = crate::inval::Inval::start(
+        shared.origin,
+        shared.nodes.clone(),
+        session.notifier(),
+    )
+    .map_err(Error::Spawn)?;
+    let _ = shared.inval.set(inval.clone());
+    let listener = shared.vfs.add_change_listener(inval);
+    let session = match session.spawn() {
+        Ok(s) => s,
+        Err(e) => {
+            stop_inval(&shared, listener);
+            return Err(Error::Spawn(e));
+        }
+    };
     tracing::info!(mountpoint = %mountpoint.display(), threads = opts.threads.max(2), "mounted");
     Ok(MountHandle {
         mountpoint,
         session: Some(session),
+        listener: Some(listener),
         shared,
         dev,
         unmount_timeout: opts.unmount_timeout,
@@ -254,6 +273,9 @@ impl MountHandle {
     }
 
     fn do_unmount(&mut self) -> Result<(), Error> {
+        if let Some(l) = self.listener.take() {
+            stop_inval(&self.shared, l);
+        }
         let Some(session) = self.session.take() else {
             return Ok(());
         };
@@ -358,6 +380,16 @@ impl Drop for MountHandle {
         if let Err(e) = self.do_unmount() {
             tracing::warn!("{e}");
         }
+    }
+}
+
+/// Take the change listener out of the VFS and stop the notifier thread. Runs while the
+/// workers still serve, so a notification waiting for a lock the kernel holds until one of
+/// them replies can finish.
+fn stop_inval(shared: &Shared, listener: bpfvfs_vfs::ListenerId) {
+    shared.vfs.remove_change_listener(listener);
+    if let Some(i) = shared.inval.get() {
+        i.stop(Duration::from_secs(2));
     }
 }
 

@@ -17,6 +17,7 @@
 //! Concurrency: the lock order of `lib.rs` applies (parent directory before child). The
 //! removed references are dropped after every directory lock is released (they may evict).
 
+use crate::changes::ChangeKind;
 use crate::dentry::{Dentry, DentryRef};
 use crate::errno::{Errno, Result};
 use crate::fsnotify::{self, IN_CREATE, IN_DELETE};
@@ -66,6 +67,8 @@ impl Vfs {
         }
         let d = self.d_add_locked(&mut children, &p, name, inode);
         fsnotify::notify_name(p.inode(), IN_CREATE, inode.is_dir(), name, 0);
+        // Not a client's request: every edge that caches names must hear of it.
+        self.note_entry(ChangeKind::Added, p.inode(), name, inode, false);
         drop(children);
         Ok(d)
     }
@@ -112,6 +115,8 @@ impl Vfs {
                 fsnotify::inode_removed(victim.inode());
             }
             fsnotify::notify_name(p.inode(), IN_DELETE, victim.inode().is_dir(), name, 0);
+            let gone = ChangeKind::Removed { last_link: true };
+            self.note_entry(gone, p.inode(), name, victim.inode(), false);
             removed.push(victim);
         }
         // No directory lock held: dropping may evict.
@@ -149,6 +154,8 @@ impl Vfs {
                 fsnotify::inode_removed(d.inode());
             }
             fsnotify::notify_name(dir.inode(), IN_DELETE, d.inode().is_dir(), &name, 0);
+            let gone = ChangeKind::Removed { last_link: true };
+            self.note_entry(gone, dir.inode(), &name, d.inode(), false);
             out.push(d);
         }
         Ok(())

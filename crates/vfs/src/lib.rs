@@ -32,6 +32,7 @@
 //! lockless reader could still see it (see `dcache` and `namei`).
 
 pub mod addons;
+pub mod changes;
 mod dcache;
 pub mod dentry;
 pub mod errno;
@@ -52,6 +53,7 @@ pub mod task;
 pub mod types;
 
 pub use addons::{AddonSlot, InodeAddons, InodeExtensions};
+pub use changes::{Change, ChangeKind, ChangeListener, ListenerId, Origin};
 pub use dcache::rcu_barrier;
 pub use dentry::{Dentry, DentryRef};
 pub use errno::{Errno, Result};
@@ -111,6 +113,8 @@ pub struct Vfs {
     security: Arc<std::sync::OnceLock<Arc<dyn hooks::VfsHooks>>>,
     /// Whether the call sites consult `security` at all: the one branch a hook costs.
     security_on: Arc<std::sync::atomic::AtomicBool>,
+    /// Namespace-change listeners (`changes.rs`).
+    pub(crate) changes: changes::Listeners,
 }
 
 impl Vfs {
@@ -144,6 +148,7 @@ impl Vfs {
             fs_types: RwLock::new(HashMap::new()),
             security: Arc::default(),
             security_on: Arc::default(),
+            changes: changes::Listeners::default(),
         };
         // Watch marks leave an inode when it is evicted (IN_DELETE_SELF / IN_UNMOUNT, then
         // IN_IGNORED; destruction callbacks run).

@@ -59,6 +59,7 @@ impl Vfs {
         let d = self.d_add_locked(&mut children, &parent.dentry, name, &inode);
         // vfs_mkobj reports IN_CREATE like any create (a pin appearing in a watched dir).
         crate::fsnotify::notify_name(dir, crate::fsnotify::IN_CREATE, false, name, 0);
+        self.note_entry(crate::changes::ChangeKind::Added, dir, name, &inode, true);
         drop(children);
         Ok(PathRef {
             mnt: parent.mnt.clone(),

@@ -14,6 +14,7 @@
 //! in pairs even if the hooks are switched meanwhile.
 
 use crate::dentry::DentryRef;
+use crate::changes::ChangeKind;
 use crate::errno::{Errno, Result};
 use crate::file::File;
 use crate::fsnotify::{self, IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY};
@@ -350,6 +351,7 @@ impl Vfs {
         // Under the directory lock: one directory's events are queued in the order its
         // entries changed.
         fsnotify::notify_name(dir, IN_CREATE, inode.is_dir(), name, 0);
+        self.note_entry(ChangeKind::Added, dir, name, &inode, true);
         Ok(PathRef {
             mnt: parent.mnt.clone(),
             dentry: d,
@@ -548,6 +550,7 @@ impl Vfs {
         fsnotify::notify_inode(&inode, IN_ATTRIB); // the link count changed
         let d = self.d_add_locked(&mut children, &new_parent.dentry, new_name, &inode);
         fsnotify::notify_name(new_parent.inode(), IN_CREATE, false, new_name, 0);
+        self.note_entry(ChangeKind::Added, new_parent.inode(), new_name, &inode, true);
         drop(children);
         Ok(PathRef {
             mnt: new_parent.mnt.clone(),
@@ -818,6 +821,25 @@ impl Vfs {
                 }
             }
             self.rename_seq.fetch_add(1, Ordering::AcqRel);
+            // Both names changed what they bind (for an exchange the old name now binds
+            // the target).
+            match (&target, exchange) {
+                (Some(t), true) => self.note_entry(
+                    ChangeKind::Added,
+                    old_parent.inode(),
+                    old_name,
+                    t.inode(),
+                    true,
+                ),
+                _ => self.note_entry(
+                    ChangeKind::Removed { last_link: false },
+                    old_parent.inode(),
+                    old_name,
+                    &vi,
+                    true,
+                ),
+            }
+            self.note_entry(ChangeKind::Added, new_parent.inode(), new_name, &vi, true);
             if fsnotify::active() {
                 // Still under the directory locks, as the dcache change itself.
                 self.notify_rename(
@@ -881,6 +903,14 @@ impl Vfs {
     /// index's was just taken out): DELETE_SELF if the last link went and nothing else uses
     /// the dentry (d_delete; otherwise it comes at eviction), then the directory's DELETE.
     fn notify_deleted(&self, parent: &PathRef, name: &[u8], victim: &DentryRef) {
+        let last_link = victim.inode().nlink() == 0;
+        self.note_entry(
+            ChangeKind::Removed { last_link },
+            parent.inode(),
+            name,
+            victim.inode(),
+            true,
+        );
         if !fsnotify::active() {
             return;
         }
@@ -1032,6 +1062,7 @@ impl Vfs {
             return Ok(inode.sb().fs().getattr(inode));
         }
         inode.sb().fs().setattr(inode, &attr)?;
+        self.note_attr(inode, attr.size.is_some());
         let mask = fsnotify::setattr_mask(&attr);
         if mask != 0 {
             fsnotify::notify_dentry(&at.dentry, mask);
@@ -1321,6 +1352,7 @@ impl Vfs {
         };
         if n > 0 {
             fsnotify::notify_dentry(&file.path().dentry, IN_MODIFY);
+            self.note_attr(file.inode(), true);
         }
         Ok(n)
     }
@@ -1347,6 +1379,7 @@ impl Vfs {
             Some(ov) => ov.fallocate(file, mode, offset, len)?,
         }
         fsnotify::notify_dentry(&file.path().dentry, IN_MODIFY);
+        self.note_attr(inode, true);
         Ok(())
     }
 
