@@ -98,17 +98,22 @@ impl Runtime {
     /// What the task and cgroup helpers read in a test run of `lp`, as a hook run has it:
     /// the caller's cgroup id for `bpf_get_current_cgroup_id` (the group of the caller the
     /// edge recorded — the kernel runs BPF_PROG_TEST_RUN in the calling task — the root
-    /// group when none, 0 without a cgroup tree). `None` when the program calls none of
+    /// group when none, 0 without a cgroup tree). Empty when the program calls none of
     /// them: nothing is built or installed.
-    fn helper_arena(&self, lp: &LoadedProg) -> Result<Option<Box<ViewArena>>, RuntimeError> {
+    fn helper_arena(&self, lp: &LoadedProg) -> Result<HelperArena, RuntimeError> {
         let used = &lp.verified.helpers_used;
         if !used.contains(&80) && !used.contains(&158) {
-            return Ok(None);
+            return Ok(HelperArena(None));
         }
-        let mut arena = Box::new(ViewArena::new());
-        crate::cgroup_helpers::prepare(&mut arena, self.bpf().vfs(), lp)
-            .map_err(|_| RuntimeError::test_run(Errno::E2BIG, "too many kernel objects"))?;
-        Ok(Some(arena))
+        let mut arena = SPARE_ARENA
+            .with(|s| s.take())
+            .unwrap_or_else(|| Box::new(ViewArena::new()));
+        arena.reset(lp.view_needs);
+        let r = crate::cgroup_helpers::prepare(&mut arena, self.bpf().vfs(), lp);
+        // Dropped (and so given back) on error too.
+        let arena = HelperArena(Some(arena));
+        r.map_err(|_| RuntimeError::test_run(Errno::E2BIG, "too many kernel objects"))?;
+        Ok(arena)
     }
 
     /// bpf_prog_test_run_syscall: the context is the caller's buffer, copied back after the
@@ -141,7 +146,7 @@ impl Runtime {
         let ctx = &mut bytes_of_mut(&mut words)[..ctx_in.len()];
         ctx.copy_from_slice(ctx_in);
         let arena = self.helper_arena(lp)?;
-        let mut ext = arena.as_deref().map(|a| RunExt {
+        let mut ext = arena.get().map(|a| RunExt {
             arena: a,
             maps: &lp.maps[..],
         });
@@ -151,7 +156,7 @@ impl Runtime {
             .env_for(input, &maps, ext.as_mut())
             .with_trace(&mut sink);
         let mut runner = lp.runner()?;
-        let mut regions = arena.as_deref().map_or_else(Vec::new, |a| a.regions());
+        let mut regions = arena.get().map_or_else(Vec::new, |a| a.regions());
         let r0 = if ctx.is_empty() {
             runner.run([0; 5], &regions, &mut env)?
         } else {
@@ -202,13 +207,13 @@ impl Runtime {
             RuntimeError::test_run(Errno(e.errno()), e.to_string())
         };
         let arena = self.helper_arena(lp)?;
-        let mut ext = arena.as_deref().map(|a| RunExt {
+        let mut ext = arena.get().map(|a| RunExt {
             arena: a,
             maps: &lp.maps[..],
         });
         // Views the helpers built (none for bpf_get_current_cgroup_id alone), added to the
         // packet's regions.
-        let views = arena.as_deref().map_or_else(Vec::new, |a| a.regions());
+        let views = arena.get().map_or_else(Vec::new, |a| a.regions());
         let maps = RunMaps::new(lp);
         let mut sink = |m: &[u8]| self.trace_message(input, m);
         let mut env = self
@@ -308,6 +313,30 @@ pub(crate) fn timed(
     }
     let avg = start.elapsed().as_nanos() / n as u128;
     Ok((r0, avg.min(u32::MAX as u128) as u32))
+}
+
+thread_local! {
+    /// The arena of the last test run on this thread, kept for the next one (taken out
+    /// while in use, so a nested run makes its own).
+    static SPARE_ARENA: std::cell::Cell<Option<Box<ViewArena>>> = const { std::cell::Cell::new(None) };
+}
+
+/// The view arena of one test run, if its program needs one; given back to the thread on
+/// drop.
+struct HelperArena(Option<Box<ViewArena>>);
+
+impl HelperArena {
+    fn get(&self) -> Option<&ViewArena> {
+        self.0.as_deref()
+    }
+}
+
+impl Drop for HelperArena {
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            SPARE_ARENA.with(|s| s.set(Some(a)));
+        }
+    }
 }
 
 /// A packet run's regions and the views the helpers built.
