@@ -89,7 +89,6 @@ fn to_fuser(e: Errno) -> fuser::Errno {
     fuser::Errno::from_i32(e.0)
 }
 
-
 /// Names from the kernel are single components; reject anything else before it reaches a
 /// path-taking VFS call.
 fn check_name(name: &[u8]) -> R<()> {

@@ -175,12 +175,7 @@ impl Inval {
         let _ = self.tx.try_send(Msg::Stop);
         // Wake a `sync` that would otherwise wait for notifications that will never be sent.
         self.done.1.notify_all();
-        let Some(t) = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        else {
+        let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
         let deadline = Instant::now() + wait;
@@ -204,10 +199,7 @@ impl ChangeListener for Inval {
             return;
         }
         let m = match c.kind {
-            ChangeKind::Attr { data } => Msg::Attr {
-                ino: c.child,
-                data,
-            },
+            ChangeKind::Attr { data } => Msg::Attr { ino: c.child, data },
             kind => Msg::Entry {
                 kind,
                 parent: c.parent,
@@ -343,8 +335,7 @@ impl<S: Sink> Notifier<S> {
                     _ => self.sink.inval_entry(p, &name),
                 };
                 self.send(r);
-                if matches!(kind, ChangeKind::Removed { last_link: false }) && self.nodes.known(c)
-                {
+                if matches!(kind, ChangeKind::Removed { last_link: false }) && self.nodes.known(c) {
                     // Another name remains: its link count changed.
                     self.send(self.sink.inval_inode(c, -1, 0));
                 }
@@ -470,8 +461,18 @@ mod tests {
         inval.changed(&c);
         // Another edge's changes.
         inval.changed(&change(ChangeKind::Added, 1, b"new", 30));
-        inval.changed(&change(ChangeKind::Removed { last_link: true }, 1, b"gone", 31));
-        inval.changed(&change(ChangeKind::Removed { last_link: false }, 1, b"ln", 20));
+        inval.changed(&change(
+            ChangeKind::Removed { last_link: true },
+            1,
+            b"gone",
+            31,
+        ));
+        inval.changed(&change(
+            ChangeKind::Removed { last_link: false },
+            1,
+            b"ln",
+            20,
+        ));
         inval.changed(&change(ChangeKind::Added, 99, b"unknown-parent", 32));
         inval.changed(&change(ChangeKind::Attr { data: true }, 0, b"", 20));
         inval.changed(&change(ChangeKind::Attr { data: false }, 0, b"", 21));
@@ -521,7 +522,12 @@ mod tests {
         let n = QUEUE_LEN + 500;
         for i in 0..n {
             let name = format!("f{i}");
-            inval.changed(&change(ChangeKind::Added, 1, name.as_bytes(), 100 + i as u64));
+            inval.changed(&change(
+                ChangeKind::Added,
+                1,
+                name.as_bytes(),
+                100 + i as u64,
+            ));
         }
         let s = inval.stats();
         // The notifier took at most one batch out before blocking; the rest filled the

@@ -211,12 +211,8 @@ pub fn mount(
     let dev = find_mount(&mountpoint).map(|m| m.dev);
     // Before serving: from the kernel's first lookup on, every change made elsewhere is
     // invalidated (inval.rs; the notifier thread is stopped first at unmount).
-    let inval = crate::inval::Inval::start(
-        shared.origin,
-        shared.nodes.clone(),
-        session.notifier(),
-    )
-    .map_err(Error::Spawn)?;
+    let inval = crate::inval::Inval::start(shared.origin, shared.nodes.clone(), session.notifier())
+        .map_err(Error::Spawn)?;
     let _ = shared.inval.set(inval.clone());
     let listener = shared.vfs.add_change_listener(inval);
     let session = match session.spawn() {

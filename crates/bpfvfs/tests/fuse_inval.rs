@@ -1,0 +1,254 @@
+//! The FUSE mount sees the daemon's own changes at once (bpfvfs_fuse's inval.rs): pins and
+//! unlinks over the control socket, exposed files that go with their bpffs pin. Every
+//! daemon here runs with a 60 s entry/attribute TTL, so a kernel cache that was not
+//! invalidated would show the old state for the whole test: each check below fails without
+//! the invalidations.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const LONG_TTL: &[&str] = &["--ttl", "60"];
+
+fn array_map(c: &mut Ctl) -> serde_json::Value {
+    c.ok(
+        "map_create",
+        json!({"map_type": "array", "key_size": 4, "value_size": 4, "max_entries": 1}),
+    )["handle"]
+        .clone()
+}
+
+fn stat_fails_enoent(d: &Daemon, rel: &str) -> bool {
+    let out = d.sh(&format!("stat {rel}"));
+    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("No such file")
+}
+
+#[test]
+fn control_socket_pins_and_unlinks_show_at_once() {
+    let Some(d) = Daemon::start("finvalctl", LONG_TTL) else {
+        return;
+    };
+    let mut c = Ctl::open(&d.sock);
+    let h = array_map(&mut c);
+    c.ok("mkdir", json!({"path": "/sys/fs/bpf/dir"}));
+    c.ok("obj_pin", json!({"handle": h, "path": "/sys/fs/bpf/dir/a"}));
+    // The kernel lists the directory and caches `a` (and `dir`) for 60 s.
+    assert_eq!(d.sh_ok("ls sys/fs/bpf/dir"), "a\n");
+    let ino_a = d.sh_ok("stat -c %i sys/fs/bpf/dir/a");
+    assert!(stat_fails_enoent(&d, "sys/fs/bpf/dir/b"));
+
+    // A pin made over the control socket (the CLI): listed and found by the next command.
+    d.cli_ok(&[
+        "map",
+        "pin",
+        "pinned",
+        "/sys/fs/bpf/dir/a",
+        "/sys/fs/bpf/dir/b",
+    ]);
+    assert_eq!(d.sh_ok("ls sys/fs/bpf/dir"), "a\nb\n");
+    d.sh_ok("stat sys/fs/bpf/dir/b >/dev/null");
+
+    // Unpinned over the control socket: the next stat is ENOENT, though the kernel had the
+    // entry and its attributes cached for another minute.
+    c.ok("unlink", json!({"path": "/sys/fs/bpf/dir/b"}));
+    assert!(stat_fails_enoent(&d, "sys/fs/bpf/dir/b"));
+    assert_eq!(d.sh_ok("ls sys/fs/bpf/dir"), "a\n");
+
+    // The name re-bound to another object: the next stat shows the new inode.
+    c.ok("unlink", json!({"path": "/sys/fs/bpf/dir/a"}));
+    let h2 = array_map(&mut c);
+    c.ok(
+        "obj_pin",
+        json!({"handle": h2, "path": "/sys/fs/bpf/dir/a"}),
+    );
+    let ino_new = d.sh_ok("stat -c %i sys/fs/bpf/dir/a");
+    assert_ne!(ino_a, ino_new, "stale inode for a re-bound name");
+
+    // A true pin in a directory of the in-memory filesystem made over the socket; the
+    // directory's attributes (link count, size) follow too.
+    d.sh_ok("mkdir proj && stat proj >/dev/null && ls proj");
+    let nlink = d.sh_ok("stat -c %h proj");
+    c.ok("mkdir", json!({"path": "/proj/sub"}));
+    c.ok("obj_pin", json!({"handle": h2, "path": "/proj/m"}));
+    assert_eq!(d.sh_ok("ls proj"), "m\nsub\n");
+    let nlink2 = d.sh_ok("stat -c %h proj");
+    assert_eq!(
+        nlink2.trim().parse::<u32>().unwrap(),
+        nlink.trim().parse::<u32>().unwrap() + 1,
+        "the directory's link count is stale"
+    );
+    c.ok("unlink", json!({"path": "/proj/m"}));
+    assert!(stat_fails_enoent(&d, "proj/m"));
+
+    let st = d.stats();
+    assert!(st["fuse_inval_sent"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(st["fuse_inval_dropped"], 0, "{st}");
+}
+
+/// Changes made through the mount are not echoed back to the kernel (it applied our
+/// replies itself): nothing is sent for them, and they are counted as skipped.
+#[test]
+fn own_requests_are_not_echoed() {
+    let Some(d) = Daemon::start("finvalown", LONG_TTL) else {
+        return;
+    };
+    d.sh_ok("mkdir w && ls w");
+    let before = d.stats();
+    d.sh_ok("touch w/f && echo hi > w/f && chmod 600 w/f && ln w/f w/g && mv w/g w/h && rm w/f w/h && mkdir w/d && rmdir w/d");
+    let after = d.stats();
+    assert_eq!(
+        after["fuse_inval_sent"], before["fuse_inval_sent"],
+        "before {before}\nafter {after}"
+    );
+    let skipped = |v: &serde_json::Value| v["fuse_inval_skipped"].as_u64().unwrap();
+    // create, write, setattr x2 (touch's utimens, chmod), link, rename, unlink x2, mkdir,
+    // rmdir: at least one each.
+    assert!(
+        skipped(&after) >= skipped(&before) + 10,
+        "before {before}\nafter {after}"
+    );
+}
+
+/// An exposed file in a cgroup directory goes when its bpffs pin is removed with `rm`
+/// through the mount. The removal happens when the pin's inode is evicted, which is when
+/// the kernel sends FORGET after `rm` returned (asynchronously): the check allows 500 ms
+/// for that, against a 60 s TTL that a missing invalidation would leave the file cached for.
+#[test]
+fn exposed_file_goes_with_its_bpffs_pin() {
+    let Some(d) = Daemon::start("finvalexp", LONG_TTL) else {
+        return;
+    };
+    if !d.mnt.join("sys/fs/cgroup").is_dir() {
+        skip("this daemon has no cgroup tree");
+        return;
+    }
+    let mut c = Ctl::open(&d.sock);
+    let h = array_map(&mut c);
+    c.ok("obj_pin", json!({"handle": h, "path": "/sys/fs/bpf/m"}));
+    c.ok("close", json!({"handle": h}));
+    d.sh_ok("mkdir sys/fs/cgroup/g && ls sys/fs/cgroup/g >/dev/null");
+    // Exposed over the control socket: listed at once.
+    d.cli_ok(&[
+        "map",
+        "pin",
+        "pinned",
+        "/sys/fs/bpf/m",
+        "/sys/fs/cgroup/g/m",
+    ]);
+    let ls = d.sh_ok("ls sys/fs/cgroup/g");
+    assert!(ls.lines().any(|l| l == "m"), "{ls}");
+    // Cached by the kernel now.
+    d.sh_ok("stat sys/fs/cgroup/g/m >/dev/null");
+
+    let t = Instant::now();
+    d.sh_ok("rm sys/fs/bpf/m");
+    let mut tries = 0;
+    let gone = loop {
+        tries += 1;
+        let ls = d.sh_ok("ls sys/fs/cgroup/g");
+        if !ls.lines().any(|l| l == "m") && stat_fails_enoent(&d, "sys/fs/cgroup/g/m") {
+            break true;
+        }
+        if t.elapsed() > Duration::from_millis(500) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        gone,
+        "exposed file still visible {:?} after rm: {}",
+        t.elapsed(),
+        d.stats()
+    );
+    eprintln!(
+        "exposed file gone {:?} after rm (check {tries})",
+        t.elapsed()
+    );
+    // The group's own files are untouched.
+    d.sh_ok("test -f sys/fs/cgroup/g/cgroup.procs");
+    d.sh_ok("rmdir sys/fs/cgroup/g");
+    assert!(stat_fails_enoent(&d, "sys/fs/cgroup/g"));
+}
+
+/// Many pins and unpins over the control socket while a shell lists the directory through
+/// the mount in a loop: no hang, no daemon error, and the final listing (and every stat)
+/// right at once.
+#[test]
+fn stress_control_pins_while_listing() {
+    let Some(d) = Daemon::start("finvalstress", LONG_TTL) else {
+        return;
+    };
+    let mut c = Ctl::open(&d.sock);
+    let h = array_map(&mut c);
+    c.ok("mkdir", json!({"path": "/sys/fs/bpf/s"}));
+    let lister = std::process::Command::new("timeout")
+        .args([
+            "120",
+            "sh",
+            "-c",
+            "i=0; while [ ! -e ../stop ] && [ $i -lt 100000 ]; do \
+             ls -l sys/fs/bpf/s >/dev/null 2>&1; i=$((i+1)); done; echo $i",
+        ])
+        .current_dir(&d.mnt)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut live = BTreeSet::new();
+    let t = Instant::now();
+    const N: usize = 600;
+    for i in 0..N {
+        let name = format!("p{}", i % 37);
+        let path = format!("/sys/fs/bpf/s/{name}");
+        if live.contains(&name) {
+            c.ok("unlink", json!({ "path": path }));
+            live.remove(&name);
+        } else {
+            c.ok("obj_pin", json!({"handle": h, "path": path}));
+            live.insert(name);
+        }
+        if i % 50 == 0 {
+            // Interleave checks through the mount with the churn.
+            let ls: BTreeSet<String> = d
+                .sh_ok("ls sys/fs/bpf/s")
+                .lines()
+                .map(str::to_string)
+                .collect();
+            assert_eq!(ls, live, "listing after {i} changes");
+        }
+    }
+    let churn = t.elapsed();
+    std::fs::write(d.tmp.path().join("stop"), b"").unwrap();
+    let out = lister.wait_with_output().unwrap();
+    assert!(out.status.success(), "lister: {out:?}");
+    let loops = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ls: BTreeSet<String> = d
+        .sh_ok("ls sys/fs/bpf/s")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ls, live);
+    for i in 0..37 {
+        let name = format!("p{i}");
+        let rel = format!("sys/fs/bpf/s/{name}");
+        if live.contains(&name) {
+            d.sh_ok(&format!("stat {rel} >/dev/null"));
+        } else {
+            assert!(stat_fails_enoent(&d, &rel), "{rel} still visible");
+        }
+    }
+    let st = d.stats();
+    let log = d.log_text();
+    assert!(
+        !log.contains("ERROR") && !log.contains("panicked"),
+        "daemon log:\n{log}"
+    );
+    assert_eq!(st["fuse_inval_dropped"], 0, "{st}");
+    eprintln!(
+        "{N} control pins/unpins in {churn:?} while ls -l ran {loops} times; \
+         invalidations sent {}, failed {}",
+        st["fuse_inval_sent"], st["fuse_inval_failed"]
+    );
+}
