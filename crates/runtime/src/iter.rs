@@ -28,7 +28,7 @@ pub const TARGETS: &[&str] = &["bpf_map", "bpf_prog", "bpf_link", "bpf_map_elem"
 
 /// Helpers an iterator (or view) program may call besides the tracing set: the seq
 /// helpers, `bpf_get_current_task_btf`, `bpf_probe_read_kernel_str`.
-pub const ITER_HELPERS: &[u32] = &[115, 126, 127, 158];
+pub const ITER_HELPERS: &[u32] = &[115, 126, 127, 150, 158];
 
 /// The context fields of `struct bpf_iter__<target>`.
 pub fn ctx_fields(target: &str) -> Option<Vec<CtxField>> {

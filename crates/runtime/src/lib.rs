@@ -20,6 +20,7 @@
 //! knows it exists.
 
 pub mod attach;
+pub mod btf_show;
 pub mod cgroup_helpers;
 pub mod error;
 pub mod exec;

@@ -1,5 +1,5 @@
-//! seq_file output for iterator and view programs: the buffer `bpf_seq_printf` and
-//! `bpf_seq_write` append to, and the read loop that decides which objects are shown in
+//! seq_file output for iterator and view programs: the buffer `bpf_seq_printf`,
+//! `bpf_seq_write` and `bpf_seq_printf_btf` append to, and the read loop that decides which objects are shown in
 //! which buffer (kernel/bpf/bpf_iter.c's `bpf_seq_read`; fs/seq_file.c's retry with a
 //! doubled buffer for single-record views).
 //!
@@ -8,6 +8,7 @@
 //! pointer the program passes is the run's own view, then write into the buffer. Nested runs
 //! on one thread save and restore the slot.
 
+use crate::btf_show::{self, ShowMem, BTF_PTR_SIZE};
 use bpfvfs_ebpf::helpers::{bprintf, HelperCtx};
 use bpfvfs_ebpf::verifier::{ArgKind, HelperProto, HelperProtos, RetKind};
 use bpfvfs_ebpf::{HelperError, Helpers};
@@ -175,15 +176,49 @@ pub(crate) fn register(helpers: &mut Helpers, protos: &mut HelperProtos) {
             &[seq, rd, ArgKind::ConstSizeOrZero],
         ),
     );
-    // Known, never allowed: the verifier's refusal names it and says why.
-    protos.register(
-        150,
-        HelperProto::new(
-            "bpf_seq_printf_btf (BTF-typed printing is not modelled by bpfvfs; use bpf_seq_printf)",
-            RetKind::Integer(None),
-            &[seq, rd, ArgKind::ConstSize, ArgKind::Anything],
-        ),
-    );
+    // 150's prototype is the engine's standard one.
+    helpers.register(150, "bpf_seq_printf_btf", seq_printf_btf);
+}
+
+/// The run's memory as `btf_show` reads it: a chunk is readable when a registered region
+/// holds all of it — checked in both modes, since nobody verified `btf_ptr.ptr`.
+struct RunMem<'c, 'r, 'a, 'e>(&'c HelperCtx<'r, 'a, 'e>);
+
+impl ShowMem for RunMem<'_, '_, '_, '_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        self.0.probe(addr, buf.len() as u64, false) && self.0.read(addr, buf).is_ok()
+    }
+}
+
+/// bpf_seq_printf_btf(seq, ptr, ptr_size, flags): the object `ptr->ptr` shown as type
+/// `ptr->type_id` of the kernel's BTF ([`crate::kernel_btf`]; `crate::btf_show` has the
+/// format). -EINVAL for flags outside BTF_F_ALL, a `ptr_size` other than 16 or type id 0;
+/// -ENOENT for an id the BTF does not have; -EFAULT (-ERANGE in the NULL page) when part
+/// of the object cannot be read (what could be read is shown). A full buffer is not an
+/// error here, as in the kernel (0; the object is shown again in the next buffer).
+fn seq_printf_btf(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+    let (seq, ptr, ptr_size, flags) = (a[0], a[1], a[2] as u32, a[3]);
+    let buf = current(seq)?;
+    let btf = crate::kernel_btf();
+    // The size is checked before the btf_ptr is read: the verifier vouched for
+    // `ptr_size` bytes only.
+    if let Err(e) = btf_show::check_call(ptr_size, flags) {
+        return Ok(neg(i64::from(e.errno().0)));
+    }
+    let mut p = [0u8; BTF_PTR_SIZE as usize];
+    ctx.read(ptr, &mut p)?;
+    let obj = u64::from_le_bytes(p[..8].try_into().expect("8 bytes"));
+    let type_id = u32::from_le_bytes(p[8..12].try_into().expect("4 bytes"));
+    if let Err(e) = btf_show::check_type(btf, type_id) {
+        return Ok(neg(i64::from(e.errno().0)));
+    }
+    let r = btf_show::show(btf, type_id, obj, flags, &RunMem(ctx), &mut |b| {
+        buf.append(b);
+    });
+    Ok(match r {
+        Ok(()) => 0,
+        Err(e) => neg(i64::from(e.errno().0)),
+    })
 }
 
 /// What one program call on one object did.

@@ -420,11 +420,6 @@ fn iterator_programs_are_checked_like_the_kernels() {
             "SEC(\"view/task\") int p(void *ctx) { return 0; }",
             "view target \"task\" is not modelled",
         ),
-        (
-            "printf_btf",
-            "SEC(\"iter/bpf_map\") int p(struct bpf_iter__bpf_map *ctx) { struct { void *p; __u32 t, f; } b = { ctx->map, 1, 0 }; bpf_seq_printf_btf(ctx->meta->seq, (void *)&b, sizeof(b), 0); return 0; }",
-            "BTF-typed printing is not modelled by bpfvfs",
-        ),
     ];
     let (_vfs, _bpf, rt) = common::instance(Default::default());
     for (name, body, msg) in cases {

@@ -273,6 +273,16 @@ impl HelperProtos {
             127,
             HelperProto::new("bpf_seq_write", int, &[seq, rd, ConstSizeOrZero]),
         );
+        // The btf_ptr is read for `ptr_size` bytes (checked to be 16 at run time); its
+        // `ptr` is read through the run's memory checks, not verified.
+        p.register(
+            150,
+            HelperProto::new(
+                "bpf_seq_printf_btf",
+                int,
+                &[seq, rd, ConstSizeOrZero, Anything],
+            ),
+        );
         p.register(
             130,
             HelperProto::new(
