@@ -191,6 +191,10 @@ impl Inval {
 }
 
 impl ChangeListener for Inval {
+    fn ignores_requested_by(&self) -> Option<Origin> {
+        Some(self.origin)
+    }
+
     fn changed(&self, c: &Change<'_>) {
         // Called under VFS locks: only counters and a non-blocking send (module comment).
         if c.requested && c.origin == Some(self.origin) {

@@ -27,8 +27,10 @@
 //!
 //! ## Cost
 //! No listener installed: one relaxed load of a flag and a not-taken branch per change (the
-//! call sites are inlined; the delivery path is out of line). Installed: an epoch pin, a
-//! thread-local read, and one virtual call per listener. Figures: docs/benchmarks.md,
+//! call sites are inlined; the delivery path is out of line). Installed, for a change an
+//! edge's own request asked for when the listeners all ignore that edge
+//! ([`ChangeListener::ignores_requested_by`]): a thread-local read, one more relaxed load and
+//! a compare. Otherwise: an epoch pin and one virtual call per listener. Figures: docs/benchmarks.md,
 //! "Change listeners".
 
 use crate::inode::Inode;
@@ -108,6 +110,14 @@ pub struct Change<'a> {
 pub trait ChangeListener: Send + Sync {
     fn changed(&self, c: &Change<'_>);
 
+    /// The edge whose requested changes this listener ignores (its own), if any. When every
+    /// installed listener names the same edge, such changes are dropped at the call site
+    /// without calling anyone (the cost an edge's own requests pay: a thread-local read and
+    /// a compare).
+    fn ignores_requested_by(&self) -> Option<Origin> {
+        None
+    }
+
     /// Deliver what was reported so far before returning (bounded wait). Called with no
     /// VFS lock held; the default does nothing.
     fn sync(&self) {}
@@ -124,6 +134,8 @@ type List = Vec<(u64, Arc<dyn ChangeListener>)>;
 pub(crate) struct Listeners {
     /// Whether any listener is installed: the one load every change site pays.
     on: AtomicBool,
+    /// The origin every listener ignores requested changes of (0: none in common).
+    skip: AtomicU64,
     list: Atomic<List>,
     write: Mutex<u64>,
 }
@@ -132,6 +144,7 @@ impl Default for Listeners {
     fn default() -> Self {
         Listeners {
             on: AtomicBool::new(false),
+            skip: AtomicU64::new(0),
             list: Atomic::null(),
             write: Mutex::new(1),
         }
@@ -147,13 +160,33 @@ impl Listeners {
         let mut v = unsafe { old.as_ref() }.cloned().unwrap_or_default();
         f(&mut v);
         let on = !v.is_empty();
+        let mut skip = v.first().and_then(|(_, l)| l.ignores_requested_by());
+        if v.iter().any(|(_, l)| l.ignores_requested_by() != skip) {
+            skip = None;
+        }
         self.list.store(Owned::new(v), Ordering::Release);
+        // A change racing with this replacement may be judged by the old value: listeners
+        // must tolerate a change they would have skipped (they check it themselves too).
+        self.skip.store(skip.map_or(0, |o| o.0), Ordering::Relaxed);
         self.on.store(on, Ordering::Relaxed);
         if !old.is_null() {
             // SAFETY: unreachable for new readers; pinned readers are waited for.
             unsafe { guard.defer_destroy(old) };
             guard.flush();
         }
+    }
+
+    /// Deliver unless every listener ignores it (see `ignores_requested_by`).
+    #[inline]
+    fn maybe_deliver<'a>(&self, c: impl FnOnce(Option<Origin>) -> Change<'a>, requested: bool) {
+        let o = origin();
+        if requested {
+            let skip = self.skip.load(Ordering::Relaxed);
+            if skip != 0 && o.is_some_and(|o| o.0 == skip) {
+                return;
+            }
+        }
+        self.deliver(&c(o));
     }
 
     #[cold]
@@ -238,14 +271,17 @@ impl Vfs {
     ) {
         // The whole cost with no listener: this load and branch.
         if self.changes.on.load(Ordering::Relaxed) {
-            self.changes.deliver(&Change {
-                kind,
-                parent: parent.ino(),
-                name,
-                child: child.ino(),
-                origin: origin(),
+            self.changes.maybe_deliver(
+                |origin| Change {
+                    kind,
+                    parent: parent.ino(),
+                    name,
+                    child: child.ino(),
+                    origin,
+                    requested,
+                },
                 requested,
-            });
+            );
         }
     }
 
@@ -254,14 +290,127 @@ impl Vfs {
     #[inline]
     pub(crate) fn note_attr(&self, inode: &Inode, data: bool) {
         if self.changes.on.load(Ordering::Relaxed) {
-            self.changes.deliver(&Change {
-                kind: ChangeKind::Attr { data },
-                parent: 0,
-                name: &[],
-                child: inode.ino(),
-                origin: origin(),
-                requested: true,
-            });
+            self.changes.maybe_deliver(
+                |origin| Change {
+                    kind: ChangeKind::Attr { data },
+                    parent: 0,
+                    name: &[],
+                    child: inode.ino(),
+                    origin,
+                    requested: true,
+                },
+                true,
+            );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Cred, Vfs};
+
+    #[derive(Default)]
+    struct Rec {
+        seen: Mutex<Vec<String>>,
+        ignore: Option<Origin>,
+    }
+
+    impl ChangeListener for Rec {
+        fn changed(&self, c: &Change<'_>) {
+            let kind = match c.kind {
+                ChangeKind::Added => "add".to_string(),
+                ChangeKind::Removed { last_link } => format!("rm{}", u8::from(last_link)),
+                ChangeKind::Attr { data } => format!("attr{}", u8::from(data)),
+            };
+            self.seen.lock().unwrap().push(format!(
+                "{kind} {} {} req={} own={}",
+                String::from_utf8_lossy(c.name),
+                c.child != 0,
+                c.requested,
+                c.origin.is_some()
+            ));
+        }
+        fn ignores_requested_by(&self) -> Option<Origin> {
+            self.ignore
+        }
+    }
+
+    impl Rec {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.seen.lock().unwrap())
+        }
+    }
+
+    #[test]
+    fn every_namespace_change_is_reported_with_its_origin() {
+        let vfs = Vfs::new_memfs();
+        let root = Cred::root();
+        vfs.mkdir(&root, None, b"/d", 0o755).unwrap();
+        let rec = Arc::new(Rec::default());
+        let id = vfs.add_change_listener(rec.clone());
+        vfs.write_file(&root, b"/d/f", b"x").unwrap();
+        vfs.link(&root, b"/d/f", b"/d/g", false).unwrap();
+        vfs.rename(&root, b"/d/g", b"/d/h", 0).unwrap();
+        vfs.chmod(&root, b"/d/h", 0o600).unwrap();
+        vfs.unlink(&root, None, b"/d/f").unwrap();
+        vfs.unlink(&root, None, b"/d/h").unwrap();
+        assert_eq!(
+            rec.take(),
+            [
+                "add f true req=true own=false",
+                "attr1  true req=true own=false", // the write (no name: an inode change)
+                "add g true req=true own=false",
+                "rm0 g true req=true own=false", // renamed away: the inode lives on
+                "add h true req=true own=false",
+                "attr0  true req=true own=false", // chmod
+                "rm0 f true req=true own=false",  // h still names it
+                "rm1 h true req=true own=false",
+            ]
+        );
+        // Marked as an edge's thread: the origin is carried.
+        let o = Origin::new();
+        set_origin(Some(o));
+        vfs.mkdir(&root, None, b"/d/e", 0o755).unwrap();
+        set_origin(None);
+        assert_eq!(rec.take(), ["add e true req=true own=true"]);
+        assert!(vfs.remove_change_listener(id));
+        assert!(!vfs.remove_change_listener(id));
+        vfs.rmdir(&root, None, b"/d/e").unwrap();
+        assert!(rec.take().is_empty());
+    }
+
+    #[test]
+    fn requested_changes_of_the_ignored_edge_are_dropped_at_the_call_site() {
+        let vfs = Vfs::new_memfs();
+        let root = Cred::root();
+        let own = Origin::new();
+        let rec = Arc::new(Rec {
+            ignore: Some(own),
+            ..Default::default()
+        });
+        vfs.add_change_listener(rec.clone());
+        set_origin(Some(own));
+        vfs.mkdir(&root, None, b"/a", 0o755).unwrap();
+        set_origin(Some(Origin::new()));
+        vfs.mkdir(&root, None, b"/b", 0o755).unwrap();
+        set_origin(None);
+        vfs.mkdir(&root, None, b"/c", 0o755).unwrap();
+        assert_eq!(
+            rec.take(),
+            [
+                "add b true req=true own=true",
+                "add c true req=true own=false"
+            ]
+        );
+        // A second listener that ignores nobody: the edge's changes reach both again
+        // (each listener filters for itself).
+        let other = Arc::new(Rec::default());
+        vfs.add_change_listener(other.clone());
+        set_origin(Some(own));
+        vfs.mkdir(&root, None, b"/d", 0o755).unwrap();
+        set_origin(None);
+        assert_eq!(rec.take(), ["add d true req=true own=true"]);
+        assert_eq!(other.take(), ["add d true req=true own=true"]);
     }
 }
