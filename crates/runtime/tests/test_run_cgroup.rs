@@ -135,3 +135,60 @@ fn test_runs_report_the_callers_group() {
         set_caller(None);
     }
 }
+
+/// Figures: ns per in-process test run of a syscall program calling helper 80 (no caller
+/// recorded; a caller in a group) against one that does not call it. Release build:
+/// `cargo test --release -p bpfvfs-runtime --test test_run_cgroup figures -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn figures() {
+    let Some(obj) = object() else {
+        return;
+    };
+    let _reset = CallerReset;
+    let cfg = bpfvfs_runtime::RuntimeConfig {
+        engine: if cfg!(target_arch = "x86_64") {
+            bpfvfs_runtime::EngineKind::Jit
+        } else {
+            bpfvfs_runtime::EngineKind::Interp
+        },
+        checked: false,
+    };
+    let (vfs, _bpf, rt) = common::instance(cfg);
+    let tree = bpfvfs_cgroup::install(&vfs, CgroupMode::Local).unwrap();
+    let o = load(&rt, &obj);
+    vfs.mkdir(&Cred::root(), None, b"/sys/fs/cgroup/a", 0o755)
+        .unwrap();
+    let input = TestRunInput {
+        ctx_in: Some(vec![0; 8]),
+        ..Default::default()
+    };
+    let time = |name: &str| {
+        let p = prog(&o, name);
+        let n = 200_000u32;
+        for _ in 0..1000 {
+            rt.test_run(&p, &input).unwrap();
+        }
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            rt.test_run(&p, &input).unwrap();
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    set_caller(None);
+    let base = time("constant");
+    let root = time("current_cgroup");
+    let me = std::process::id();
+    tree.move_pid(&tree.by_path("/a").unwrap(), me).unwrap();
+    set_caller(Some(Caller {
+        pid: me,
+        uid: 0,
+        gid: 0,
+    }));
+    let caller = time("current_cgroup");
+    println!(
+        "test run, syscall program: no helper {base:.0} ns; helper 80, no caller {root:.0} ns; \
+         helper 80, caller in a group {caller:.0} ns"
+    );
+}

@@ -29,3 +29,11 @@ int current_cgroup_xdp(struct xdp_md *ctx)
 {
 	return (int)bpf_get_current_cgroup_id();
 }
+
+/* The same without the helper: the baseline of the figures test. */
+SEC("syscall")
+int constant(struct args *ctx)
+{
+	ctx->cgroup_id = 7;
+	return 0;
+}
