@@ -34,6 +34,7 @@ enum {
 	SHOW_SUPER = 13,	/* struct super_block: a char array (bpfvfs's layout only) */
 	SHOW_TASK = 14,		/* struct task_struct (bpfvfs's layout only) */
 	SHOW_MAP = 15,		/* struct bpf_map (bpfvfs's layout only) */
+	SHOW_INODE = 16,	/* struct inode (bpfvfs's layout only) */
 };
 
 struct btf_case {
@@ -41,6 +42,9 @@ struct btf_case {
 	__u32 flags;		/* BTF_F_* */
 	__u32 repeat;		/* times to print it (at most 400) */
 	__u32 ptr_size;		/* passed as ptr_size (masked to 0..31) */
+	__u32 at;		/* the object starts at data + at (masked to 0..127) */
+	__u32 raw;		/* if 1, the object is at the address data[0] instead */
+	__u32 pad[2];
 	__u64 data[16];		/* the object printed */
 };
 
@@ -67,7 +71,9 @@ int show_cases(struct bpf_iter__bpf_map_elem *ctx)
 
 	if (!key || !c || c->what == SHOW_NONE)
 		return 0;
-	b.p.ptr = c->data;
+	b.p.ptr = (char *)c->data + (c->at & 127);
+	if (c->raw == 1)
+		b.p.ptr = (void *)c->data[0];
 	switch (c->what) {
 	case SHOW_PATH:
 		b.p.type_id = bpf_core_type_id_kernel(struct path);
@@ -114,6 +120,9 @@ int show_cases(struct bpf_iter__bpf_map_elem *ctx)
 		break;
 	case SHOW_MAP:
 		b.p.type_id = bpf_core_type_id_kernel(struct bpf_map);
+		break;
+	case SHOW_INODE:
+		b.p.type_id = bpf_core_type_id_kernel(struct inode);
 		break;
 	default:
 		return 0;
