@@ -143,30 +143,19 @@ fn exposed_file_goes_with_its_bpffs_pin() {
     // Cached by the kernel now.
     d.sh_ok("stat sys/fs/cgroup/g/m >/dev/null");
 
-    let t = Instant::now();
     d.sh_ok("rm sys/fs/bpf/m");
     let mut tries = 0;
-    let gone = loop {
+    let took = within_500ms(|| {
         tries += 1;
         let ls = d.sh_ok("ls sys/fs/cgroup/g");
-        if !ls.lines().any(|l| l == "m") && stat_fails_enoent(&d, "sys/fs/cgroup/g/m") {
-            break true;
-        }
-        if t.elapsed() > Duration::from_millis(500) {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+        !ls.lines().any(|l| l == "m") && stat_fails_enoent(&d, "sys/fs/cgroup/g/m")
+    });
     assert!(
-        gone,
-        "exposed file still visible {:?} after rm: {}",
-        t.elapsed(),
+        took.is_some(),
+        "exposed file still visible after rm: {}",
         d.stats()
     );
-    eprintln!(
-        "exposed file gone {:?} after rm (check {tries})",
-        t.elapsed()
-    );
+    eprintln!("exposed file gone {took:?} after rm (check {tries})");
     // The group's own files are untouched.
     d.sh_ok("test -f sys/fs/cgroup/g/cgroup.procs");
     d.sh_ok("rmdir sys/fs/cgroup/g");
@@ -251,4 +240,68 @@ fn stress_control_pins_while_listing() {
          invalidations sent {}, failed {}",
         st["fuse_inval_sent"], st["fuse_inval_failed"]
     );
+}
+
+/// Poll `f` for up to 500 ms (a change made while serving a request reaches the kernel
+/// from the notifier thread just after that request's reply); how long it took.
+fn within_500ms(mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    loop {
+        if f() {
+            return Some(t.elapsed());
+        }
+        if t.elapsed() > Duration::from_millis(500) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Host mode: a host group removed is found gone on the next listing, and a stat of the
+/// group the kernel had cached fails at once instead of for the rest of the TTL.
+#[test]
+fn host_mode_groups_go_at_once() {
+    if !is_root() {
+        skip("not root: creating host cgroups needs it");
+        return;
+    }
+    let host = match bpfvfs_cgroup::find_host_cgroup2() {
+        Ok(h) => h,
+        Err(e) => {
+            skip(&e.to_string());
+            return;
+        }
+    };
+    let name = format!("bpfvfs-inval-{}", std::process::id());
+    let top = host.join(&name);
+    std::fs::create_dir(&top).unwrap();
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0.join("b"));
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(top.clone());
+    let hostarg = format!("host={}", host.display());
+    let Some(d) = Daemon::start("finvalhost", &["--cgroup", &hostarg, "--ttl", "60"]) else {
+        return;
+    };
+    let rel = format!("sys/fs/cgroup/{name}");
+    std::fs::create_dir(top.join("b")).unwrap();
+    let ls = d.sh_ok(&format!("ls {rel}"));
+    assert!(ls.lines().any(|l| l == "b"), "{ls}");
+    d.sh_ok(&format!(
+        "stat {rel}/b >/dev/null && stat {rel}/b/cgroup.procs >/dev/null"
+    ));
+    std::fs::remove_dir(top.join("b")).unwrap();
+    let ls = d.sh_ok(&format!("ls {rel}"));
+    assert!(!ls.lines().any(|l| l == "b"), "{ls}");
+    let took = within_500ms(|| stat_fails_enoent(&d, &format!("{rel}/b")));
+    assert!(
+        took.is_some(),
+        "removed host group still cached: {}",
+        d.stats()
+    );
+    eprintln!("host group gone from the kernel's cache {took:?} after the listing");
 }
