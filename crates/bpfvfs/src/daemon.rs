@@ -100,7 +100,6 @@ impl DaemonHandler {
         m.insert("fuse_handles".into(), f.handles.into());
         // Cache invalidations for changes made outside the mount (bpfvfs_fuse::inval).
         m.insert("fuse_inval_sent".into(), f.inval.sent.into());
-        m.insert("fuse_inval_skipped".into(), f.inval.skipped.into());
         m.insert("fuse_inval_dropped".into(), f.inval.dropped.into());
         m.insert("fuse_inval_failed".into(), f.inval.failed.into());
         if let Ok(Value::Object(b)) = serde_json::to_value(self.bpf.registry().stats()) {

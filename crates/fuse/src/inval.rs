@@ -85,7 +85,9 @@ enum Msg {
 /// Counters of the invalidation path (`bpfvfs stats`, tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InvalStats {
-    /// Changes made by this mount's own requests, not forwarded.
+    /// Changes made by this mount's own requests that reached the listener, not forwarded.
+    /// (With this listener alone installed the VFS drops them at the call site, see
+    /// `ignores_requested_by`, so this stays 0.)
     pub skipped: u64,
     /// Changes queued to the notifier.
     pub queued: u64,
