@@ -176,21 +176,26 @@ fn stress_control_pins_while_listing() {
     let mut c = Ctl::open(&d.sock);
     let h = array_map(&mut c);
     c.ok("mkdir", json!({"path": "/sys/fs/bpf/s"}));
-    let lister = std::process::Command::new("timeout")
-        .args([
-            "120",
-            "sh",
-            "-c",
-            "i=0; while [ ! -e ../stop ] && [ $i -lt 100000 ]; do \
-             ls -l sys/fs/bpf/s >/dev/null 2>&1; i=$((i+1)); done; echo $i",
-        ])
-        .current_dir(&d.mnt)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Two shells list (and stat every entry of) the directory in a loop until told to stop.
+    let listers: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new("timeout")
+                .args([
+                    "120",
+                    "sh",
+                    "-c",
+                    "i=0; while [ ! -e ../stop ] && [ $i -lt 100000 ]; do \
+                     ls -l sys/fs/bpf/s >/dev/null 2>&1; i=$((i+1)); done; echo $i",
+                ])
+                .current_dir(&d.mnt)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     let mut live = BTreeSet::new();
     let t = Instant::now();
-    const N: usize = 600;
+    const N: usize = 3000;
     for i in 0..N {
         let name = format!("p{}", i % 37);
         let path = format!("/sys/fs/bpf/s/{name}");
@@ -201,7 +206,7 @@ fn stress_control_pins_while_listing() {
             c.ok("obj_pin", json!({"handle": h, "path": path}));
             live.insert(name);
         }
-        if i % 50 == 0 {
+        if i % 250 == 0 {
             // Interleave checks through the mount with the churn.
             let ls: BTreeSet<String> = d
                 .sh_ok("ls sys/fs/bpf/s")
@@ -213,9 +218,13 @@ fn stress_control_pins_while_listing() {
     }
     let churn = t.elapsed();
     std::fs::write(d.tmp.path().join("stop"), b"").unwrap();
-    let out = lister.wait_with_output().unwrap();
-    assert!(out.status.success(), "lister: {out:?}");
-    let loops = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut loops = Vec::new();
+    for l in listers {
+        // timeout(1) exits 124 if a lister hung.
+        let out = l.wait_with_output().unwrap();
+        assert!(out.status.success(), "lister: {out:?}");
+        loops.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
     let ls: BTreeSet<String> = d
         .sh_ok("ls sys/fs/bpf/s")
         .lines()
@@ -239,7 +248,7 @@ fn stress_control_pins_while_listing() {
     );
     assert_eq!(st["fuse_inval_dropped"], 0, "{st}");
     eprintln!(
-        "{N} control pins/unpins in {churn:?} while ls -l ran {loops} times; \
+        "{N} control pins/unpins in {churn:?} while two shells ran ls -l {loops:?} times; \
          invalidations sent {}, failed {}",
         st["fuse_inval_sent"], st["fuse_inval_failed"]
     );
