@@ -470,3 +470,261 @@ fn bpfvfs_layouts_print_exactly() {
         assert_eq!(got, want);
     }
 }
+
+/// C types for the formatter, as clang describes them in BTF.
+const TYPES_C: &str = r#"
+typedef unsigned long long u64_t;
+typedef u64_t u64_alias;
+enum color { RED = 0, GREEN = 5, BLUE = -1 };
+enum big { BIG_A = 0x100000000ULL, BIG_B = 1 };
+struct bits { unsigned int a:3; unsigned int b:5; int c:4; unsigned long long d:40; };
+union num { int i; unsigned char c[4]; };
+struct inner { int x; char name[8]; };
+struct outer {
+	char tag[6];
+	unsigned char raw[3];
+	struct inner in;
+	struct inner zeros;
+	struct bits bf;
+	union num un;
+	enum color col;
+	enum big b64;
+	void *vp;
+	const char *cp;
+	int (*fn)(int);
+	struct outer *self;
+	int *ptrs[2];
+	int grid[2][2];
+	float f;
+	__int128 w;
+	_Bool flag;
+	u64_alias alias;
+	struct { int anon_x; };
+};
+struct outer g;
+"#;
+
+fn types_btf() -> Option<bpfvfs_ebpf_obj::Btf> {
+    let dir = tmpdir("types");
+    let src = dir.join("btf_types.bpf.c");
+    std::fs::write(&src, TYPES_C).unwrap();
+    let obj = common::compile(&src)?;
+    let o = bpfvfs_ebpf_obj::LoadedObject::parse(&obj, "btf_types").unwrap();
+    Some(o.btf.expect("clang -g emits BTF"))
+}
+
+/// `struct outer` filled in: each member at its BTF offset.
+fn outer_bytes(btf: &bpfvfs_ebpf_obj::Btf, id: u32) -> Vec<u8> {
+    let t = btf.type_by_id(id).unwrap();
+    let off = |name: &str| {
+        t.members()
+            .iter()
+            .find(|m| btf.string_at(m.name_off).unwrap() == name)
+            .map(|m| (m.bit_offset / 8) as usize)
+            .unwrap_or_else(|| panic!("member {name}"))
+    };
+    let mut b = vec![0u8; btf.resolve_size(id).unwrap() as usize];
+    let mut put = |at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
+    put(off("tag"), b"ab\n");
+    put(off("raw"), &[1, 0, 2]);
+    put(off("in"), &(-3i32).to_le_bytes());
+    put(off("in") + 4, b"hi");
+    let bits: u64 = 5 | 0b1110 << 8 | 0x12345 << 12;
+    put(off("bf"), &bits.to_le_bytes());
+    put(off("un"), &65i32.to_le_bytes());
+    put(off("col"), &(-1i32).to_le_bytes());
+    put(off("b64"), &0x1_0000_0001u64.to_le_bytes());
+    put(off("vp"), &0x1000u64.to_le_bytes());
+    put(off("cp"), &0x2000u64.to_le_bytes());
+    put(off("fn"), &0x3000u64.to_le_bytes());
+    put(off("ptrs"), &0x4000u64.to_le_bytes());
+    put(off("ptrs") + 8, &0x5000u64.to_le_bytes());
+    for (i, v) in [1i32, 2, 3, 4].iter().enumerate() {
+        put(off("grid") + 4 * i, &v.to_le_bytes());
+    }
+    put(off("w"), &((1u128 << 64) | 2).to_le_bytes());
+    put(off("flag"), &[1]);
+    put(off("alias"), &77u64.to_le_bytes());
+    put(off(""), &9i32.to_le_bytes());
+    b
+}
+
+const OUTER: &str = "(struct outer){
+ .tag = (char[])[
+  'a',
+  'b',
+  10,
+ ],
+ .raw = (unsigned char[])[
+  1,
+ ],
+ .in = (struct inner){
+  .x = (int)-3,
+  .name = (char[])[
+   'h',
+   'i',
+  ],
+ },
+ .bf = (struct bits){
+  .a = (unsigned int)0x5,
+  .c = (int)0xe,
+  .d = (unsigned long long)0x12345,
+ },
+ .un = (union num){
+  .i = (int)65,
+  .c = (unsigned char[])[
+   'A',
+  ],
+ },
+ .col = (enum color)BLUE,
+ .b64 = (enum big)BIG_B,
+ .vp = ( *)0x0000000000001000,
+ .cp = (char *)0x0000000000002000,
+ .fn = ( *)0x0000000000003000,
+ .ptrs = (int *[])
+  0x0000000000004000,
+  0x0000000000004000,
+ ],
+ .grid = (int[][])[
+  (int[])[
+   1,
+   2,
+  ],
+  (int[])[
+   1,
+   2,
+  ],
+ ],
+<unsupported kind:16> .w = (__int128)0x10000000000000002,
+ .flag = (_Bool)1,
+ .alias = (u64_alias)77,
+ (struct){
+  .anon_x = (int)9,
+ },
+}
+";
+
+/// The formatter on clang's BTF, exact text (what the kernel's btf_show prints for these
+/// types): bitfields in hex, a union's members, an unsigned enum holding -1, an 8-byte
+/// ENUM read as 4 bytes, void and function pointers named `( *)`, an array of pointers
+/// (no `[` after a pointer type; elements without a size repeat the first), an array of
+/// arrays, a float, a 128-bit integer, _Bool, a typedef chain, an anonymous member. These
+/// follow from the kernel's code, not from runs on the host (its BTF has no such test types).
+#[test]
+fn formatter_prints_c_types_as_the_kernel() {
+    let Some(btf) = types_btf() else {
+        return;
+    };
+    use bpfvfs_ebpf_obj::BtfKind;
+    let outer = btf.find_by_name_kind("outer", BtfKind::Struct).unwrap();
+    let inner = btf.find_by_name_kind("inner", BtfKind::Struct).unwrap();
+    let alias = btf
+        .find_by_name_kind("u64_alias", BtfKind::Typedef)
+        .unwrap();
+    let color = btf.find_by_name_kind("color", BtfKind::Enum).unwrap();
+    let big = btf.find_by_name_kind("big", BtfKind::Enum).unwrap();
+    let bytes = outer_bytes(&btf, outer);
+    let base = 0x10_0000u64;
+    let mem = SliceMem {
+        base,
+        bytes: &bytes,
+    };
+    let show = |id, flags: u32, mem: &SliceMem| {
+        let (out, r) = btf_show::show_to_vec(&btf, id, base, u64::from(flags), mem);
+        (String::from_utf8(out).unwrap(), r)
+    };
+    assert_eq!(show(outer, PTR_RAW, &mem), (OUTER.to_string(), Ok(())));
+    // An array element has no name; the inner arrays above got one because the silent
+    // zero-check pass before them ended with "not an array member" (so does the kernel's).
+    // With BTF_F_ZERO there is no such pass.
+    let (zero, _) = show(outer, ZERO | PTR_RAW, &mem);
+    assert!(
+        zero.contains("\n .grid = (int[][])[\n  \n   1,\n   2,\n  ],\n  \n   1,\n"),
+        "{zero}"
+    );
+    assert!(zero.contains("\n .self = (struct outer *)0x0000000000000000,\n"));
+    // Hashed pointers: 16 digits, the upper 8 zero, the same address the same hash.
+    let (hashed, _) = show(outer, 0, &mem);
+    let want = format!(".vp = ( *)0x{:016x},", btf_show::hash_ptr(0x1000));
+    assert!(hashed.contains(&want), "{hashed}");
+    assert!(want.contains("0x00000000"));
+    // struct inner: no names, compact; and all zero with BTF_F_ZERO.
+    let inner_at = |d: &[u8]| d[12..24].to_vec();
+    let ib = inner_at(&bytes);
+    let im = SliceMem { base, bytes: &ib };
+    assert_eq!(show(inner, NONAME | COMPACT, &im).0, "{-3,['h','i',],}");
+    let zeros = [0u8; 12];
+    let zm = SliceMem {
+        base,
+        bytes: &zeros,
+    };
+    assert_eq!(show(inner, 0, &zm).0, "(struct inner){\n}\n");
+    assert_eq!(
+        show(inner, ZERO, &zm).0,
+        "(struct inner){\n .x = (int)0,\n .name = (char[])[\n ],\n}\n"
+    );
+    // Top level: a typedef keeps its name; enums by name, by number when none matches.
+    let v = 77u64.to_le_bytes();
+    let vm = SliceMem { base, bytes: &v };
+    assert_eq!(show(alias, 0, &vm).0, "(u64_alias)77\n");
+    let seven = 7u64.to_le_bytes();
+    let sm = SliceMem {
+        base,
+        bytes: &seven,
+    };
+    assert_eq!(show(color, 0, &sm).0, "(enum color)7\n");
+    let zero = [0u8; 8];
+    let z8 = SliceMem { base, bytes: &zero };
+    assert_eq!(show(big, COMPACT, &z8).0, "(enum big)BIG_A");
+    // Only the first 40 bytes readable: what needs the rest is left out (the float needs
+    // no memory), the status is the last failed copy's.
+    let part = SliceMem {
+        base,
+        bytes: &bytes[..40],
+    };
+    let (text, r) = show(outer, PTR_RAW, &part);
+    let head = &OUTER[..OUTER.find(" .bf = ").unwrap()];
+    assert_eq!(text, format!("{head}<unsupported kind:16>}}\n"));
+    assert!(matches!(r, Err(ShowError::Fault { .. })), "{r:?}");
+    assert_eq!(r.unwrap_err().errno(), Errno::EFAULT);
+    // Nothing readable, and the NULL page.
+    let none = SliceMem {
+        base: 0,
+        bytes: &[],
+    };
+    assert_eq!(
+        show(outer, 0, &none),
+        (
+            String::new(),
+            Err(ShowError::Fault {
+                addr: base,
+                len: 32
+            })
+        )
+    );
+    let (t, r) = btf_show::show_to_vec(&btf, outer, 8, 0, &mem);
+    assert!(t.is_empty());
+    assert_eq!(r.unwrap_err().errno(), Errno::ERANGE);
+}
+
+/// The checks before anything is read, with the kernel's errnos.
+#[test]
+fn prepare_checks_flags_size_and_type() {
+    let btf = bpfvfs_runtime::kernel_btf();
+    let path = btf
+        .find_by_name_kind("path", bpfvfs_ebpf_obj::BtfKind::Struct)
+        .unwrap();
+    assert_eq!(btf_show::prepare(btf, 16, path, 15), Ok(()));
+    let errno = |r: Result<(), ShowError>| r.unwrap_err().errno();
+    assert_eq!(errno(btf_show::prepare(btf, 16, path, 16)), Errno::EINVAL);
+    assert_eq!(errno(btf_show::prepare(btf, 8, path, 0)), Errno::EINVAL);
+    assert_eq!(errno(btf_show::prepare(btf, 16, 0, 0)), Errno::EINVAL);
+    assert_eq!(
+        errno(btf_show::prepare(btf, 16, btf.len() as u32 + 1, 0)),
+        Errno::ENOENT
+    );
+    assert_eq!(
+        errno(btf_show::prepare(btf, 16, u32::MAX, 0)),
+        Errno::ENOENT
+    );
+}
