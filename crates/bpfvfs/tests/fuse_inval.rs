@@ -317,3 +317,18 @@ fn host_mode_groups_go_at_once() {
     );
     eprintln!("host group gone from the kernel's cache {took:?} after the listing");
 }
+
+/// A mount made over the control socket on a directory the kernel has cached: the next
+/// listing shows the mounted filesystem, not the covered directory.
+#[test]
+fn control_socket_mount_shows_at_once() {
+    let Some(d) = Daemon::start("finvalmnt", LONG_TTL) else {
+        return;
+    };
+    d.sh_ok("mkdir over && touch over/under && ls over >/dev/null");
+    let ino = d.sh_ok("stat -c %i over");
+    let mut c = Ctl::open(&d.sock);
+    c.ok("mount", json!({"path": "/over", "fs_type": "tmpfs"}));
+    assert_eq!(d.sh_ok("ls over"), "");
+    assert_ne!(d.sh_ok("stat -c %i over"), ino);
+}

@@ -285,6 +285,18 @@ impl Vfs {
         }
     }
 
+    /// Report that a mount or unmount at `mp` made its name show `now` (the mounted root,
+    /// or the directory uncovered). Skipped for a mount point that is itself a mount's root
+    /// (its name lives in the mount below, which this does not look up).
+    pub(crate) fn note_mount(&self, mp: &crate::dentry::Dentry, now: &Inode) {
+        if !self.changes.on.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(p) = mp.parent() {
+            self.note_entry(ChangeKind::Added, p.inode(), &mp.name(), now, true);
+        }
+    }
+
     /// Report that the attributes (and with `data`, the contents) of `inode` changed by an
     /// operation asked for `inode`.
     #[inline]
@@ -313,6 +325,7 @@ mod tests {
     #[derive(Default)]
     struct Rec {
         seen: Mutex<Vec<String>>,
+        children: Mutex<Vec<u64>>,
         ignore: Option<Origin>,
     }
 
@@ -323,6 +336,7 @@ mod tests {
                 ChangeKind::Removed { last_link } => format!("rm{}", u8::from(last_link)),
                 ChangeKind::Attr { data } => format!("attr{}", u8::from(data)),
             };
+            self.children.lock().unwrap().push(c.child);
             self.seen.lock().unwrap().push(format!(
                 "{kind} {} {} req={} own={}",
                 String::from_utf8_lossy(c.name),
@@ -374,6 +388,21 @@ mod tests {
         vfs.mkdir(&root, None, b"/d/e", 0o755).unwrap();
         set_origin(None);
         assert_eq!(rec.take(), ["add e true req=true own=true"]);
+        // A mount and an unmount change what a name shows.
+        let covered = vfs.stat(&root, None, b"/d/e", true).unwrap().ino;
+        rec.children.lock().unwrap().clear();
+        let m = vfs.mount_type(&root, "tmpfs", "", b"/d/e").unwrap();
+        let mounted_root = m.root().inode().ino();
+        vfs.umount(&root, b"/d/e").unwrap();
+        let seen = rec.take();
+        assert_eq!(
+            seen,
+            [
+                "add e true req=true own=false",
+                "add e true req=true own=false"
+            ]
+        );
+        assert_eq!(*rec.children.lock().unwrap(), [mounted_root, covered]);
         assert!(vfs.remove_change_listener(id));
         assert!(!vfs.remove_change_listener(id));
         vfs.rmdir(&root, None, b"/d/e").unwrap();

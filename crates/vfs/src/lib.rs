@@ -300,6 +300,7 @@ impl Vfs {
                 .insert((at.mnt.id(), at.dentry.id()), mnt.clone());
         });
         at.dentry.set_flag(dentry::D_MOUNTED);
+        self.note_mount(&at.dentry, mnt.root().inode());
         all.push(mnt.clone());
         Ok(mnt)
     }
@@ -331,6 +332,7 @@ impl Vfs {
         if !self.mount_table_has_point(mp.id()) {
             mp.clear_flag(dentry::D_MOUNTED);
         }
+        self.note_mount(&mp, mp.inode());
         all.retain(|m| !Arc::ptr_eq(m, &at.mnt));
         let mnt = at.mnt.clone();
         drop(all);
