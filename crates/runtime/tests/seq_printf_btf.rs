@@ -728,3 +728,163 @@ fn prepare_checks_flags_size_and_type() {
         Errno::ENOENT
     );
 }
+
+/// A view printing its group as `struct cgroup` (examples/iter_btf_cgroup.bpf.c): what a
+/// read of the exposed file shows, the kernfs node pointer hashed as the program's own
+/// value hashes (and raw with BTF_F_PTR_RAW), the flexible `ancestors[]` left out unless
+/// BTF_F_ZERO; output past one page shown whole (seq_file's retry with a doubled buffer);
+/// the same body as a cgroup iterator.
+#[test]
+fn a_view_shows_its_group_as_struct_cgroup() {
+    use bpfvfs_cgroup::CgroupMode;
+    use bpfvfs_vfs::Cred;
+    let Some(bytes) = common::example("iter_btf_cgroup") else {
+        return;
+    };
+    for cfg in common::configs() {
+        let (vfs, bpf, rt) = common::instance(cfg);
+        let tree = bpfvfs_cgroup::install(&vfs, CgroupMode::Local).unwrap();
+        vfs.mkdir(&Cred::root(), None, b"/sys/fs/cgroup/a", 0o755)
+            .unwrap();
+        let o = load(&rt, "iter_btf_cgroup", &bytes);
+        let data = &o.maps.iter().find(|(n, _)| n.ends_with(".data")).unwrap().1;
+        let set = |repeat: u32, flags: u32| {
+            let mut v = repeat.to_ne_bytes().to_vec();
+            v.extend_from_slice(&flags.to_ne_bytes());
+            bpf.map_update_elem(data, &0u32.to_ne_bytes(), &v, 0)
+                .unwrap();
+        };
+        let view = prog(&o, "cgroup_btf").obj.as_prog().unwrap().clone();
+        let show = bpfvfs_runtime::view::view_show(&rt, &view).expect("a view");
+        let ino = vfs
+            .stat(&Cred::root(), None, b"/sys/fs/cgroup/a", true)
+            .unwrap()
+            .ino;
+        let a = tree.by_id(ino).unwrap();
+        let text = |flags| {
+            set(1, flags);
+            String::from_utf8(show.show(&a).unwrap()).unwrap()
+        };
+        // The kn address as the program sees it, from its own last line.
+        let kn_of = |t: &str| {
+            let last = t.lines().last().unwrap();
+            let hex = last.strip_prefix("kn ").unwrap().split(' ').next().unwrap();
+            u64::from_str_radix(hex, 16).unwrap()
+        };
+        let t = text(0);
+        let kn = kn_of(&t);
+        assert_eq!(
+            t,
+            format!(
+                "(struct cgroup){{\n .kn = (struct kernfs_node *)0x{:016x},\n .level = (int)1,\n}}\nkn {kn:x} ret 0\n",
+                btf_show::hash_ptr(kn)
+            ),
+            "{cfg:?}"
+        );
+        assert_eq!(
+            text(PTR_RAW | ZERO | COMPACT),
+            format!(
+                "(struct cgroup){{.kn = (struct kernfs_node *)0x{kn:016x},.level = (int)1,\
+                 .__pad = (int)0,.ancestors = (struct cgroup *[])],}}kn {kn:x} ret 0\n"
+            )
+        );
+        // About 70 bytes a time: 200 times is past the first page (and the second).
+        set(200, 0);
+        let big = String::from_utf8(show.show(&a).unwrap()).unwrap();
+        assert_eq!(big.matches("(struct cgroup){\n").count(), 200);
+        assert!(
+            big.len() > 8192 && big.ends_with(" ret 0\n"),
+            "{}",
+            big.len()
+        );
+        // The iterator body: every group from the root, in pre-order.
+        set(1, NONAME | COMPACT);
+        let walk = rt
+            .iter_link_create(
+                prog(&o, "cgroup_btf_walk"),
+                IterTarget::Cgroup {
+                    group: None,
+                    order: Some(bpfvfs_runtime::iter::CgroupOrder::DescendantsPre),
+                },
+            )
+            .unwrap();
+        let out = walk
+            .obj
+            .as_link()
+            .unwrap()
+            .seq()
+            .unwrap()
+            .read_all()
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        // The root: level 0, left out; a: level 1.
+        assert!(lines[0].starts_with("{0x00000000") && lines[0].contains(",}kn "));
+        assert!(lines[1].contains(",1,}kn "), "{out}");
+    }
+}
+
+/// What the verifier refuses, as the kernel's: a `ptr_size` past the memory passed, a size
+/// it cannot bound, a seq_file that is not the context's, and the helper outside iterator
+/// and view programs.
+#[test]
+fn the_verifier_checks_the_arguments() {
+    let dir = tmpdir("refusals");
+    let head =
+        "#include \"vmlinux.h\"\n#include <bpf/bpf_helpers.h>\n#include <bpf/bpf_tracing.h>\n\
+                struct btf_ptr { void *ptr; __u32 type_id; __u32 flags; };\n";
+    let iter = |body: &str| {
+        format!(
+            "SEC(\"iter/bpf_map\") int p(struct bpf_iter__bpf_map *ctx) {{ struct btf_ptr b = {{ ctx->map, 1, 0 }}; {body} return 0; }}"
+        )
+    };
+    let cases = [
+        (
+            "ok",
+            iter("bpf_seq_printf_btf(ctx->meta->seq, &b, sizeof(b), 0);"),
+            None,
+        ),
+        (
+            "too_long",
+            iter("bpf_seq_printf_btf(ctx->meta->seq, &b, sizeof(b) + 8, 0);"),
+            Some("invalid indirect access to stack"),
+        ),
+        (
+            "unbounded",
+            iter("bpf_seq_printf_btf(ctx->meta->seq, &b, ctx->meta->seq_num, 0);"),
+            Some("min value is negative"),
+        ),
+        (
+            "not_a_seq_file",
+            iter("bpf_seq_printf_btf((void *)&b, &b, sizeof(b), 0);"),
+            Some("expected=ptr_seq_file"),
+        ),
+        (
+            "fentry",
+            "SEC(\"fentry/vfs_open\") int BPF_PROG(p, const struct path *path) { struct btf_ptr b = { 0, 1, 0 }; bpf_seq_printf_btf(0, &b, sizeof(b), 0); return 0; }".to_string(),
+            Some("cannot use helper bpf_seq_printf_btf#150"),
+        ),
+    ];
+    let (_vfs, _bpf, rt) = common::instance(Default::default());
+    for (name, body, refused) in cases {
+        let src = dir.join(format!("{name}.bpf.c"));
+        std::fs::write(
+            &src,
+            format!("{head}{body}\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n"),
+        )
+        .unwrap();
+        let Some(obj) = common::compile(&src) else {
+            return;
+        };
+        match (rt.load_object(&obj, &LoadOpts::new(name)), refused) {
+            (Ok(_), None) => {}
+            (Err(e), Some(msg)) => {
+                let text = format!("{e} {}", e.verifier_log().unwrap_or(""));
+                assert!(text.contains(msg), "{name}: {text}");
+            }
+            (Ok(_), Some(_)) => panic!("{name}: loaded"),
+            (Err(e), None) => panic!("{name}: {e} {}", e.verifier_log().unwrap_or("")),
+        }
+    }
+}
