@@ -163,6 +163,26 @@ fn exposed_file_goes_with_its_bpffs_pin() {
     d.sh_ok("test -f sys/fs/cgroup/g/cgroup.procs");
     d.sh_ok("rmdir sys/fs/cgroup/g");
     assert!(stat_fails_enoent(&d, "sys/fs/cgroup/g"));
+
+    // rmdir through the mount of a group that still shows an exposed file: the group's
+    // entries go with it while the kernel holds the group's lock waiting for our reply; the
+    // invalidations for them must wait for that reply, not block it (the deadlock rule).
+    let h = array_map(&mut c);
+    c.ok("obj_pin", json!({"handle": h, "path": "/sys/fs/bpf/m2"}));
+    d.sh_ok("mkdir sys/fs/cgroup/h");
+    d.cli_ok(&[
+        "map",
+        "pin",
+        "pinned",
+        "/sys/fs/bpf/m2",
+        "/sys/fs/cgroup/h/m2",
+    ]);
+    d.sh_ok("stat sys/fs/cgroup/h/m2 sys/fs/cgroup/h/cgroup.procs >/dev/null");
+    d.sh_ok("timeout 10 rmdir sys/fs/cgroup/h");
+    assert!(stat_fails_enoent(&d, "sys/fs/cgroup/h/m2"));
+    assert!(stat_fails_enoent(&d, "sys/fs/cgroup/h"));
+    let st = d.stats();
+    assert_eq!(st["fuse_inval_dropped"], 0, "{st}");
 }
 
 /// Many pins and unpins over the control socket while a shell lists the directory through

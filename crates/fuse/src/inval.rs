@@ -226,7 +226,7 @@ impl ChangeListener for Inval {
 
     /// Wait until every change queued so far was handed to the kernel. Never on one of our
     /// worker threads (the notifier may be waiting for a lock the kernel holds until that
-    /// thread replies), and never past [`SYNC_TIMEOUT`].
+    /// thread replies), and never longer than 2 s (`SYNC_TIMEOUT`).
     fn sync(&self) {
         if changes::origin() == Some(self.origin) || self.stop.load(Ordering::SeqCst) {
             return;
