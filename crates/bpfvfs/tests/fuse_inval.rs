@@ -196,17 +196,19 @@ fn stress_control_pins_while_listing() {
     let mut c = Ctl::open(&d.sock);
     let h = array_map(&mut c);
     c.ok("mkdir", json!({"path": "/sys/fs/bpf/s"}));
-    // Two shells list (and stat every entry of) the directory in a loop until told to stop.
-    let listers: Vec<_> = (0..2)
-        .map(|_| {
+    // Two shells list (and stat every entry of) the directory in a loop until told to stop;
+    // a third makes and removes subdirectories in it, so the kernel holds the directory's
+    // lock for our replies while invalidations for it are being sent.
+    const LIST: &str = "i=0; while [ ! -e ../stop ] && [ $i -lt 100000 ]; do \
+                        ls -l sys/fs/bpf/s >/dev/null 2>&1; i=$((i+1)); done; echo $i";
+    const DIRS: &str = "i=0; while [ ! -e ../stop ] && [ $i -lt 100000 ]; do \
+                        mkdir sys/fs/bpf/s/d$i && rmdir sys/fs/bpf/s/d$i || exit 1; \
+                        i=$((i+1)); done; echo $i";
+    let listers: Vec<_> = [LIST, LIST, DIRS]
+        .into_iter()
+        .map(|script| {
             std::process::Command::new("timeout")
-                .args([
-                    "120",
-                    "sh",
-                    "-c",
-                    "i=0; while [ ! -e ../stop ] && [ $i -lt 100000 ]; do \
-                     ls -l sys/fs/bpf/s >/dev/null 2>&1; i=$((i+1)); done; echo $i",
-                ])
+                .args(["120", "sh", "-c", script])
                 .current_dir(&d.mnt)
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -231,6 +233,7 @@ fn stress_control_pins_while_listing() {
             let ls: BTreeSet<String> = d
                 .sh_ok("ls sys/fs/bpf/s")
                 .lines()
+                .filter(|l| !l.starts_with('d'))
                 .map(str::to_string)
                 .collect();
             assert_eq!(ls, live, "listing after {i} changes");
@@ -268,7 +271,8 @@ fn stress_control_pins_while_listing() {
     );
     assert_eq!(st["fuse_inval_dropped"], 0, "{st}");
     eprintln!(
-        "{N} control pins/unpins in {churn:?} while two shells ran ls -l {loops:?} times; \
+        "{N} control pins/unpins in {churn:?} while shells ran ls -l, ls -l, mkdir+rmdir \
+         {loops:?} times; \
          invalidations sent {}, failed {}",
         st["fuse_inval_sent"], st["fuse_inval_failed"]
     );
