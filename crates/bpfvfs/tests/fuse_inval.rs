@@ -356,3 +356,57 @@ fn control_socket_mount_shows_at_once() {
     assert_eq!(d.sh_ok("ls over"), "");
     assert_ne!(d.sh_ok("stat -c %i over"), ino);
 }
+
+/// A view link (the reviewers' alternative to pinning) attached with inherit, its files read
+/// through the mount, then detached over the control socket: the next stat of every file
+/// is ENOENT and they are gone from the listings; a group made while the link is attached
+/// shows its file at once. Same with `bpfvfs cgroup attach`/`detach`.
+#[test]
+fn view_link_detach_shows_at_once() {
+    let Some(d) = Daemon::start("finvalview", LONG_TTL) else {
+        return;
+    };
+    if !d.mnt.join("sys/fs/cgroup").is_dir() {
+        skip("this daemon has no cgroup tree");
+        return;
+    }
+    let Some(o) = example_bpf("view_cgroup_info", d.tmp.path()) else {
+        return;
+    };
+    d.cli_ok(&["prog", "loadall", o.to_str().unwrap(), "/sys/fs/bpf/vci"]);
+    d.sh_ok("mkdir -p sys/fs/cgroup/g/sub && ls sys/fs/cgroup/g sys/fs/cgroup/g/sub");
+    let mut c = Ctl::open(&d.sock);
+    let p = c.ok("obj_get", json!({"path": "/sys/fs/bpf/vci/cgroup_info"}))["handle"].clone();
+    let l = c.ok(
+        "link_create",
+        json!({"handle": p, "attach_type": "view", "target": "/sys/fs/cgroup/g", "inherit": true}),
+    )["handle"]
+        .clone();
+    d.sh_ok("mkdir sys/fs/cgroup/g/later");
+    let groups = ["g", "g/sub", "g/later"];
+    for g in groups {
+        let ls = d.sh_ok(&format!("ls sys/fs/cgroup/{g}"));
+        assert!(ls.lines().any(|x| x == "cgroup_info"), "{g}: {ls}");
+        d.sh_ok(&format!("cat sys/fs/cgroup/{g}/cgroup_info >/dev/null"));
+    }
+    c.ok("link_detach", json!({"handle": l}));
+    for g in groups {
+        assert!(
+            stat_fails_enoent(&d, &format!("sys/fs/cgroup/{g}/cgroup_info")),
+            "{g}"
+        );
+        let ls = d.sh_ok(&format!("ls sys/fs/cgroup/{g}"));
+        assert!(!ls.lines().any(|x| x == "cgroup_info"), "{g}: {ls}");
+    }
+    // The CLI's attach/detach.
+    let host_g = d.mnt.join("sys/fs/cgroup/g");
+    let host_g = host_g.to_str().unwrap();
+    let prog = ["pinned", "/sys/fs/bpf/vci/cgroup_info"];
+    d.cli_ok(&[
+        "cgroup", "attach", host_g, "view", prog[0], prog[1], "inherit",
+    ]);
+    d.sh_ok("cat sys/fs/cgroup/g/sub/cgroup_info >/dev/null");
+    d.cli_ok(&["cgroup", "detach", host_g, "view", prog[0], prog[1]]);
+    assert!(stat_fails_enoent(&d, "sys/fs/cgroup/g/sub/cgroup_info"));
+    d.sh_ok("rmdir sys/fs/cgroup/g/later sys/fs/cgroup/g/sub sys/fs/cgroup/g");
+}
