@@ -192,6 +192,7 @@ pub fn show(
         size: 0,
         win: 0,
         safe: [0; CHUNK],
+        line: Vec::with_capacity(128),
     };
     s.show_type(type_id, type_id, addr, 0);
     s.status
@@ -257,6 +258,8 @@ struct Shower<'a> {
     /// Address the copied chunk starts at, and the chunk.
     win: u64,
     safe: [u8; CHUNK],
+    /// The line being built (reused).
+    line: Vec<u8>,
 }
 
 impl Shower<'_> {
@@ -274,11 +277,26 @@ impl Shower<'_> {
         }
     }
 
-    fn indent(&self) -> Vec<u8> {
-        if self.compact() {
-            Vec::new()
-        } else {
-            vec![b' '; self.depth.min(32) as usize]
+    /// Output is suppressed (a zero-check pass): lines need not be built.
+    fn silent(&self) -> bool {
+        self.depth_check != 0
+    }
+
+    /// Emit one piece built by `f` into the reused line buffer.
+    fn emit_with(&mut self, f: impl FnOnce(&Self, &mut Vec<u8>)) {
+        if self.silent() {
+            return;
+        }
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        f(self, &mut line);
+        (self.out)(&line);
+        self.line = line;
+    }
+
+    fn indent(&self, out: &mut Vec<u8>) {
+        if !self.compact() {
+            out.resize(out.len() + self.depth.min(32) as usize, b' ');
         }
     }
 
@@ -305,21 +323,19 @@ impl Shower<'_> {
         }
     }
 
-    /// `[.member = ](type name)` plus the opening bracket of an aggregate.
-    fn name(&self) -> Vec<u8> {
+    /// `[.member = ](type name)` plus the opening bracket of an aggregate, appended to
+    /// `out`.
+    fn name(&self, out: &mut Vec<u8>) {
         if self.array_member {
-            return Vec::new();
+            return;
         }
         let btf = self.btf;
         let (mut id, member) = match self.member {
-            Some(m) => (
-                m.type_id,
-                btf.string_at(m.name_off).unwrap_or("").to_string(),
-            ),
-            None => (self.type_id, String::new()),
+            Some(m) => (m.type_id, btf.string_at(m.name_off).unwrap_or("")),
+            None => (self.type_id, ""),
         };
         let Some(mut t) = self.ty(id) else {
-            return Vec::new();
+            return;
         };
         let (mut typedef_name, mut ptrs, mut arrays) = (None, 0usize, 0usize);
         let (mut saw_ptr, mut saw_array, mut saw_typedef) = (false, false, false);
@@ -360,12 +376,12 @@ impl Shower<'_> {
             }
             match self.ty(q) {
                 Some(qt) => t = qt,
-                None => return Vec::new(),
+                None => return,
             }
             i += 1;
         }
         if i == NAME_CHAIN {
-            return Vec::new();
+            return;
         }
         let name = typedef_name.unwrap_or_else(|| btf.string_at(t.name_off).unwrap_or(""));
         let mut prefix = match t.kind {
@@ -391,32 +407,32 @@ impl Shower<'_> {
         if saw_typedef {
             prefix = "";
         }
-        let mut s = String::new();
+        let start = out.len();
         if self.flags & BTF_F_NONAME != 0 {
-            s.push_str(parens);
+            out.extend_from_slice(parens.as_bytes());
         } else {
             if !member.is_empty() {
-                s.push('.');
-                s.push_str(&member);
-                s.push_str(" = ");
+                out.push(b'.');
+                out.extend_from_slice(member.as_bytes());
+                out.extend_from_slice(b" = ");
             }
-            s.push('(');
-            s.push_str(prefix);
+            out.push(b'(');
+            out.extend_from_slice(prefix.as_bytes());
             if !prefix.is_empty() && !name.is_empty() {
-                s.push(' ');
+                out.push(b' ');
             }
-            s.push_str(name);
+            out.extend_from_slice(name.as_bytes());
             if ptrs > 0 {
-                s.push(' ');
+                out.push(b' ');
             }
-            s.push_str(&"*".repeat(ptrs));
-            s.push_str(&"[]".repeat(arrays));
-            s.push(')');
-            s.push_str(parens);
+            out.resize(out.len() + ptrs, b'*');
+            for _ in 0..arrays {
+                out.extend_from_slice(b"[]");
+            }
+            out.push(b')');
+            out.extend_from_slice(parens.as_bytes());
         }
-        let mut b = s.into_bytes();
-        b.truncate(NAME_MAX);
-        b
+        out.truncate(start + (out.len() - start).min(NAME_MAX));
     }
 
     /// One value: `indent name value delim newline`, left out when zero below the top level
@@ -428,12 +444,13 @@ impl Shower<'_> {
     }
 
     fn values(&mut self, v: &[u8]) {
-        let mut line = self.indent();
-        line.extend_from_slice(&self.name());
-        line.extend_from_slice(v);
-        line.extend_from_slice(self.delim());
-        line.extend_from_slice(self.newline());
-        self.emit(&line);
+        self.emit_with(|s, line| {
+            s.indent(line);
+            s.name(line);
+            line.extend_from_slice(v);
+            line.extend_from_slice(s.delim());
+            line.extend_from_slice(s.newline());
+        });
         self.depth_to_show = self.depth_to_show.max(self.depth);
     }
 
@@ -504,21 +521,23 @@ impl Shower<'_> {
 
     fn start_aggr(&mut self, t_id: TypeId, type_id: TypeId, addr: u64) -> Option<usize> {
         let off = self.start_type(t_id, type_id, addr)?;
-        let mut line = self.indent();
-        line.extend_from_slice(&self.name());
-        line.extend_from_slice(self.newline());
-        self.emit(&line);
+        self.emit_with(|s, line| {
+            s.indent(line);
+            s.name(line);
+            line.extend_from_slice(s.newline());
+        });
         self.depth += 1;
         Some(off)
     }
 
     fn end_aggr(&mut self, close: &[u8]) {
         self.depth = self.depth.saturating_sub(1);
-        let mut line = self.indent();
-        line.extend_from_slice(close);
-        line.extend_from_slice(self.delim());
-        line.extend_from_slice(self.newline());
-        self.emit(&line);
+        self.emit_with(|s, line| {
+            s.indent(line);
+            line.extend_from_slice(close);
+            line.extend_from_slice(s.delim());
+            line.extend_from_slice(s.newline());
+        });
         self.end_type();
     }
 
@@ -790,13 +809,16 @@ impl Shower<'_> {
     }
 
     fn structure(&mut self, t_id: TypeId, type_id: TypeId, addr: u64, _bits: u8) {
-        let Some(members) = self.ty(t_id).map(|t| t.members().to_vec()) else {
+        // Borrowed from the BTF, not from `self`.
+        let btf = self.btf;
+        let Ok(t) = btf.type_by_id(t_id) else {
             return;
         };
+        let members = t.members();
         if self.start_aggr(t_id, type_id, addr).is_none() {
             return;
         }
-        for m in members {
+        for &m in members {
             self.member = Some(m);
             let at = addr.wrapping_add(u64::from(m.bit_offset / 8));
             let bits = (m.bit_offset % 8) as u8;

@@ -888,3 +888,55 @@ fn the_verifier_checks_the_arguments() {
         }
     }
 }
+
+/// Figures (release build: `cargo test --release -p bpfvfs-runtime --test seq_printf_btf
+/// figures -- --ignored --nocapture`): one helper call showing `struct dentry` (15 lines)
+/// from an iterator, and the formatter alone on clang's `struct outer`.
+#[test]
+#[ignore]
+fn figures() {
+    let Some(bytes) = common::example("iter_btf_show") else {
+        return;
+    };
+    let dentry = [8, 0x5000, 0x11 | 3 << 32, 0, 0, 0, 0, 7];
+    for cfg in common::configs() {
+        let (_vfs, bpf, rt) = common::instance(cfg);
+        let o = load(&rt, "iter_btf_show", &bytes);
+        // 16 elements x 50 calls = 800 calls per session (one element fits a buffer).
+        let cases = vec![case(DENTRY, PTR_RAW, &dentry).repeat(50); 16];
+        ours(&rt, &bpf, &o, &cases).unwrap();
+        let n = 20;
+        let t = std::time::Instant::now();
+        let mut len = 0;
+        for _ in 0..n {
+            len = ours(&rt, &bpf, &o, &cases).unwrap().len();
+        }
+        let per = t.elapsed().as_secs_f64() / f64::from(n * 16 * 50);
+        println!(
+            "{cfg:?}: {:.2} us per bpf_seq_printf_btf(struct dentry) ({} bytes each)",
+            per * 1e6,
+            len / (16 * 50)
+        );
+    }
+    let Some(btf) = types_btf() else {
+        return;
+    };
+    let outer = btf
+        .find_by_name_kind("outer", bpfvfs_ebpf_obj::BtfKind::Struct)
+        .unwrap();
+    let b = outer_bytes(&btf, outer);
+    let mem = SliceMem {
+        base: 0x1000,
+        bytes: &b,
+    };
+    let n = 20000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(btf_show::show_to_vec(&btf, outer, 0x1000, 0, &mem));
+    }
+    println!(
+        "formatter alone: {:.2} us per struct outer (19 members, {} bytes)",
+        t.elapsed().as_secs_f64() * 1e6 / f64::from(n),
+        OUTER.len()
+    );
+}
