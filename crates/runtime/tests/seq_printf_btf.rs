@@ -502,6 +502,9 @@ struct outer {
 	struct { int anon_x; };
 };
 struct outer g;
+union empty {};
+struct holder { int a; union empty u; int b; };
+struct holder h;
 "#;
 
 fn types_btf() -> Option<bpfvfs_ebpf_obj::Btf> {
@@ -676,6 +679,15 @@ fn formatter_prints_c_types_as_the_kernel() {
     let zero = [0u8; 8];
     let z8 = SliceMem { base, bytes: &zero };
     assert_eq!(show(big, COMPACT, &z8).0, "(enum big)BIG_A");
+    // Compact mode separates with `|` only after an empty union (the delimiter looks at
+    // the type last started, which is the union itself only when it has no members).
+    let holder = btf.find_by_name_kind("holder", BtfKind::Struct).unwrap();
+    let hb: Vec<u8> = [1i32, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let hm = SliceMem { base, bytes: &hb };
+    assert_eq!(
+        show(holder, COMPACT | ZERO, &hm).0,
+        "(struct holder){.a = (int)1,.u = (union empty){}|.b = (int)2,}"
+    );
     // Only the first 40 bytes readable: what needs the rest is left out (the float needs
     // no memory), the status is the last failed copy's.
     let part = SliceMem {
