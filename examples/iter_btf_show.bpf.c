@@ -35,6 +35,8 @@ enum {
 	SHOW_TASK = 14,		/* struct task_struct (bpfvfs's layout only) */
 	SHOW_MAP = 15,		/* struct bpf_map (bpfvfs's layout only) */
 	SHOW_INODE = 16,	/* struct inode (bpfvfs's layout only) */
+	SHOW_LOCAL = 17,	/* this program's own struct btf_case, by its local id: the id
+				 * is looked up in the kernel's BTF, never the program's */
 };
 
 struct btf_case {
@@ -123,6 +125,9 @@ int show_cases(struct bpf_iter__bpf_map_elem *ctx)
 		break;
 	case SHOW_INODE:
 		b.p.type_id = bpf_core_type_id_kernel(struct inode);
+		break;
+	case SHOW_LOCAL:
+		b.p.type_id = bpf_core_type_id_local(struct btf_case);
 		break;
 	default:
 		return 0;
