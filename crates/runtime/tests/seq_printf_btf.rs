@@ -967,3 +967,30 @@ fn figures() {
         OUTER.len()
     );
 }
+
+/// Whatever id a program names and whatever bytes are there, the formatter returns (no
+/// panic): every type of bpfvfs's kernel BTF and of clang's test BTF, every flag
+/// combination, all-ones, all-zero and short memory.
+#[test]
+fn every_type_with_any_bytes_returns() {
+    let ones = vec![0xffu8; 512];
+    let zeros = vec![0u8; 512];
+    let mut btfs = vec![bpfvfs_runtime::kernel_btf().clone()];
+    btfs.extend(types_btf());
+    let mut shown = 0;
+    for btf in &btfs {
+        for id in 1..=btf.len() as u32 {
+            for flags in 0..16u64 {
+                for bytes in [&ones[..], &zeros[..], &ones[..5]] {
+                    let mem = SliceMem {
+                        base: 0x1000,
+                        bytes,
+                    };
+                    let (out, _) = btf_show::show_to_vec(btf, id, 0x1000, flags, &mem);
+                    shown += usize::from(!out.is_empty());
+                }
+            }
+        }
+    }
+    assert!(shown > 1000, "{shown}");
+}
