@@ -35,6 +35,7 @@ enum {
 	SHOW_TASK = 14,		/* struct task_struct (bpfvfs's layout only) */
 	SHOW_MAP = 15,		/* struct bpf_map (bpfvfs's layout only) */
 	SHOW_INODE = 16,	/* struct inode (bpfvfs's layout only) */
+	SHOW_STACK = 18,	/* struct path copied to the program's stack */
 	SHOW_LOCAL = 17,	/* this program's own struct btf_case, by its local id: the id
 				 * is looked up in the kernel's BTF, never the program's */
 };
@@ -68,6 +69,7 @@ int show_cases(struct bpf_iter__bpf_map_elem *ctx)
 		struct btf_ptr p;
 		__u64 pad[2];
 	} b = {};
+	__u64 local[2];
 	long ret = 0;
 	__u32 i, n;
 
@@ -125,6 +127,12 @@ int show_cases(struct bpf_iter__bpf_map_elem *ctx)
 		break;
 	case SHOW_INODE:
 		b.p.type_id = bpf_core_type_id_kernel(struct inode);
+		break;
+	case SHOW_STACK:
+		local[0] = c->data[0];
+		local[1] = c->data[1];
+		b.p.ptr = local;
+		b.p.type_id = bpf_core_type_id_kernel(struct path);
 		break;
 	case SHOW_LOCAL:
 		b.p.type_id = bpf_core_type_id_local(struct btf_case);

@@ -46,6 +46,7 @@ const TASK: u32 = 14;
 const MAP: u32 = 15;
 const INODE: u32 = 16;
 const LOCAL: u32 = 17;
+const STACK: u32 = 18;
 
 /// `sizeof(struct btf_case)`.
 const VALUE_SIZE: usize = 32 + 128;
@@ -253,7 +254,12 @@ fn parity_cases() -> Vec<Vec<Case>> {
             case(PATH, 0, &[p]).size(15),
             case(PATH, 0, &[p]).size(17),
         ],
-        vec![case(PATH, 0, &[p]).size(0), case(U64, 0, &[3]).repeat(3)],
+        vec![
+            case(PATH, 0, &[p]).size(0),
+            case(U64, 0, &[3]).repeat(3),
+            // The object on the program's stack.
+            case(STACK, PTR_RAW, &[0x7000, 0x8000]),
+        ],
         // Overflow: 250 prints of ~110 bytes do not fit what is left of the first buffer
         // after 120 of them, so the element is shown again whole in the next one; the
         // helper still returns 0 (the kernel's does not report a full buffer).
@@ -301,6 +307,12 @@ fn output_is_the_kernels() {
         if set == 3 {
             assert_eq!(text.matches("(struct path){").count(), 370, "{text}");
             assert!(k.len() > 32768 && text.contains("#1 ret 0\n"));
+        }
+        if set == 2 {
+            assert!(
+                text.contains(" .dentry = (struct dentry *)0x0000000000008000,\n}\n#2 ret 0"),
+                "{text}"
+            );
         }
         if set == 5 {
             // The program's own type id names some kernel type, not the program's struct.
