@@ -5,11 +5,9 @@
 //! against the host kernel by tests/seq_printf_btf.rs:
 //!
 //! ```text
-//! (struct dentry){
-//!  .d_parent = (struct dentry *)0x00000000c37712c7,
-//!  .d_name = (struct qstr){
-//!   .name = (unsigned char *)0x000000002c1a0b55,
-//!  },
+//! (struct path){
+//!  .mnt = (struct vfsmount *)0x00000000c37712c7,
+//!  .dentry = (struct dentry *)0x000000002c1a0b55,
 //! }
 //! ```
 //!
@@ -30,7 +28,7 @@
 //! addresses). The status is the last copy's, as the kernel's.
 //!
 //! Kernel details kept on purpose, all visible in the output: the top-level object keeps a
-//! typedef's name (`(u64)5`: the kernel's vmlinux BTF has no resolved ids); an array whose
+//! typedef's name (`(__u64)5`: the kernel's vmlinux BTF has no resolved ids); an array whose
 //! elements have no size of their own (pointers, arrays) repeats its first element; an enum
 //! is read as 4 bytes whatever its size; a union's members are separated by `,` (the `|` of
 //! compact mode only appears for an empty union); a name longer than 79 bytes is cut; a
