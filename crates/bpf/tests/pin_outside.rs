@@ -466,7 +466,7 @@ impl SeqSource for Fixed4k {
 /// Figures for docs: open + read 4 KiB + close, in-process, per file kind. Run with
 /// `cargo test --release -p bpfvfs-bpf --test pin_outside -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "prints timing figures for docs/benchmarks.md, asserts nothing: run with -- --ignored --nocapture"]
 fn cost_of_reading_pins() {
     let (bpf, root) = setup();
     let vfs = bpf.vfs().clone();

@@ -462,7 +462,7 @@ fn median_p90(mut samples: Vec<u128>) -> (u128, u128) {
 /// `cat FILE` spawned per read. Prints a table; run in release:
 /// `cargo test --release -p bpfvfs --test cgroup_examples -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "prints timing figures for docs/benchmarks.md, asserts nothing: run with -- --ignored --nocapture"]
 fn view_read_cost_through_fuse() {
     use std::io::Read;
     use std::time::Instant;

@@ -15,7 +15,7 @@ impl SeqShow for Fixed {
 }
 
 #[test]
-#[ignore]
+#[ignore = "prints timing figures for docs/benchmarks.md, asserts nothing: run with -- --ignored --nocapture"]
 fn costs() {
     let vfs = Vfs::new_memfs();
     let tree = install(&vfs, CgroupMode::Local).unwrap();

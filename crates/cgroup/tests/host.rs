@@ -212,7 +212,7 @@ fn host_mirror_matches_host() {
 
 /// Rough cost of finding a task's group in host mode (reads /proc/PID/cgroup), printed.
 #[test]
-#[ignore]
+#[ignore = "prints timing figures for docs/benchmarks.md, asserts nothing: run with -- --ignored --nocapture"]
 fn host_group_of_pid_cost() {
     let Some(h) = host() else { return };
     let vfs = Vfs::new_memfs();

@@ -631,7 +631,7 @@ fn view_offsets_match_vmlinux_h() {
 /// Figures (run with `--release -- --ignored --nocapture`): one session of the map iterator
 /// over 200 maps (per session and per object), and one view run, on the JIT.
 #[test]
-#[ignore]
+#[ignore = "prints timing figures for docs/benchmarks.md, asserts nothing: run with -- --ignored --nocapture"]
 fn figures() {
     let (Some(maps_obj), Some(view_obj)) = (
         common::example("iter_maps"),

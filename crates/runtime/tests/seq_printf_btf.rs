@@ -930,7 +930,7 @@ fn the_verifier_checks_the_arguments() {
 /// figures -- --ignored --nocapture`): one helper call showing `struct dentry` (15 lines)
 /// from an iterator, and the formatter alone on clang's `struct outer`.
 #[test]
-#[ignore]
+#[ignore = "prints timing figures for docs/benchmarks.md, asserts nothing: run with -- --ignored --nocapture"]
 fn figures() {
     let Some(bytes) = common::example("iter_btf_show") else {
         return;

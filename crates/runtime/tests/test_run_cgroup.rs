@@ -141,7 +141,7 @@ fn test_runs_report_the_callers_group() {
 /// `cargo test --release -p bpfvfs-runtime --test test_run_cgroup figures -- --ignored
 /// --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "prints timing figures for docs/benchmarks.md, asserts nothing: run with -- --ignored --nocapture"]
 fn figures() {
     let Some(obj) = object() else {
         return;
