@@ -6,9 +6,9 @@
 //! (read-only / write-only / read-write), enforced on every map command.
 
 use crate::bpffs::{pinned_object, BpfFs, BpfFsOptions, DebugKind};
+use crate::expose::{Exposures, PinError, ViewFactory};
 use crate::map::{Map, MapDef};
 use crate::object::{BpfObject, ObjKind, Registry};
-use crate::expose::{Exposures, PinError, ViewFactory};
 use crate::pin_outside::{HeldWatch, TruePins};
 use crate::prog::{Link, Prog, ProgInfo};
 use crate::uapi::*;
@@ -501,10 +501,7 @@ impl Bpf {
         self.true_pins
             .all()
             .into_iter()
-            .filter(|p| {
-                p.object()
-                    .is_some_and(|o| o.kind() == kind && o.id() == id)
-            })
+            .filter(|p| p.object().is_some_and(|o| o.kind() == kind && o.id() == id))
             .filter_map(|p| p.path(&self.vfs))
             .collect()
     }

@@ -68,7 +68,10 @@ fn main() {
     vfs.write_file(&root, b"/d/f", b"x").expect("write");
     for _ in 0..iters {
         match op {
-            "open_close" => drop(vfs.open(&root, None, b"/d/f", oflags::O_RDONLY, 0).expect("open")),
+            "open_close" => drop(
+                vfs.open(&root, None, b"/d/f", oflags::O_RDONLY, 0)
+                    .expect("open"),
+            ),
             "stat" => drop(vfs.stat(&root, None, b"/d/f", true).expect("stat")),
             _ => panic!("unknown op {op}"),
         }

@@ -794,7 +794,13 @@ impl ViewArena {
 
     /// A `struct task_struct` whose `cgroups->dfl_cgrp` is the view `cgroup` (0: none);
     /// remembered as the run's current task.
-    pub fn task(&mut self, pid: u32, tgid: u32, comm: &[u8; 16], cgroup: u64) -> Result<u64, ArenaFull> {
+    pub fn task(
+        &mut self,
+        pid: u32,
+        tgid: u32,
+        comm: &[u8; 16],
+        cgroup: u64,
+    ) -> Result<u64, ArenaFull> {
         let css = self.alloc(1)?;
         self.put(css, off::CSS_DFL_CGRP, &cgroup.to_ne_bytes());
         let css = self.addr_of(css);

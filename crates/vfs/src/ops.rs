@@ -13,8 +13,8 @@
 //! An operation reads [`Vfs::hooks`] once for its trace point, so entry and exit always come
 //! in pairs even if the hooks are switched meanwhile.
 
-use crate::dentry::DentryRef;
 use crate::changes::ChangeKind;
+use crate::dentry::DentryRef;
 use crate::errno::{Errno, Result};
 use crate::file::File;
 use crate::fsnotify::{self, IN_ACCESS, IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY};
@@ -550,7 +550,13 @@ impl Vfs {
         fsnotify::notify_inode(&inode, IN_ATTRIB); // the link count changed
         let d = self.d_add_locked(&mut children, &new_parent.dentry, new_name, &inode);
         fsnotify::notify_name(new_parent.inode(), IN_CREATE, false, new_name, 0);
-        self.note_entry(ChangeKind::Added, new_parent.inode(), new_name, &inode, true);
+        self.note_entry(
+            ChangeKind::Added,
+            new_parent.inode(),
+            new_name,
+            &inode,
+            true,
+        );
         drop(children);
         Ok(PathRef {
             mnt: new_parent.mnt.clone(),

@@ -2029,7 +2029,10 @@ impl<'a> Verifier<'a> {
             }
             RetKind::BtfId(name) => {
                 let idx = self.env.prog_type.find_struct(name).ok_or_else(|| {
-                    format!("helper {} returns struct {name}, which this program type does not model", proto.name)
+                    format!(
+                        "helper {} returns struct {name}, which this program type does not model",
+                        proto.name
+                    )
                 })?;
                 let mut r = Reg::ptr(RegType::BtfId);
                 r.aux = idx as u32;
