@@ -35,8 +35,7 @@
 
 use super::local_storage::{
     CacheIdxAllocator, DomainCore, DomainCounts, Elem, ElemCounts, ElemStats, Home,
-    LocalStorageMap, LsError, Owner, BPF_LOCAL_STORAGE_GET_F_CREATE, MAX_VALUE_SIZE,
-    STORAGE_GET_F_NOALLOC,
+    LocalStorageMap, LsError, Owner, BPF_LOCAL_STORAGE_GET_F_CREATE, STORAGE_GET_F_NOALLOC,
 };
 use crate::map::{Map, MapDef, MapOps, MapTypeEntry};
 use crate::uapi::*;
@@ -51,32 +50,12 @@ use std::sync::Arc;
 
 pub const ENTRY: MapTypeEntry = MapTypeEntry {
     map_type: MapType::CgrpStorage,
-    check,
+    check: super::local_storage::alloc_check,
     alloc,
 };
 
 /// The kernel's `cgroup_cache`: cache slots shared by all cgroup-storage maps.
 pub static CGROUP_CACHE: CacheIdxAllocator = CacheIdxAllocator::new();
-
-/// BPF_LOCAL_STORAGE_CREATE_FLAG_MASK.
-const CREATE_FLAG_MASK: u32 = BPF_F_NO_PREALLOC | BPF_F_CLONE;
-
-/// bpf_local_storage_map_alloc_check (shared by every local-storage type).
-fn check(def: &MapDef) -> Result<()> {
-    if def.map_flags & !CREATE_FLAG_MASK != 0
-        || def.map_flags & BPF_F_NO_PREALLOC == 0
-        || def.max_entries != 0
-        || def.key_size != 4
-        || def.value_size == 0
-        || def.map_extra != 0
-    {
-        return Err(Errno::EINVAL);
-    }
-    if def.value_size > MAX_VALUE_SIZE {
-        return Err(Errno::E2BIG);
-    }
-    Ok(())
-}
 
 fn alloc(def: &MapDef) -> Result<Box<dyn MapOps>> {
     Ok(Box::new(CgrpStorageMap {

@@ -65,7 +65,7 @@
 
 use super::local_storage::{
     self, CacheIdxAllocator, DomainCore, DomainCounts, Elem, ElemCounts, ElemStats, Home,
-    LocalStorageMap, LsError, Owner, Storage, BPF_LOCAL_STORAGE_GET_F_CREATE, MAX_VALUE_SIZE,
+    LocalStorageMap, LsError, Owner, Storage, BPF_LOCAL_STORAGE_GET_F_CREATE,
     STORAGE_GET_F_NOALLOC,
 };
 use crate::map::{Map, MapDef, MapOps, MapTypeEntry};
@@ -80,33 +80,13 @@ use std::sync::Arc;
 
 pub const ENTRY: MapTypeEntry = MapTypeEntry {
     map_type: MapType::InodeStorage,
-    check,
+    check: super::local_storage::alloc_check,
     alloc,
 };
 
 /// The kernel's `inode_cache`: cache slots are shared by all inode-storage maps of the
 /// process, as in Linux they are by all such maps of the system.
 pub static INODE_CACHE: CacheIdxAllocator = CacheIdxAllocator::new();
-
-/// BPF_LOCAL_STORAGE_CREATE_FLAG_MASK.
-const CREATE_FLAG_MASK: u32 = BPF_F_NO_PREALLOC | BPF_F_CLONE;
-
-/// bpf_local_storage_map_alloc_check.
-fn check(def: &MapDef) -> Result<()> {
-    if def.map_flags & !CREATE_FLAG_MASK != 0
-        || def.map_flags & BPF_F_NO_PREALLOC == 0
-        || def.max_entries != 0
-        || def.key_size != 4
-        || def.value_size == 0
-        || def.map_extra != 0
-    {
-        return Err(Errno::EINVAL);
-    }
-    if def.value_size > MAX_VALUE_SIZE {
-        return Err(Errno::E2BIG);
-    }
-    Ok(())
-}
 
 fn alloc(def: &MapDef) -> Result<Box<dyn MapOps>> {
     Ok(Box::new(InodeStorageMap {

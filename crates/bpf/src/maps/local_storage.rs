@@ -92,6 +92,27 @@ pub const STORAGE_GET_F_NOALLOC: u64 = 1 << 63;
 /// (U16_MAX - sizeof(struct bpf_local_storage_elem)); checked against the host kernel.
 pub const MAX_VALUE_SIZE: u32 = u16::MAX as u32 - 128;
 
+/// BPF_LOCAL_STORAGE_CREATE_FLAG_MASK.
+const CREATE_FLAG_MASK: u32 = crate::uapi::BPF_F_NO_PREALLOC | crate::uapi::BPF_F_CLONE;
+
+/// bpf_local_storage_map_alloc_check: the create-time rules every local-storage map type
+/// (inode, cgroup) shares.
+pub fn alloc_check(def: &crate::map::MapDef) -> bpfvfs_vfs::Result<()> {
+    if def.map_flags & !CREATE_FLAG_MASK != 0
+        || def.map_flags & crate::uapi::BPF_F_NO_PREALLOC == 0
+        || def.max_entries != 0
+        || def.key_size != 4
+        || def.value_size == 0
+        || def.map_extra != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    if def.value_size > MAX_VALUE_SIZE {
+        return Err(Errno::E2BIG);
+    }
+    Ok(())
+}
+
 /// What can go wrong; each maps to the errno Linux returns for it.
 #[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LsError {
