@@ -18,11 +18,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn tmpdir(what: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bpfvfs-iter-kernel-{what}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -30,25 +25,7 @@ fn tmpdir(what: &str) -> PathBuf {
 }
 
 fn build_harness(dir: &Path) -> Result<PathBuf, String> {
-    if !is_root() {
-        return Err("not root: the kernel side needs CAP_BPF".into());
-    }
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kernel/iter_run.c");
-    let out = dir.join("iter_run");
-    let r = Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .arg("-lbpf")
-        .output()
-        .map_err(|e| format!("gcc not available: {e}"))?;
-    if !r.status.success() {
-        return Err(format!(
-            "cannot build the libbpf harness: {}",
-            String::from_utf8_lossy(&r.stderr)
-        ));
-    }
-    Ok(out)
+    common::build_libbpf_harness("iter_run", dir)
 }
 
 /// The kernel's output, or why the kernel could not run it.

@@ -24,25 +24,7 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn build_harness(dir: &Path) -> Result<PathBuf, String> {
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("not root: the kernel side needs CAP_BPF".into());
-    }
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kernel/kernel_run.c");
-    let out = dir.join("kernel_run");
-    let r = Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .arg("-lbpf")
-        .output()
-        .map_err(|e| format!("gcc not available: {e}"))?;
-    if !r.status.success() {
-        return Err(format!(
-            "cannot build the libbpf harness: {}",
-            String::from_utf8_lossy(&r.stderr)
-        ));
-    }
-    Ok(out)
+    common::build_libbpf_harness("kernel_run", dir)
 }
 
 fn kernel_side(harness: &Path, obj: &Path, script: &str) -> Result<String, String> {

@@ -149,11 +149,6 @@ fn ours(
     link.obj.as_link().unwrap().seq().unwrap().read_all()
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn tmpdir(what: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bpfvfs-btf-{what}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -161,25 +156,7 @@ fn tmpdir(what: &str) -> PathBuf {
 }
 
 fn build_harness(dir: &Path) -> Result<PathBuf, String> {
-    if !is_root() {
-        return Err("not root: the kernel side needs CAP_BPF".into());
-    }
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kernel/btf_run.c");
-    let out = dir.join("btf_run");
-    let r = Command::new("gcc")
-        .args(["-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .arg("-lbpf")
-        .output()
-        .map_err(|e| format!("gcc not available: {e}"))?;
-    if !r.status.success() {
-        return Err(format!(
-            "cannot build the libbpf harness: {}",
-            String::from_utf8_lossy(&r.stderr)
-        ));
-    }
-    Ok(out)
+    common::build_libbpf_harness("btf_run", dir)
 }
 
 /// The kernel's output for `cases`, or why the kernel could not run it.

@@ -89,3 +89,32 @@ pub fn configs() -> Vec<RuntimeConfig> {
     }
     v
 }
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Build the libbpf harness `tests/kernel/NAME.c` into `dir` with gcc; why not, if the
+/// kernel side cannot run here (not root, no gcc, no libbpf-dev).
+pub fn build_libbpf_harness(name: &str, dir: &std::path::Path) -> Result<PathBuf, String> {
+    if !is_root() {
+        return Err("not root: the kernel side needs CAP_BPF".into());
+    }
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/kernel/{name}.c"));
+    let out = dir.join(name);
+    let r = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-lbpf")
+        .output()
+        .map_err(|e| format!("gcc not available: {e}"))?;
+    if !r.status.success() {
+        return Err(format!(
+            "cannot build the libbpf harness: {}",
+            String::from_utf8_lossy(&r.stderr)
+        ));
+    }
+    Ok(out)
+}
