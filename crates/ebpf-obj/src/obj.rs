@@ -15,6 +15,10 @@ use crate::maps::{
 };
 use crate::section::{parse_section, ProgramKind};
 
+/// Largest global-data section: the kernel's KMALLOC_MAX_SIZE (4 MiB on x86-64), the
+/// largest array-map value it accepts.
+const MAX_DATA_SECTION: u32 = 4 << 20;
+
 const R_BPF_NONE: u32 = 0;
 const R_BPF_64_64: u32 = 1;
 const R_BPF_64_ABS64: u32 = 2;
@@ -321,7 +325,7 @@ impl LoadedObject {
         l.collect_functions()?;
         l.collect_legacy_maps()?;
         l.collect_btf_maps()?;
-        l.collect_data_maps();
+        l.collect_data_maps()?;
         l.collect_map_slots()?;
         l.collect_code_relocs()?;
         let programs = l.link_programs()?;
@@ -765,12 +769,24 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    fn collect_data_maps(&mut self) {
+    fn collect_data_maps(&mut self) -> Result<(), ObjError> {
         for (i, s) in self.sections.iter().enumerate() {
             let Some(kind) = data_kind(s) else { continue };
             let Ok(size) = u32::try_from(s.size) else {
                 continue;
             };
+            // A global-data map is one array element of the section's size; the kernel
+            // refuses values over KMALLOC_MAX_SIZE (E2BIG), so a larger section (a `.bss`
+            // header can claim gigabytes in a few bytes of file) is refused here, before
+            // anything is allocated for it. Found by the `loader` fuzz target.
+            if size > MAX_DATA_SECTION {
+                return Err(ObjError::Section {
+                    section: s.name.clone(),
+                    reason: format!(
+                        "global data of {size} bytes: more than the kernel's largest map value ({MAX_DATA_SECTION} bytes)"
+                    ),
+                });
+            }
             let (source, flags, init) = match kind {
                 DataKind::Data => (DataSection::Data, 0, s.data.to_vec()),
                 DataKind::Rodata => (DataSection::Rodata, map_flags::RDONLY_PROG, s.data.to_vec()),
@@ -796,6 +812,7 @@ impl<'a> Loader<'a> {
             self.maps.push(m);
             self.map_locs.push((i, 0, u64::from(size), None));
         }
+        Ok(())
     }
 
     fn map_at(&self, sec: usize, offset: u64) -> Option<usize> {

@@ -336,3 +336,14 @@ fn fuzz_btf_blobs() {
         }
     }
 }
+
+/// A fuzz finding: 12 KB of file whose `.bss` header claims hundreds of megabytes. It used to
+/// parse into a zero-filled global-data map of that size (and exhaust memory when printed);
+/// sections over the kernel's largest map value are refused, naming the section.
+#[test]
+fn oversized_global_data_section_is_refused() {
+    let bytes = include_bytes!("data/fuzz_huge_bss.bin");
+    let err = LoadedObject::parse(bytes, "fuzz").unwrap_err().to_string();
+    assert!(err.contains("global data of"), "{err}");
+    assert!(err.contains("largest map value"), "{err}");
+}
