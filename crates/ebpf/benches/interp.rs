@@ -188,6 +188,9 @@ struct RawLookup;
 // SAFETY: `raw_lookup` reads a[0] and a[1] only.
 unsafe impl DirectHelper for RawLookup {
     const ARGS: u8 = 2;
+    // Like the map helpers: looks up no registered memory, reads no pc, runs no callback.
+    const USES_REGIONS: bool = false;
+    const USES_CALL_SITE: bool = false;
     #[inline(always)]
     fn call(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
         raw_lookup(ctx, a)

@@ -72,6 +72,8 @@ pub enum HelperError {
     InvalidCallback(u64),
     #[error("callback failed: {0}")]
     Callback(Box<ExecError>),
+    #[error("helper has no call site (declared `USES_CALL_SITE = false`) but asked for it")]
+    NoCallSite,
     #[error("{0}")]
     Other(String),
 }
@@ -109,6 +111,12 @@ pub unsafe trait DirectHelper: 'static {
     /// the run could look them up, and the checks that would are the verifier's. A wrong
     /// `false` makes such lookups fail (an error or `-EFAULT`), never unsafe.
     const USES_REGIONS: bool = true;
+    /// Whether the helper needs its call site: [`HelperCtx::pc`], or a callback run
+    /// ([`HelperCtx::call_function`], which opens a frame below the caller's). When `false`,
+    /// the JIT's unchecked code does not store the call site before the call (two stores per
+    /// call); the helper then sees pc 0, and `call_function` fails with
+    /// [`HelperError::NoCallSite`] — a wrong `false` is an error, never unsafe.
+    const USES_CALL_SITE: bool = true;
     fn call(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError>;
 }
 
@@ -123,6 +131,7 @@ pub(crate) struct DirectEntry {
     pub untracked: usize,
     pub args: u8,
     pub uses_regions: bool,
+    pub uses_call_site: bool,
 }
 
 impl DirectEntry {
@@ -135,6 +144,7 @@ impl DirectEntry {
             untracked: direct_entry::<H, false, false> as *const () as usize,
             args: H::ARGS.min(5),
             uses_regions: H::USES_REGIONS,
+            uses_call_site: H::USES_CALL_SITE,
         })
     }
 
@@ -144,15 +154,17 @@ impl DirectEntry {
     }
 }
 
-/// Declares a zero-sized [`DirectHelper`] `$ty` calling `$func`, which reads `a[..$args]`
-/// and (`$regions`) may look up registered memory in unchecked runs.
+/// Declares a zero-sized [`DirectHelper`] `$ty` calling `$func`, which reads `a[..$args]`,
+/// (`$regions`) may look up registered memory in unchecked runs, and (`$call_site`) reads its
+/// pc or runs callbacks.
 macro_rules! direct_helper {
-    ($ty:ident, $func:path, $args:expr, $regions:expr) => {
+    ($ty:ident, $func:path, $args:expr, $regions:expr, $call_site:expr) => {
         struct $ty;
         // SAFETY: `$func` reads only `a[..$args]` (checked where each is declared).
         unsafe impl DirectHelper for $ty {
             const ARGS: u8 = $args;
             const USES_REGIONS: bool = $regions;
+            const USES_CALL_SITE: bool = $call_site;
             #[inline(always)]
             fn call(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
                 $func(ctx, a)
@@ -458,6 +470,10 @@ impl<'a> Env<'a> {
 
 fn seed_marker() {}
 
+/// `HelperCtx::depth` of a direct call whose call site the JIT did not store
+/// ([`DirectHelper::USES_CALL_SITE`]).
+pub(crate) const NO_CALL_SITE: usize = usize::MAX;
+
 /// What a helper gets: the run's memory (checked accessors), environment, and re-entry into
 /// the interpreter for callbacks.
 pub struct HelperCtx<'r, 'a, 'e> {
@@ -620,6 +636,9 @@ impl<'r, 'a, 'e> HelperCtx<'r, 'a, 'e> {
         if func & FUNC_TOKEN_TAG != FUNC_TOKEN_TAG || !self.st.prog.is_function_entry(pc as usize) {
             return Err(HelperError::InvalidCallback(func));
         }
+        if self.depth == NO_CALL_SITE {
+            return Err(HelperError::NoCallSite);
+        }
         if self.depth + 1 >= MAX_CALL_FRAMES {
             return Err(HelperError::Callback(Box::new(ExecError::CallDepth {
                 pc: self.pc,
@@ -733,9 +752,9 @@ fn key_size(maps: &dyn MapAccess, map: u64) -> Result<usize, HelperError> {
 
 // The map helpers read (map, key), (map, key, value, flags) and (map, key), and look up no
 // registered memory (`with_bytes` checks arguments in checked runs only).
-direct_helper!(MapLookup, map_lookup_elem, 2, false);
-direct_helper!(MapUpdate, map_update_elem, 4, false);
-direct_helper!(MapDelete, map_delete_elem, 2, false);
+direct_helper!(MapLookup, map_lookup_elem, 2, false, false);
+direct_helper!(MapUpdate, map_update_elem, 4, false, false);
+direct_helper!(MapDelete, map_delete_elem, 2, false, false);
 
 #[inline(always)] // into the JIT's per-mode direct entries (mode and tracking constant)
 fn map_lookup_elem(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
@@ -1007,8 +1026,8 @@ fn skb_load_bytes_relative(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, Help
 // ---------------------------------------------------------------------------------------------
 
 // No arguments, no memory.
-direct_helper!(KtimeGetNs, ktime_get_ns, 0, false);
-direct_helper!(GetPrandomU32, get_prandom_u32, 0, false);
+direct_helper!(KtimeGetNs, ktime_get_ns, 0, false, false);
+direct_helper!(GetPrandomU32, get_prandom_u32, 0, false, false);
 
 fn ktime_get_ns(ctx: &mut HelperCtx, _: [u64; 5]) -> Result<u64, HelperError> {
     Ok((ctx.env().clock)(Clock::Monotonic))

@@ -80,6 +80,18 @@ unsafe impl DirectHelper for CallBack {
     }
 }
 
+/// `CallBack` declared as needing no call site (`USES_CALL_SITE = false`), wrongly.
+struct NoSiteCallBack;
+
+// SAFETY: reads a[0] and a[1].
+unsafe impl DirectHelper for NoSiteCallBack {
+    const ARGS: u8 = 2;
+    const USES_CALL_SITE: bool = false;
+    fn call(ctx: &mut HelperCtx, a: [u64; 5]) -> Result<u64, HelperError> {
+        CallBack::call(ctx, a)
+    }
+}
+
 const MIX: u32 = 210; // MIX + n: Mix<n>
 const MAY_FAIL: u32 = 216;
 const PANICS: u32 = 217;
@@ -362,6 +374,48 @@ fn callbacks_from_direct_helpers() {
         }
     }
     assert!(seen.contains(&true) && seen.contains(&false), "{seen:?}");
+}
+
+/// A helper declared `USES_CALL_SITE = false` is called without its call site from unchecked
+/// JIT code (two stores fewer per call); if it then runs a callback anyway, the run fails with
+/// `NoCallSite` instead of opening a frame at a wrong depth. Checked code always passes it.
+#[test]
+fn helpers_without_a_call_site_cannot_run_callbacks() {
+    const NO_SITE: u32 = 220;
+    let mut h = helpers();
+    h.register_direct::<NoSiteCallBack>(NO_SITE, "no_site_call_back");
+    let src = format!(
+        "lddw %r1, 0
+         mov %r2, 3
+         call {NO_SITE}
+         exit
+     cb:
+         mov %r0, %r1
+         exit"
+    );
+    let prog = {
+        let mut slots = bpfvfs_ebpf::asm::assemble(&src).unwrap();
+        let f = common::func_ptr(1, 4).encode();
+        slots[0] = f[0];
+        slots[1] = f[1];
+        Program::load(&slots, Default::default()).unwrap()
+    };
+    let mut env = Env::new();
+    let mut jit = Jit::new(&prog, &h).unwrap();
+    assert_eq!(jit.run([0; 5], &[], &mut env).unwrap(), 4);
+    // SAFETY: the program touches no memory; the callback fails before it could run.
+    let err = unsafe { jit.run_unchecked([0; 5], &[], &mut env) }.unwrap_err();
+    assert!(
+        matches!(err, ExecError::Helper { id, error: HelperError::NoCallSite, .. } if id == NO_SITE as u64),
+        "{err}"
+    );
+    // The interpreter always has the call site.
+    let mut vm = Interpreter::new(&prog, &h).unwrap();
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { vm.run_unchecked([0; 5], &[], &mut env) }.unwrap(),
+        4
+    );
 }
 
 /// Map values stay registered in unchecked runs whenever a helper of the program could look

@@ -870,7 +870,8 @@ impl Gen<'_> {
     ///
     /// ```text
     ///   push <live r1-r5>; [sub rsp, 8]    ; rsp ≡ 0 (mod 16) at the call
-    ///   mov [ctx.budget], r9; mov [ctx.call_r10], rbp; mov [ctx.call_info], pc
+    ///   mov [ctx.budget], r9; mov [ctx.call_r10], rbp; mov [ctx.call_info], pc  ; call site:
+    ///                                       ; checked code, or USES_CALL_SITE helpers
     ///   mov r9, r12; call [entry slot]      ; the entry's address, after the stubs
     ///   test rdx, rdx; jnz fail             ; cold stub: ERR_HELPER, pc, id
     ///   mov r9, [ctx.budget]; [add rsp, 8]; pop <live r1-r5>
@@ -904,9 +905,15 @@ impl Gen<'_> {
         if self.bounded {
             asm!(self.a; mov [BYTE r12 + off::BUDGET8], r9);
         }
+        // Unchecked code skips the call site for helpers that never read it (no callbacks,
+        // no `pc()`): the entry then passes none (`DirectHelper::USES_CALL_SITE`).
+        if self.checked || d.uses_call_site {
+            asm!(self.a
+                ; mov [BYTE r12 + off::CALL_R108], rbp
+                ; mov QWORD [BYTE r12 + off::CALL_INFO8], pc as i32
+            );
+        }
         asm!(self.a
-            ; mov [BYTE r12 + off::CALL_R108], rbp
-            ; mov QWORD [BYTE r12 + off::CALL_INFO8], pc as i32
             ; mov r9, r12
             ; call QWORD [=>slot]
             ; test rdx, rdx

@@ -3,7 +3,7 @@
 //! [`CallHook`] through which the interpreter's helper machinery runs callbacks in JIT code.
 
 use super::Body;
-use crate::helpers::{DirectHelper, HelperCtx, HelperError, HelperFn};
+use crate::helpers::{DirectHelper, HelperCtx, HelperError, HelperFn, NO_CALL_SITE};
 use crate::interp::{CallHook, ExecError, RunState, STACK_FRAME_SIZE};
 use crate::memory::{RawRegion, RegionKind};
 use std::any::Any;
@@ -333,15 +333,21 @@ pub(crate) unsafe extern "sysv64" fn direct_entry<
     // Raw-pointer field accesses only: a callback run re-enters this context.
     // SAFETY: `ctx` is the live context and `st` the RunState of the run in progress (see
     // `jit_helper`); the generated code wrote the call-site fields just before calling.
-    let (st, pc, r10, hi) = unsafe {
-        (
-            &mut *(*ctx).st,
-            (*ctx).call_info as u32 as usize,
-            (*ctx).call_r10,
-            (*ctx).stack_hi,
-        )
+    let st = unsafe { &mut *(*ctx).st };
+    // Unchecked code of a helper that needs no call site did not store one (see `direct_call`).
+    let (pc, depth) = if CHECKED || H::USES_CALL_SITE {
+        // SAFETY: as above.
+        let (pc, r10, hi) = unsafe {
+            (
+                (*ctx).call_info as u32 as usize,
+                (*ctx).call_r10,
+                (*ctx).stack_hi,
+            )
+        };
+        (pc, ((hi - r10) / STACK_FRAME_SIZE as u64) as usize)
+    } else {
+        (0, NO_CALL_SITE)
     };
-    let depth = ((hi - r10) / STACK_FRAME_SIZE as u64) as usize;
     let res = catch_unwind(AssertUnwindSafe(|| {
         H::call(&mut HelperCtx::new_direct(st, depth, pc, CHECKED, TRACK), a)
     }));
