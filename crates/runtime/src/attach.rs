@@ -18,13 +18,13 @@
 //! never while a VFS lock is held.
 
 use crate::error::RuntimeError;
-use crate::hook_run::HookArg;
+use crate::hook_run::{Dispatch, HookArg};
 use crate::hooks::{self, id, HookKind, HOOKS};
 use crate::kobj::{attr, Iattr};
 use crate::Runtime;
 use bpfvfs_bpf::{Handle, Prog};
 use bpfvfs_ebpf_obj::ProgramKind;
-use bpfvfs_vfs::{Dentry, Errno, File, Inode, PathRef, SetAttr, TracePoint, VfsHooks};
+use bpfvfs_vfs::{Dentry, Errno, File, Inode, PathBorrow, SetAttr, TracePoint, VfsHooks};
 use crossbeam_epoch::{Atomic, Guard, Owned};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -162,46 +162,80 @@ impl Attachments {
     pub fn attached(&self) -> usize {
         self.attached.load(Ordering::Relaxed)
     }
+
+    /// The runtime is gone: no hook dispatches from now on.
+    pub(crate) fn close(&self) {
+        self.mask.store(0, Ordering::Relaxed);
+    }
 }
 
+/// Arguments a program context holds (`build_ctx`), the return value of fexit included.
+const MAX_TRACE_ARGS: usize = 12;
+
 /// The VFS hooks of a runtime.
+///
+/// Holds what a dispatch needs (the attachment lists, the trace log) and only a weak
+/// reference to the runtime, upgraded just for programs that read the current task or
+/// cgroup: a hook invocation takes no reference count. When the runtime is dropped its
+/// attachments are closed (`Attachments::close`), and the hooks run nothing from then on.
 pub struct BpfHooks {
     rt: Weak<Runtime>,
     attachments: Arc<Attachments>,
+    trace: Arc<crate::trace::TraceLog>,
 }
 
 impl BpfHooks {
-    pub(crate) fn new(rt: Weak<Runtime>, attachments: Arc<Attachments>) -> BpfHooks {
-        BpfHooks { rt, attachments }
+    pub(crate) fn new(
+        rt: Weak<Runtime>,
+        attachments: Arc<Attachments>,
+        trace: Arc<crate::trace::TraceLog>,
+    ) -> BpfHooks {
+        BpfHooks {
+            rt,
+            attachments,
+            trace,
+        }
+    }
+
+    fn dispatch(&self) -> Dispatch<'_> {
+        Dispatch {
+            trace: &self.trace,
+            rt: &self.rt,
+        }
     }
 
     /// Run every program at an LSM point; the first non-zero return denies with it.
+    #[inline]
     fn lsm(&self, row: usize, args: &[HookArg<'_>]) -> bpfvfs_vfs::Result<()> {
         if !self.attachments.has(Point::Lsm(row)) {
             return Ok(());
         }
-        let Some(rt) = self.rt.upgrade() else {
-            return Ok(());
-        };
+        self.lsm_run(row, args)
+    }
+
+    #[inline(never)]
+    fn lsm_run(&self, row: usize, args: &[HookArg<'_>]) -> bpfvfs_vfs::Result<()> {
         let guard = crossbeam_epoch::pin();
-        let Some(list) = rt.attachments().programs(Point::Lsm(row), &guard) else {
+        let Some(list) = self.attachments.programs(Point::Lsm(row), &guard) else {
             return Ok(());
         };
         let name = HOOKS[row].name;
         let mut verdict = Ok(());
-        rt.run_many(list.iter().map(|e| &*e.prog), args, |p, r| match r {
-            Ok(r) if (r as i32) < 0 => {
-                // The first denial wins; later programs do not run (as the kernel's
-                // call_int_hook stops at the first non-zero return).
-                verdict = Err(Errno(-(r as i32)));
-                false
-            }
-            Ok(_) => true,
-            Err(err) => {
-                tracing::warn!(prog = %p.info().name, hook = name, "program failed: {err}");
-                true
-            }
-        });
+        let progs = list.iter().map(|e| &*e.prog);
+        self.dispatch()
+            .run_many_pinned(&guard, progs, args, |p, r| match r {
+                Ok(r) if (r as i32) < 0 => {
+                    // The first denial wins; later programs do not run (as the kernel's
+                    // call_int_hook stops at the first non-zero return).
+                    verdict = Err(Errno(-(r as i32)));
+                    false
+                }
+                Ok(_) => true,
+                Err(err) => {
+                    tracing::warn!(prog = %p.info().name, hook = name, "program failed: {err}");
+                    true
+                }
+            });
         verdict
     }
 
@@ -213,20 +247,36 @@ impl BpfHooks {
         if !self.attachments.has(point) {
             return;
         }
-        let Some(rt) = self.rt.upgrade() else {
-            return;
-        };
         let name = HOOKS[row].name;
         let guard = crossbeam_epoch::pin();
-        let Some(list) = rt.attachments().programs(point, &guard) else {
+        let Some(list) = self.attachments.programs(point, &guard) else {
             return;
         };
-        let mut all: Vec<HookArg<'_>> = Vec::with_capacity(args.len() + 1);
-        all.extend_from_slice(args);
-        if let Some(r) = exit {
-            all.push(HookArg::Scalar(r as u64));
-        }
-        rt.run_many(list.iter().map(|e| &*e.prog), &all, |p, r| {
+        // The arguments, and for fexit the return value after them (on the stack: every
+        // modelled function has fewer arguments than a program context holds).
+        let mut buf = [HookArg::Scalar(0); MAX_TRACE_ARGS + 1];
+        let spilled: Vec<HookArg<'_>>;
+        let n = args.len();
+        let all: &[HookArg<'_>] = if n <= MAX_TRACE_ARGS {
+            buf[..n].copy_from_slice(args);
+            match exit {
+                Some(r) => {
+                    buf[n] = HookArg::Scalar(r as u64);
+                    &buf[..=n]
+                }
+                None => &buf[..n],
+            }
+        } else {
+            // Longer than any context: build_ctx refuses it with a clear error.
+            spilled = args
+                .iter()
+                .copied()
+                .chain(exit.map(|r| HookArg::Scalar(r as u64)))
+                .collect();
+            &spilled
+        };
+        let progs = list.iter().map(|e| &*e.prog);
+        self.dispatch().run_many_pinned(&guard, progs, all, |p, r| {
             if let Err(err) = r {
                 tracing::warn!(prog = %p.info().name, point = name, "program failed: {err}");
             }
@@ -373,8 +423,8 @@ impl VfsHooks for BpfHooks {
             &[HookArg::Dentry(dentry), HookArg::Iattr(iattr_of(a))],
         )
     }
-    fn inode_getattr(&self, at: &PathRef) -> bpfvfs_vfs::Result<()> {
-        self.lsm(id::INODE_GETATTR, &[HookArg::Path(at.dentry.arc())])
+    fn inode_getattr(&self, at: PathBorrow<'_>) -> bpfvfs_vfs::Result<()> {
+        self.lsm(id::INODE_GETATTR, &[HookArg::Path(at.dentry)])
     }
     fn inode_permission(&self, inode: &Arc<Inode>, mask: u32) -> bpfvfs_vfs::Result<()> {
         self.lsm(
@@ -398,6 +448,31 @@ impl VfsHooks for BpfHooks {
         let _ = self.lsm(id::INODE_FREE_SECURITY, &[HookArg::Inode(inode)]);
     }
     fn trace(&self, point: TracePoint<'_>, exit: Option<i64>) {
+        // The common case, nothing attached at this point: one match and one load, before
+        // any argument is gathered.
+        let row = match point {
+            TracePoint::VfsOpen { .. } => id::VFS_OPEN,
+            TracePoint::VfsRead { .. } => id::VFS_READ,
+            TracePoint::VfsWrite { .. } => id::VFS_WRITE,
+            TracePoint::VfsUnlink { .. } => id::VFS_UNLINK,
+            TracePoint::VfsMkdir { .. } => id::VFS_MKDIR,
+            TracePoint::VfsRmdir { .. } => id::VFS_RMDIR,
+            TracePoint::VfsRename { .. } => id::VFS_RENAME,
+            TracePoint::Evict { .. } => id::EVICT,
+        };
+        let at = match exit {
+            None => Point::Entry(row),
+            Some(_) => Point::Exit(row),
+        };
+        if self.attachments.has(at) {
+            self.trace_args(point, exit);
+        }
+    }
+}
+
+impl BpfHooks {
+    #[inline(never)]
+    fn trace_args(&self, point: TracePoint<'_>, exit: Option<i64>) {
         match point {
             TracePoint::VfsOpen { at, file } => self.trace_point(
                 id::VFS_OPEN,

@@ -72,6 +72,9 @@ pub fn prepare(
     vfs: &Vfs,
     lp: &crate::exec::LoadedProg,
 ) -> Result<(), ArenaFull> {
+    if !lp.uses_current {
+        return Ok(());
+    }
     let used = &lp.verified.helpers_used;
     // Several programs of one hook share the arena: build once.
     let task = used.contains(&158) && arena.task_addr() == 0;
@@ -94,6 +97,11 @@ pub fn prepare(
         arena.task(t.pid, t.tgid, &t.comm, cg)?;
     }
     Ok(())
+}
+
+/// Whether a program calling `helpers_used` needs [`prepare`].
+pub(crate) fn uses_current(helpers_used: &[u32]) -> bool {
+    helpers_used.iter().any(|&h| h == 158 || h == 80)
 }
 
 fn arena_of<'c>(ctx: &'c mut HelperCtx) -> Result<&'c ViewArena, HelperError> {

@@ -159,6 +159,12 @@ pub struct LoadedProg {
     pub verified: VerifiedInfo,
     /// What of the kernel-object views this program can read.
     pub(crate) view_needs: crate::kobj::Needs,
+    /// Calls a helper that reads the current task's view or cgroup (bpf_get_current_task_btf,
+    /// bpf_get_current_cgroup_id): hook runs prepare those (`cgroup_helpers::prepare`).
+    pub(crate) uses_current: bool,
+    /// Calls a helper that reads the task (`bpf_get_current_pid_tgid`, `_uid_gid`, `_comm`):
+    /// hook runs look it up only then.
+    pub(crate) uses_task: bool,
     pub(crate) checked: bool,
 }
 
@@ -185,6 +191,61 @@ impl LoadedProg {
             pool: &self.pool,
             _lp: std::marker::PhantomData,
         })
+    }
+
+    /// Runs the program once with r1..r5 = `args`; `regions` are the memory the arguments
+    /// point to. Unchecked JIT code runs in the calling thread's [`JitState`] (no runner
+    /// taken from the pool, no reference counted per run); everything else through
+    /// [`LoadedProg::runner`].
+    pub fn run(
+        &self,
+        args: [u64; 5],
+        regions: &[Region<'_>],
+        env: &mut Env<'_>,
+    ) -> Result<u64, crate::RuntimeError> {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some((_, unchecked)), false) = (&self.jit, self.checked) {
+            let mut run = |state: &mut JitState| {
+                with_direct_regions(self, regions, |all| {
+                    // SAFETY: `unchecked` was compiled at load from `self.program` with
+                    // `self.helpers` (load.rs), which the LoadedProg keeps unchanged; the rest
+                    // is Runner::run_all's argument: the verifier accepted this program, so
+                    // every access it can make is to its stack, the context and packet memory
+                    // in `regions`, memory map helpers returned (valid for the run, see
+                    // RunMaps), or the direct map values whose maps the LoadedProg keeps alive.
+                    unsafe { unchecked.run_in(state, &self.program, &self.helpers, args, all, env) }
+                })
+            };
+            // A run nested in another on this thread (a helper that reaches a hook) gets a
+            // state of its own.
+            let r = JIT_STATE.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut state) => run(&mut state),
+                Err(_) => run(&mut JitState::new()),
+            });
+            return Ok(r?);
+        }
+        Ok(self.runner()?.run(args, regions, env)?)
+    }
+
+    /// [`LoadedProg::run`] in a JIT state the caller holds (one borrow of the thread's state
+    /// for several runs: [`with_jit_state`]).
+    pub fn run_in_state(
+        &self,
+        state: Option<&mut JitState>,
+        args: [u64; 5],
+        regions: &[Region<'_>],
+        env: &mut Env<'_>,
+    ) -> Result<u64, crate::RuntimeError> {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some((_, unchecked)), false, Some(state)) = (&self.jit, self.checked, state) {
+            return Ok(with_direct_regions(self, regions, |all| {
+                // SAFETY: as in `run`.
+                unsafe { unchecked.run_in(state, &self.program, &self.helpers, args, all, env) }
+            })?);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = state;
+        self.run(args, regions, env)
     }
 
     pub fn maps(&self) -> &[Arc<Map>] {
@@ -217,14 +278,39 @@ impl std::fmt::Debug for LoadedProg {
 /// The maps of one run, as the engine's map helpers see them.
 pub struct RunMaps<'p> {
     maps: &'p [Arc<Map>],
-    guard: Guard,
+    guard: RunGuard<'p>,
+}
+
+/// The epoch pin a run's map values live under: its own, or one the caller holds for
+/// several runs (a hook invocation pins once for all its programs).
+enum RunGuard<'g> {
+    Own(Guard),
+    Held(&'g Guard),
+}
+
+impl std::ops::Deref for RunGuard<'_> {
+    type Target = Guard;
+    fn deref(&self) -> &Guard {
+        match self {
+            RunGuard::Own(g) => g,
+            RunGuard::Held(g) => g,
+        }
+    }
 }
 
 impl<'p> RunMaps<'p> {
     pub fn new(lp: &'p LoadedProg) -> RunMaps<'p> {
         RunMaps {
             maps: &lp.maps,
-            guard: crossbeam_epoch::pin(),
+            guard: RunGuard::Own(crossbeam_epoch::pin()),
+        }
+    }
+
+    /// Under `guard`, which the caller keeps pinned until the run ends.
+    pub fn pinned(lp: &'p LoadedProg, guard: &'p Guard) -> RunMaps<'p> {
+        RunMaps {
+            maps: &lp.maps,
+            guard: RunGuard::Held(guard),
         }
     }
 
@@ -377,44 +463,15 @@ impl<'p> Runner<'p> {
         regions: &[Region<'_>],
         env: &mut Env<'_>,
     ) -> Result<u64, ExecError> {
-        // The program's direct map values (global data) are registered in every run, checked
-        // or not: the verifier proved the program's own loads and stores, but helpers that
-        // follow a pointer the program passes (`%s` of a `.rodata` string in bpf_trace_printk,
-        // bpf_snprintf, bpf_seq_printf) find the memory through the region table. The usual
-        // case fits a stack array; programs without global data pay nothing.
-        let direct = |d: &DirectValue| {
-            // SAFETY: `d` is the value memory of an array map the LoadedProg holds; it is
-            // valid for the map's life, longer than this run.
-            unsafe {
-                Region::from_raw_parts(RegionKind::MapValue, d.addr as *mut u8, d.len, d.writable)
-            }
-        };
-        let n = regions.len() + self.lp.direct.len();
-        let mut fixed: [Region<'_>; 8];
-        let spilled: Vec<Region<'_>>;
-        let all: &[Region<'_>] = match self.lp.direct.first() {
-            None => regions,
-            Some(first) if n <= 8 => {
-                fixed = [direct(first); 8];
-                for (slot, r) in fixed.iter_mut().zip(
-                    regions
-                        .iter()
-                        .copied()
-                        .chain(self.lp.direct.iter().map(direct)),
-                ) {
-                    *slot = r;
-                }
-                &fixed[..n]
-            }
-            Some(_) => {
-                spilled = regions
-                    .iter()
-                    .copied()
-                    .chain(self.lp.direct.iter().map(direct))
-                    .collect();
-                &spilled
-            }
-        };
+        with_direct_regions(self.lp, regions, |all| self.run_all(args, all, env))
+    }
+
+    fn run_all(
+        &mut self,
+        args: [u64; 5],
+        all: &[Region<'_>],
+        env: &mut Env<'_>,
+    ) -> Result<u64, ExecError> {
         if self.lp.checked {
             return match &mut self.vm {
                 Vm::Interp(vm) => vm.run(args, all, env),
@@ -434,5 +491,82 @@ impl<'p> Runner<'p> {
                 Vm::Jit(vm) => vm.run_unchecked(args, all, env),
             }
         }
+    }
+}
+
+/// Calls `f` with `regions` followed by the program's direct map values (global data).
+///
+fn with_direct_regions<R>(
+    lp: &LoadedProg,
+    regions: &[Region<'_>],
+    f: impl FnOnce(&[Region<'_>]) -> R,
+) -> R {
+    // The program's direct map values (global data) are registered in every run, checked
+    // or not: the verifier proved the program's own loads and stores, but helpers that
+    // follow a pointer the program passes (`%s` of a `.rodata` string in bpf_trace_printk,
+    // bpf_snprintf, bpf_seq_printf) find the memory through the region table. The usual
+    // case fits a stack array; programs without global data pay nothing.
+    let direct = |d: &DirectValue| {
+        // SAFETY: `d` is the value memory of an array map the LoadedProg holds; it is
+        // valid for the map's life, longer than this run.
+        unsafe {
+            Region::from_raw_parts(RegionKind::MapValue, d.addr as *mut u8, d.len, d.writable)
+        }
+    };
+    let n = regions.len() + lp.direct.len();
+    let mut fixed: [Region<'_>; 8];
+    let spilled: Vec<Region<'_>>;
+    let all: &[Region<'_>] = match lp.direct.first() {
+        None => regions,
+        Some(first) if n <= 8 => {
+            fixed = [direct(first); 8];
+            for (slot, r) in fixed
+                .iter_mut()
+                .zip(regions.iter().copied().chain(lp.direct.iter().map(direct)))
+            {
+                *slot = r;
+            }
+            &fixed[..n]
+        }
+        Some(_) => {
+            spilled = regions
+                .iter()
+                .copied()
+                .chain(lp.direct.iter().map(direct))
+                .collect();
+            &spilled
+        }
+    };
+    f(all)
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use bpfvfs_ebpf::jit::JitState;
+
+/// No JIT here: nothing to hold.
+#[cfg(not(target_arch = "x86_64"))]
+pub struct JitState;
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// The thread's JIT state (stack, region table, JIT context), shared by every program
+    /// the thread runs unchecked; borrowed for one run, or for a hook's runs together.
+    static JIT_STATE: std::cell::RefCell<JitState> = std::cell::RefCell::new(JitState::new());
+}
+
+/// Calls `f` with the thread's JIT state for several [`LoadedProg::run_in_state`] runs
+/// (`None` where there is no JIT). A call nested in another on the same thread (a helper
+/// that reaches a hook) gets a fresh state.
+pub fn with_jit_state<R>(f: impl FnOnce(Option<&mut JitState>) -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        JIT_STATE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut state) => f(Some(&mut state)),
+            Err(_) => f(Some(&mut JitState::new())),
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        f(None)
     }
 }

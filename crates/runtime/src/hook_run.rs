@@ -33,8 +33,9 @@ pub enum HookArg<'a> {
         inode: Option<&'a Arc<Inode>>,
     },
     File(&'a File),
-    /// A `struct path` of a positive dentry.
-    Path(&'a Arc<Dentry>),
+    /// A `struct path` of a positive dentry (borrowed: held by the caller, or under its
+    /// epoch guard, for the run).
+    Path(&'a Dentry),
     Iattr(Iattr),
     /// A NUL-terminated string the program may read with bpf_probe_read_kernel_str.
     Str(&'a [u8]),
@@ -69,7 +70,7 @@ impl RunExt {
     /// taken: the arena holds one for the whole run).
     fn inode(&self, addr: u64) -> Option<*const Inode> {
         // SAFETY: the arena outlives the run that installed this RunExt.
-        unsafe { &*self.arena }.inode_at(addr).map(Arc::as_ptr)
+        unsafe { &*self.arena }.inode_at(addr)
     }
 }
 
@@ -185,6 +186,34 @@ impl Runtime {
         &self,
         progs: impl Iterator<Item = &'p Prog> + Clone,
         args: &[HookArg<'_>],
+        each: impl FnMut(&'p Prog, Result<u64, RuntimeError>) -> bool,
+    ) {
+        let guard = crossbeam_epoch::pin();
+        Dispatch {
+            trace: &self.trace,
+            rt: &self.me,
+        }
+        .run_many_pinned(&guard, progs, args, each)
+    }
+}
+
+/// What running a hook's programs needs of the runtime: the trace log, and (only for
+/// programs that read the current task or cgroup) the runtime itself. The VFS hooks hold
+/// these without holding the runtime, so a dispatch takes no reference.
+pub(crate) struct Dispatch<'a> {
+    pub trace: &'a crate::trace::TraceLog,
+    pub rt: &'a std::sync::Weak<Runtime>,
+}
+
+impl Dispatch<'_> {
+    /// [`Runtime::run_many`] under the caller's epoch pin, held until this returns: it
+    /// covers the map values of every run, so a hook invocation pins once for all its
+    /// programs (the RCU read-side section around the kernel's program array walk).
+    pub(crate) fn run_many_pinned<'p>(
+        &self,
+        guard: &crossbeam_epoch::Guard,
+        progs: impl Iterator<Item = &'p Prog> + Clone,
+        args: &[HookArg<'_>],
         mut each: impl FnMut(&'p Prog, Result<u64, RuntimeError>) -> bool,
     ) {
         let loaded = |p: &'p Prog| {
@@ -196,9 +225,12 @@ impl Runtime {
             })
         };
         let mut needs = crate::kobj::Needs::NONE;
+        let (mut current, mut uses_task) = (false, false);
         for p in progs.clone() {
             if let Ok(lp) = loaded(p) {
                 needs = needs.union(lp.view_needs);
+                current |= lp.uses_current;
+                uses_task |= lp.uses_task;
             }
         }
         // One arena per thread, reused (a nested run on the same thread gets its own).
@@ -217,9 +249,13 @@ impl Runtime {
                 }
             };
             // What the task and cgroup helpers read (built only for programs calling them).
-            for p in progs.clone() {
-                if let Ok(lp) = loaded(p) {
-                    let _ = crate::cgroup_helpers::prepare(arena, self.bpf().vfs(), lp);
+            if current {
+                if let Some(rt) = self.rt.upgrade() {
+                    for p in progs.clone() {
+                        if let Ok(lp) = loaded(p) {
+                            let _ = crate::cgroup_helpers::prepare(arena, rt.bpf().vfs(), lp);
+                        }
+                    }
                 }
             }
             let arena: &ViewArena = arena;
@@ -243,16 +279,31 @@ impl Runtime {
                     &spilled
                 }
             };
-            let task = current_task();
-            for p in progs.clone() {
-                let r = loaded(p).and_then(|lp| self.run_prog(lp, arena, &task, r1, regions));
-                if !each(p, r) {
-                    return;
+            let task = if uses_task { current_task() } else { NO_TASK };
+            // One borrow of the thread's JIT state for all the runs.
+            crate::exec::with_jit_state(|mut state| {
+                for p in progs.clone() {
+                    let r = loaded(p).and_then(|lp| {
+                        let run = HookRun {
+                            guard,
+                            arena,
+                            task: &task,
+                            r1,
+                            regions,
+                        };
+                        self.run_prog(lp, &run, state.as_deref_mut())
+                    });
+                    if !each(p, r) {
+                        return;
+                    }
                 }
-            }
+            })
         };
         ARENA.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut arena) => go(&mut arena),
+            Ok(mut arena) => {
+                go(&mut arena);
+                arena.release();
+            }
             Err(_) => go(&mut ViewArena::new()),
         })
     }
@@ -260,30 +311,42 @@ impl Runtime {
     fn run_prog(
         &self,
         lp: &LoadedProg,
-        arena: &ViewArena,
-        task: &bpfvfs_ebpf::TaskInfo,
-        r1: u64,
-        regions: &[Region<'_>],
+        run: &HookRun<'_>,
+        state: Option<&mut crate::exec::JitState>,
     ) -> Result<u64, RuntimeError> {
-        let maps = RunMaps::new(lp);
+        let (arena, task) = (run.arena, run.task);
+        let maps = RunMaps::pinned(lp, run.guard);
         let mut ext = RunExt {
             arena,
             maps: &lp.maps[..],
         };
-        let (comm, pid) = (task.comm, task.pid);
-        let mut sink = |m: &[u8]| self.trace().push(&comm, pid, 0, m);
+        // The task is looked up only for programs that read it (`LoadedProg::uses_task`) or
+        // when a message is printed.
+        let mut sink = |m: &[u8]| {
+            let t = current_task();
+            self.trace.push(&t.comm, t.pid, 0, m)
+        };
         // Built field by field: Env::new asks the kernel for the task and the time.
         let mut env = Env {
             maps: Some(&maps),
             trace: Some(&mut sink),
-            task: task.clone(),
+            task: if lp.uses_task { task.clone() } else { NO_TASK },
             clock: bpfvfs_ebpf::helpers::real_clock,
             prandom: next_seed(),
             user: Some(&mut ext),
         };
-        let mut runner = lp.runner()?;
-        Ok(runner.run([r1, 0, 0, 0, 0], regions, &mut env)?)
+        lp.run_in_state(state, [run.r1, 0, 0, 0, 0], run.regions, &mut env)
     }
+}
+
+/// What the runs of one hook invocation share.
+struct HookRun<'a> {
+    guard: &'a crossbeam_epoch::Guard,
+    arena: &'a ViewArena,
+    task: &'a bpfvfs_ebpf::TaskInfo,
+    /// The argument array's address.
+    r1: u64,
+    regions: &'a [Region<'a>],
 }
 
 /// The argument array of a hook invocation, views built in `arena`.
@@ -316,6 +379,16 @@ fn build_ctx(arena: &mut ViewArena, args: &[HookArg<'_>]) -> Result<[u64; 12], R
     }
     Ok(ctx)
 }
+
+/// The task of runs whose programs do not read it.
+const NO_TASK: bpfvfs_ebpf::TaskInfo = bpfvfs_ebpf::TaskInfo {
+    pid: 0,
+    tgid: 0,
+    uid: 0,
+    gid: 0,
+    comm: [0; 16],
+    cpu: None,
+};
 
 /// A fresh non-zero PRNG state per run (bpf_get_prandom_u32), from a per-thread sequence.
 pub(crate) fn next_seed() -> u64 {

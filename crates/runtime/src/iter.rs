@@ -428,8 +428,7 @@ impl Runtime {
             prandom: next_seed(),
             user: Some(&mut ext),
         };
-        let mut runner = lp.runner()?;
-        Ok(runner.run([r1, 0, 0, 0, 0], regions, &mut env)?)
+        lp.run([r1, 0, 0, 0, 0], regions, &mut env)
     }
 }
 

@@ -389,7 +389,12 @@ pub struct ViewArena {
     names_used: usize,
     /// Strings that did not fit in `name_buf`.
     names: Vec<Box<[u8]>>,
-    inodes: Vec<(u64, Arc<Inode>)>,
+    /// Inode views and their inodes, borrowed: kept alive by the caller for the run (a hook's
+    /// arguments, or objects under its epoch guard), or by `held`.
+    inodes: Vec<(u64, *const Inode)>,
+    /// Inodes the arena keeps alive itself: those reached through `d_parent`, which no
+    /// caller holds. Released at the end of the hook invocation (`release`).
+    held: Vec<Arc<Inode>>,
     sbs: Vec<(u64, *const SuperBlock)>,
     needs: Needs,
     dentries: Vec<(u64, *const Dentry)>,
@@ -409,6 +414,18 @@ impl Default for ViewArena {
     }
 }
 
+/// One view's bytes, filled field by field at constant offsets before it goes into the arena.
+struct ViewBytes([u8; VIEW_WORDS * 8]);
+
+impl ViewBytes {
+    const ZERO: ViewBytes = ViewBytes([0; VIEW_WORDS * 8]);
+
+    #[inline(always)]
+    fn put(&mut self, off: usize, bytes: &[u8]) {
+        self.0[off..off + bytes.len()].copy_from_slice(bytes);
+    }
+}
+
 /// The view arena ran out of room (a hook with more objects than MAX_VIEWS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("more than {MAX_VIEWS} kernel-object views in one program run")]
@@ -423,6 +440,7 @@ impl ViewArena {
             names_used: 0,
             names: Vec::new(),
             inodes: Vec::new(),
+            held: Vec::new(),
             sbs: Vec::new(),
             needs: Needs::ALL,
             dentries: Vec::new(),
@@ -435,23 +453,43 @@ impl ViewArena {
 
     /// Forget every view (the memory is reused by the next run), and build only what
     /// `needs` says from now on.
+    #[inline]
     pub fn reset(&mut self, needs: Needs) {
         self.clear();
         self.needs = needs;
     }
 
     /// Forget every view (the memory is reused by the next run).
+    #[inline]
     pub fn clear(&mut self) {
         self.used = 0;
         self.names_used = 0;
-        self.names.clear();
+        if !self.names.is_empty() {
+            self.names.clear();
+        }
         self.inodes.clear();
+        self.release();
         self.sbs.clear();
         self.dentries.clear();
-        self.cgroups.clear();
         self.task = 0;
         self.seq = 0;
         self.current_cgroup = None;
+    }
+
+    /// Drop the references the arena holds (inodes reached through `d_parent`, cgroups), so
+    /// nothing stays alive past the invocation that built the views.
+    #[inline]
+    pub fn release(&mut self) {
+        if !self.held.is_empty() || !self.cgroups.is_empty() {
+            self.release_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_slow(&mut self) {
+        self.held.clear();
+        self.cgroups.clear();
     }
 
     fn alloc(&mut self, words: usize) -> Result<usize, ArenaFull> {
@@ -463,6 +501,19 @@ impl ViewArena {
         self.words[at..at + words].fill(0);
         self.used += words;
         Ok(at)
+    }
+
+    /// A view built on the stack (`ViewBytes`), copied in whole: no zero fill, no
+    /// per-field bounds checks.
+    #[inline]
+    fn push_view(&mut self, v: &ViewBytes) -> Result<u64, ArenaFull> {
+        let at = self.used;
+        let dst = self.words.get_mut(at..at + VIEW_WORDS).ok_or(ArenaFull)?;
+        for (d, c) in dst.iter_mut().zip(v.0.chunks_exact(8)) {
+            *d = u64::from_ne_bytes(c.try_into().expect("8-byte chunk"));
+        }
+        self.used += VIEW_WORDS;
+        Ok(self.addr_of(at))
     }
 
     fn addr_of(&self, word: usize) -> u64 {
@@ -498,8 +549,16 @@ impl ViewArena {
     }
 
     /// The view of `inode` (one per inode per run: pointer equality holds between views).
+    /// The view of `inode`, which the caller keeps alive for the run (the arena records its
+    /// address, for helpers to find it: `inode_at`).
     pub fn inode(&mut self, inode: &Arc<Inode>) -> Result<u64, ArenaFull> {
-        if let Some((a, _)) = self.inodes.iter().find(|(_, i)| Arc::ptr_eq(i, inode)) {
+        self.inode_view(inode, false)
+    }
+
+    /// `keep`: the arena holds a reference until `release` (no caller does).
+    fn inode_view(&mut self, inode: &Arc<Inode>, keep: bool) -> Result<u64, ArenaFull> {
+        let key = Arc::as_ptr(inode);
+        if let Some((a, _)) = self.inodes.iter().find(|(_, i)| *i == key) {
             return Ok(*a);
         }
         let sb = if self.needs.sb {
@@ -507,16 +566,19 @@ impl ViewArena {
         } else {
             0
         };
-        let w = self.alloc(VIEW_WORDS)?;
-        self.put(w, off::I_MODE, &(inode.mode() as u16).to_ne_bytes());
-        self.put(w, off::I_UID, &inode.uid().to_ne_bytes());
-        self.put(w, off::I_GID, &inode.gid().to_ne_bytes());
-        self.put(w, off::I_SB, &sb.to_ne_bytes());
-        self.put(w, off::I_NLINK, &inode.nlink().to_ne_bytes());
-        self.put(w, off::I_INO, &inode.ino().to_ne_bytes());
-        self.put(w, off::I_SIZE, &inode.size().to_ne_bytes());
-        let a = self.addr_of(w);
-        self.inodes.push((a, inode.clone()));
+        let mut v = ViewBytes::ZERO;
+        v.put(off::I_MODE, &(inode.mode() as u16).to_ne_bytes());
+        v.put(off::I_UID, &inode.uid().to_ne_bytes());
+        v.put(off::I_GID, &inode.gid().to_ne_bytes());
+        v.put(off::I_SB, &sb.to_ne_bytes());
+        v.put(off::I_NLINK, &inode.nlink().to_ne_bytes());
+        v.put(off::I_INO, &inode.ino().to_ne_bytes());
+        v.put(off::I_SIZE, &inode.size().to_ne_bytes());
+        let a = self.push_view(&v)?;
+        self.inodes.push((a, key));
+        if keep {
+            self.held.push(inode.clone());
+        }
         Ok(a)
     }
 
@@ -576,12 +638,14 @@ impl ViewArena {
     }
 
     /// The view of an existing (positive) dentry.
-    pub fn dentry(&mut self, d: &Arc<Dentry>) -> Result<u64, ArenaFull> {
+    /// The view of `d`, which the caller keeps valid for the run (a reference, or the epoch
+    /// guard it was found under): the arena records its address.
+    pub fn dentry(&mut self, d: &Dentry) -> Result<u64, ArenaFull> {
         self.dentry_chain(d, 0)
     }
 
-    fn dentry_chain(&mut self, d: &Arc<Dentry>, depth: usize) -> Result<u64, ArenaFull> {
-        let key = Arc::as_ptr(d);
+    fn dentry_chain(&mut self, d: &Dentry, depth: usize) -> Result<u64, ArenaFull> {
+        let key: *const Dentry = d;
         if let Some((a, _)) = self.dentries.iter().find(|(_, p)| *p == key) {
             return Ok(*a);
         }
@@ -593,7 +657,11 @@ impl ViewArena {
             let (want_parent, want_name) = (self.needs.parent, self.needs.names);
             d.with_parent_and_name(|p, name| {
                 let p = match p {
-                    Some(p) if want_parent && depth < MAX_PARENT_DEPTH && !Arc::ptr_eq(p, d) => {
+                    Some(p)
+                        if want_parent
+                            && depth < MAX_PARENT_DEPTH
+                            && !std::ptr::eq(Arc::as_ptr(p), d) =>
+                    {
                         Some(p.clone())
                     }
                     _ => None,
@@ -611,7 +679,8 @@ impl ViewArena {
             Some(p) => self.dentry_chain(&p, depth + 1)?,
             None => me,
         };
-        let inode = self.inode(d.inode())?;
+        // `d` itself is the caller's (it holds its inode); parents are held here.
+        let inode = self.inode_view(d.inode(), depth > 0)?;
         let sb = if self.needs.sb {
             self.super_block(d.inode().sb())?
         } else {
@@ -634,10 +703,10 @@ impl ViewArena {
             0
         };
         let inode = self.inode(f.inode())?;
-        let w = self.alloc(VIEW_WORDS)?;
-        self.put(w, off::F_PATH_DENTRY, &dentry.to_ne_bytes());
-        self.put(w, off::F_INODE, &inode.to_ne_bytes());
-        self.put(w, off::F_FLAGS, &(f.flags() as u32).to_ne_bytes());
+        let mut v = ViewBytes::ZERO;
+        v.put(off::F_PATH_DENTRY, &dentry.to_ne_bytes());
+        v.put(off::F_INODE, &inode.to_ne_bytes());
+        v.put(off::F_FLAGS, &(f.flags() as u32).to_ne_bytes());
         let mut mode = 0u32;
         if f.readable() {
             mode |= 1; // FMODE_READ
@@ -645,12 +714,12 @@ impl ViewArena {
         if f.writable() {
             mode |= 2; // FMODE_WRITE
         }
-        self.put(w, off::F_MODE, &mode.to_ne_bytes());
-        Ok(self.addr_of(w))
+        v.put(off::F_MODE, &mode.to_ne_bytes());
+        self.push_view(&v)
     }
 
-    /// A `struct path` for a positive dentry.
-    pub fn path(&mut self, d: &Arc<Dentry>) -> Result<u64, ArenaFull> {
+    /// A `struct path` for a positive dentry (kept valid by the caller, as for `dentry`).
+    pub fn path(&mut self, d: &Dentry) -> Result<u64, ArenaFull> {
         let dentry = if self.needs.file_dentry {
             self.dentry(d)?
         } else {
@@ -850,8 +919,12 @@ impl ViewArena {
     }
 
     /// The inode whose view starts at `addr`, if any.
-    pub fn inode_at(&self, addr: u64) -> Option<&Arc<Inode>> {
-        self.inodes.iter().find(|(a, _)| *a == addr).map(|(_, i)| i)
+    /// Valid while the arena's views are (see `inodes`).
+    pub fn inode_at(&self, addr: u64) -> Option<*const Inode> {
+        self.inodes
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, i)| *i)
     }
 
     /// The views and names as read-only regions for one run.

@@ -97,6 +97,14 @@ pub struct Runtime {
     config: RuntimeConfig,
 }
 
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // The VFS keeps the hooks object (and through it the attachment lists) past the
+        // runtime: nothing runs from it once the runtime is gone.
+        self.attachments.close();
+    }
+}
+
 impl Runtime {
     pub fn new(bpf: Arc<Bpf>) -> Arc<Runtime> {
         Self::with_config(bpf, RuntimeConfig::default())
@@ -133,6 +141,7 @@ impl Runtime {
             .set_hooks(Arc::new(attach::BpfHooks::new(
                 Arc::downgrade(&rt),
                 rt.attachments.clone(),
+                rt.trace.clone(),
             )))
             .is_ok()
         {

@@ -449,6 +449,11 @@ impl Runtime {
             type_entry: entry,
             section_kind: kind,
             view_needs: crate::kobj::Needs::from_reads(&verified.struct_reads),
+            uses_current: crate::cgroup_helpers::uses_current(&verified.helpers_used),
+            uses_task: verified
+                .helpers_used
+                .iter()
+                .any(|h| [14, 15, 16].contains(h)),
             verified,
             checked: self.config().checked,
         };

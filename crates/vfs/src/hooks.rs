@@ -57,9 +57,10 @@
 //!   setattr_prepare checks inside `->setattr`, after the hook; here they come first.
 //!   `setattr_file` (ftruncate; FUSE SETATTR with a handle): `file_truncate` first when it
 //!   changes the size of a regular file open for writing.
-//! - stat (`stat`, `stat_at` — FUSE GETATTR): `inode_getattr(path)`; with the hooks on,
-//!   `stat` takes a counted walk (the hook needs a `PathRef`). `getattr` (attributes for
-//!   a FUSE lookup's entry, internal uses) calls nothing.
+//! - stat (`stat`, `stat_at` — FUSE GETATTR): `inode_getattr(path)`, once, after the walk
+//!   was validated; `stat` keeps the reference-free lockless walk and hands the hook the
+//!   location borrowed under its epoch guard (`PathBorrow`). `getattr` (attributes for a
+//!   FUSE lookup's entry, internal uses) calls nothing.
 //! - open (`open`, `open_at`, FUSE OPEN/OPENDIR/CREATE): ELOOP/ENOTDIR/EISDIR, perm(file,
 //!   mask) (none for a file the open just created), then `vfs_open` entry, `file_open` on
 //!   a file not yet opened ([`crate::File::is_open`] false), the filesystem's open,
@@ -86,7 +87,7 @@ use crate::dentry::Dentry;
 use crate::errno::Result;
 use crate::file::File;
 use crate::inode::Inode;
-use crate::mount::PathRef;
+use crate::mount::{PathBorrow, PathRef};
 use crate::types::SetAttr;
 use std::sync::Arc;
 
@@ -192,7 +193,9 @@ pub trait VfsHooks: Send + Sync + 'static {
     fn inode_setattr(&self, dentry: &Arc<Dentry>, attr: &SetAttr) -> Result<()> {
         Ok(())
     }
-    fn inode_getattr(&self, at: &PathRef) -> Result<()> {
+    /// Called once per stat, with the resolved location borrowed: under the lockless walk's
+    /// epoch guard when that walk succeeded (no references taken), else from a counted walk.
+    fn inode_getattr(&self, at: PathBorrow<'_>) -> Result<()> {
         Ok(())
     }
     /// `mask`: MAY_READ / MAY_WRITE / MAY_EXEC bits.

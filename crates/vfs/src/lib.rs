@@ -65,7 +65,7 @@ pub use fsnotify::{
 };
 pub use hooks::{TracePoint, VfsHooks};
 pub use inode::{Inode, InodeRef, NewInode, SymlinkBody};
-pub use mount::{Mount, PathRef};
+pub use mount::{Mount, PathBorrow, PathRef};
 pub use namei::{LOOKUP_DIRECTORY, LOOKUP_FOLLOW};
 pub use sb::{
     generic_setattr, simple_link, simple_rename, simple_unlink, EvictHook, FileSystem, SuperBlock,

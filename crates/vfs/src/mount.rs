@@ -88,6 +88,32 @@ impl PathRef {
     }
 }
 
+/// A location borrowed for the length of a call (what hooks that take a `struct path` get):
+/// from a [`PathRef`], or from a lockless walk, where the dentry holds no reference and
+/// stays valid because the walk's epoch guard is held until the call returns (dentries are
+/// freed after a grace period).
+#[derive(Clone, Copy)]
+pub struct PathBorrow<'a> {
+    pub mnt: &'a Arc<Mount>,
+    pub dentry: &'a crate::dentry::Dentry,
+}
+
+impl<'a> PathBorrow<'a> {
+    pub fn inode(&self) -> &'a Arc<crate::inode::Inode> {
+        self.dentry.inode()
+    }
+}
+
+impl PathRef {
+    /// This location, borrowed.
+    pub fn as_borrowed(&self) -> PathBorrow<'_> {
+        PathBorrow {
+            mnt: &self.mnt,
+            dentry: &self.dentry,
+        }
+    }
+}
+
 impl std::fmt::Debug for PathRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PathRef({:?}, {:?})", self.mnt, self.dentry)

@@ -18,7 +18,7 @@
 
 use crate::dentry::{Dentry, DentryRef};
 use crate::errno::{Errno, Result};
-use crate::mount::{Mount, MountTable, PathRef};
+use crate::mount::{Mount, MountTable, PathBorrow, PathRef};
 use crate::types::*;
 use crate::Vfs;
 use crossbeam_epoch::Guard;
@@ -91,6 +91,57 @@ impl Vfs {
     ) -> Result<PathRef> {
         self.resolve_inner(cred, base, path, Want::Full { flags })
             .map(|(p, _, _)| p)
+    }
+
+    /// Resolve `path` and call `f` once with the location: borrowed under the epoch guard,
+    /// without taking any reference, when the lockless walk succeeds and no rename ran
+    /// during it (checked before `f` runs, so `f` may act: run hooks); otherwise from a
+    /// counted walk. `stat` with hooks on uses this.
+    pub fn with_resolved_path<T>(
+        &self,
+        cred: &Cred,
+        base: Option<&PathRef>,
+        path: &[u8],
+        flags: u32,
+        f: impl FnOnce(PathBorrow<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if path.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        if path.len() >= PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let start_ref = base.unwrap_or(&self.root);
+        {
+            let guard = crossbeam_epoch::pin();
+            let seq = self.rename_seq.load(Ordering::Acquire);
+            if seq & 1 == 0 {
+                let start = Cursor {
+                    mnt: &start_ref.mnt,
+                    dentry: &start_ref.dentry,
+                };
+                match self.walk(&guard, cred, start, path, &Want::Full { flags }, false) {
+                    Ok(WalkEnd::Full(c))
+                        if !c.dentry.is_dead()
+                            && self.rename_seq.load(Ordering::Acquire) == seq =>
+                    {
+                        self.counters.walks_lockless.inc();
+                        // The guard stays pinned while `f` runs: the dentry and inode it
+                        // borrows are freed only after a grace period.
+                        return f(PathBorrow {
+                            mnt: c.mnt,
+                            dentry: c.dentry,
+                        });
+                    }
+                    Err(Fail::Err(e)) if self.rename_seq.load(Ordering::Acquire) == seq => {
+                        return Err(e)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let at = self.resolve(cred, base, path, flags)?;
+        f(at.as_borrowed())
     }
 
     /// Resolve `path` and hand the inode to `f` without taking any reference when the

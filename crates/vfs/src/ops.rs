@@ -1100,7 +1100,7 @@ impl Vfs {
     /// attributes. The FUSE edge's GETATTR.
     pub fn stat_at(&self, at: &PathRef) -> Result<Stat> {
         if let Some(h) = self.hooks() {
-            h.inode_getattr(at)?;
+            h.inode_getattr(at.as_borrowed())?;
         }
         Ok(self.getattr(at))
     }
@@ -1624,10 +1624,13 @@ impl Vfs {
         follow: bool,
     ) -> Result<Stat> {
         let flags = if follow { LOOKUP_FOLLOW } else { 0 };
-        if self.hooks().is_some() {
-            // inode_getattr takes the path: a counted walk instead of a borrowed inode.
-            let at = self.resolve(cred, base, path, flags)?;
-            return self.stat_at(&at);
+        if let Some(h) = self.hooks() {
+            // inode_getattr takes the path: borrowed from the lockless walk when it succeeds.
+            return self.with_resolved_path(cred, base, path, flags, |at| {
+                h.inode_getattr(at)?;
+                let inode = at.inode();
+                Ok(inode.sb().fs().getattr(inode))
+            });
         }
         self.with_resolved(cred, base, path, flags, |inode| {
             inode.sb().fs().getattr(inode)

@@ -29,12 +29,14 @@ fn r() -> Cred {
 }
 
 /// Path of a dentry from its filesystem's root, by its current name and parent.
-fn dpath(d: &Arc<Dentry>) -> String {
+fn dpath(d: &Dentry) -> String {
     let mut parts = Vec::new();
-    let mut cur = d.clone();
-    while let Some(p) = cur.parent() {
-        parts.push(String::from_utf8_lossy(&cur.name()).into_owned());
-        cur = p;
+    let mut cur: Option<Arc<Dentry>> = None;
+    loop {
+        let this: &Dentry = cur.as_deref().unwrap_or(d);
+        let Some(p) = this.parent() else { break };
+        parts.push(String::from_utf8_lossy(&this.name()).into_owned());
+        cur = Some(p);
     }
     parts.reverse();
     format!("/{}", parts.join("/"))
@@ -216,7 +218,7 @@ impl VfsHooks for Rec {
         new_existing: Option<&Arc<Dentry>>,
     ) -> Result<()> {
         let n = String::from_utf8_lossy(new_name);
-        let e = new_existing.map(dpath).unwrap_or_else(|| "-".into());
+        let e = new_existing.map(|d| dpath(d)).unwrap_or_else(|| "-".into());
         self.lsm(
             "inode_rename",
             format!(
@@ -233,8 +235,8 @@ impl VfsHooks for Rec {
             format!("{} {}", dpath(dentry), attr_desc(attr)),
         )
     }
-    fn inode_getattr(&self, at: &PathRef) -> Result<()> {
-        self.lsm("inode_getattr", dpath(at.dentry.arc()))
+    fn inode_getattr(&self, at: PathBorrow<'_>) -> Result<()> {
+        self.lsm("inode_getattr", dpath(at.dentry))
     }
     fn inode_permission(&self, inode: &Arc<Inode>, mask: u32) -> Result<()> {
         self.lsm("inode_permission", format!("#{} {mask}", inode.ino()))
@@ -688,6 +690,53 @@ fn stat_getattr_access() {
     assert_eq!(
         lines(&rec.take()),
         ["inode_getattr /d/f", "inode_getattr /d/l"]
+    );
+}
+
+/// `stat` hands `inode_getattr` the location from the lockless walk, validated before the
+/// hook runs: with renames racing (each one invalidates walks in flight, forcing some back
+/// to the counted walk) the hook still runs exactly once per stat, on the object stat'ed.
+#[test]
+fn stat_runs_getattr_once_per_call_while_renames_race() {
+    let (vfs, rec) = setup();
+    ok!(vfs.mkdir(&r(), None, b"/a", 0o755));
+    ok!(vfs.write_file(&r(), b"/a/x", b"x"));
+    rec.take();
+    let stop = Arc::new(AtomicBool::new(false));
+    let renamer = {
+        let (vfs, stop) = (vfs.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                ok!(vfs.rename(&r(), b"/a/x", b"/a/y", 0));
+                ok!(vfs.rename(&r(), b"/a/y", b"/a/x", 0));
+                n += 2;
+            }
+            n
+        })
+    };
+    let before = vfs.stats();
+    const STATS: usize = 20_000;
+    let fino = ino(&vfs, "/d/f");
+    for _ in 0..STATS {
+        assert_eq!(ok!(vfs.stat(&r(), None, b"/d/f", true)).ino, fino);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let renames = renamer.join().unwrap();
+    let after = vfs.stats();
+    let calls = rec.take();
+    assert_eq!(calls.len(), STATS, "one inode_getattr per stat");
+    assert!(
+        calls.iter().all(|c| c == "inode_getattr /d/f"),
+        "{:?}",
+        &calls[..3]
+    );
+    assert!(renames > 0);
+    // Most walks stayed lockless even with hooks on.
+    assert!(
+        after.walks_lockless - before.walks_lockless > STATS as u64 / 2,
+        "{} of {STATS} lockless",
+        after.walks_lockless - before.walks_lockless
     );
 }
 

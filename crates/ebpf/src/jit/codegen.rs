@@ -172,12 +172,7 @@ pub(crate) fn compile(
         }
     }
     let direct = |id: u64| helpers.get(id).and_then(|h| h.direct);
-    g.untracked = !checked
-        && g.ops.iter().all(|o| match o.code {
-            Code::CallX => false,
-            Code::Call => direct(o.imm).is_some_and(|d| !d.uses_regions),
-            _ => true,
-        });
+    g.untracked = !checked && untracked(prog, helpers);
     if g.ops
         .iter()
         .any(|o| o.code == Code::Call && direct(o.imm).is_some())
@@ -225,6 +220,20 @@ pub(crate) fn compile(
         buf,
         entry,
         functions,
+    })
+}
+
+/// Whether unchecked code of `prog` can run without a region table: every helper it calls
+/// is direct and looks up no registered memory (`DirectHelper::USES_REGIONS`), and it has no
+/// `callx` (whose target could be any helper).
+pub(crate) fn untracked(prog: &Program, helpers: &Helpers) -> bool {
+    prog.ops().iter().all(|o| match o.code {
+        Code::CallX => false,
+        Code::Call => helpers
+            .get(o.imm)
+            .and_then(|h| h.direct)
+            .is_some_and(|d| !d.uses_regions),
+        _ => true,
     })
 }
 

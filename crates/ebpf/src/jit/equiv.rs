@@ -245,14 +245,14 @@ impl Vm<'_> {
     fn stack(&self) -> &[u64] {
         match self {
             Vm::Interp(v) => &v.stack,
-            Vm::Jit(v) => &v.stack,
+            Vm::Jit(v) => &v.state.stack,
         }
     }
 
     fn stack_mut(&mut self) -> &mut Box<[u64]> {
         match self {
             Vm::Interp(v) => &mut v.stack,
-            Vm::Jit(v) => &mut v.stack,
+            Vm::Jit(v) => &mut v.state.stack,
         }
     }
 

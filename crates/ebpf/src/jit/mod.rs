@@ -124,7 +124,7 @@ use crate::interp::{
     with_mem_args, ExecError, Frame, LoadError, Program, RunState, MAX_CALL_FRAMES, STACK_SIZE,
 };
 use crate::memory::{Memory, Region};
-use dynasmrt::{AssemblyOffset, ExecutableBuffer};
+use dynasmrt::ExecutableBuffer;
 use runtime::JitCtx;
 use std::sync::{Arc, OnceLock};
 
@@ -162,6 +162,10 @@ pub struct JitProgram {
     bounded: Body,
     unbounded: OnceLock<Body>,
     mode: Mode,
+    /// Whether runs need the region table: checked code, and unchecked code whose helpers
+    /// may look up registered memory (`codegen::untracked`). Unchecked code without such
+    /// helpers (or without helper calls) skips it: nothing in the run would consult it.
+    uses_regions: bool,
     /// Fingerprint of the program's ops, to refuse code of another program.
     fingerprint: u64,
     /// The helper functions each static call was bound to (id, address, direct entry; 0 =
@@ -172,7 +176,8 @@ pub struct JitProgram {
 /// One compiled body of a [`JitProgram`].
 pub(crate) struct Body {
     buf: ExecutableBuffer,
-    entry: AssemblyOffset,
+    /// Address of the entry routine in `buf`.
+    entry_addr: usize,
     /// `table[pc]`: address of the function starting at `pc`, or 0. Read by `callx`.
     table: Box<[u64]>,
 }
@@ -208,21 +213,25 @@ impl Body {
         for &(pc, o) in &c.functions {
             table[pc] = c.buf.ptr(o) as u64;
         }
+        let entry_addr = c.buf.ptr(c.entry) as usize;
         Ok(Body {
             buf: c.buf,
-            entry: c.entry,
+            entry_addr,
             table,
         })
     }
 
+    #[inline]
     fn function_address(&self, pc: usize) -> u64 {
         self.table.get(pc).copied().unwrap_or(0)
     }
 
+    #[inline]
     fn entry_fn(&self) -> EntryFn {
-        // SAFETY: `entry` is the offset of the entry routine inside `buf`, which generates a
-        // System V function of this signature; `buf` is executable and lives as long as self.
-        unsafe { std::mem::transmute::<*const u8, EntryFn>(self.buf.ptr(self.entry)) }
+        // SAFETY: `entry_addr` is the address of the entry routine inside `buf`, which
+        // generates a System V function of this signature; `buf` is executable and lives as
+        // long as self.
+        unsafe { std::mem::transmute::<usize, EntryFn>(self.entry_addr) }
     }
 }
 
@@ -235,6 +244,7 @@ impl JitProgram {
             bounded: Body::compile(prog, helpers, mode, true)?,
             unbounded: OnceLock::new(),
             mode,
+            uses_regions: mode == Mode::Checked || !codegen::untracked(prog, helpers),
             fingerprint: fingerprint(prog),
             bound: bound_helpers(prog, helpers),
         })
@@ -257,6 +267,35 @@ impl JitProgram {
     /// The body without back-edge counting, if a run without a budget compiled it.
     pub fn unbounded_code(&self) -> Option<&[u8]> {
         self.unbounded.get().map(|b| &b.buf[..])
+    }
+
+    /// Runs this code in `state` (a thread's [`JitState`], shared by the programs it runs):
+    /// r1-r5 = `args`, `regions` the memory the program may touch besides its stack, no
+    /// back-edge budget. Returns r0. What [`Jit::run_unchecked`] does, without a [`Jit`]
+    /// per program.
+    ///
+    /// # Safety
+    /// `prog` and `helpers` must be the program and helper table this code was compiled from
+    /// (or a table binding the same functions to the same ids: what [`Jit::with_code`]
+    /// checks, checked once by the caller instead of per run); and, for unchecked code, the
+    /// contract of [`Jit::run_unchecked`].
+    pub unsafe fn run_in(
+        &self,
+        state: &mut JitState,
+        prog: &Program,
+        helpers: &Helpers,
+        args: [u64; 5],
+        regions: &[Region<'_>],
+        env: &mut Env<'_>,
+    ) -> Result<u64, ExecError> {
+        debug_assert_eq!(self.fingerprint, fingerprint(prog));
+        state.run(prog, helpers, self, None, args, regions, env)
+    }
+
+    /// Whether `prog` and `helpers` are what this code was compiled from (binding the same
+    /// functions): the precondition of [`JitProgram::run_in`], for callers to check once.
+    pub fn fits(&self, prog: &Program, helpers: &Helpers) -> bool {
+        self.fingerprint == fingerprint(prog) && self.bound == bound_helpers(prog, helpers)
     }
 
     /// The body for a run with or without a budget. `prog` and `helpers` must be the ones
@@ -311,15 +350,99 @@ pub struct Jit<'p> {
     helpers: &'p Helpers,
     checked: Arc<JitProgram>,
     unchecked: OnceLock<Arc<JitProgram>>,
+    budget: Option<u64>,
+    pub(crate) state: JitState,
+}
+
+/// What a run of JIT code needs besides the code: the stack (8 frames × 512 bytes, zeroed
+/// at creation, not cleared between runs), the region set, the call frames and the
+/// generated code's context. Belongs to no program: a thread keeps one and runs any
+/// program's code in it ([`JitProgram::run_unchecked_in`]), as kernel programs run on the
+/// current thread's stack — no per-program pool, no reference counting per run.
+pub struct JitState {
     pub(crate) stack: Box<[u64]>,
     mem: Memory,
     frames: [Frame; MAX_CALL_FRAMES],
-    budget: Option<u64>,
     ctx: Box<JitCtx>,
 }
 
 // SAFETY: the raw pointers in the context are only set and used during a run, which holds
-// `&mut self`; everything else is owned or shared immutable data (`Program`, `Helpers`,
+// `&mut self`; everything else is owned.
+unsafe impl Send for JitState {}
+
+impl Default for JitState {
+    fn default() -> Self {
+        JitState::new()
+    }
+}
+
+impl std::fmt::Debug for JitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitState").finish_non_exhaustive()
+    }
+}
+
+impl JitState {
+    pub fn new() -> Self {
+        JitState {
+            stack: vec![0u64; STACK_SIZE / 8].into_boxed_slice(),
+            mem: Memory::default(),
+            frames: [Frame::default(); MAX_CALL_FRAMES],
+            ctx: Box::new(JitCtx::new()),
+        }
+    }
+
+    /// One run of `code` (compiled from `prog` with `helpers`' functions).
+    #[allow(clippy::too_many_arguments)] // the run's inputs, passed through as they are
+    fn run(
+        &mut self,
+        prog: &Program,
+        helpers: &Helpers,
+        code: &JitProgram,
+        budget: Option<u64>,
+        args: [u64; 5],
+        regions: &[Region<'_>],
+        env: &mut Env<'_>,
+    ) -> Result<u64, ExecError> {
+        let lo = self.stack.as_mut_ptr().expose_provenance() as u64;
+        let checked = code.mode == Mode::Checked;
+        // Unchecked code consults no region table of its own; helpers may (see
+        // `JitProgram::uses_regions`).
+        let regions = if code.uses_regions { regions } else { &[] };
+        self.mem.reset(lo, STACK_SIZE as u64, regions);
+        self.ctx.reset(lo, STACK_SIZE as u64);
+        if checked {
+            self.ctx.reset_caches();
+            self.ctx.fixed.extend(regions.iter().map(|r| r.raw));
+        }
+        self.ctx.code = code.body(budget.is_some(), prog, helpers);
+        self.ctx.budget = budget.unwrap_or(u64::MAX);
+        let ctx: *mut JitCtx = &mut *self.ctx;
+        let mut st = RunState {
+            prog,
+            helpers,
+            mem: &mut self.mem,
+            env,
+            stack_top: lo + STACK_SIZE as u64,
+            budget: budget.unwrap_or(u64::MAX),
+            checked,
+            frames: &mut self.frames,
+            hook: Some(runtime::hook(ctx)),
+        };
+        // Enters the JIT code as the hook does for callbacks (which reach it through
+        // `RunState::call`), without the indirection.
+        // SAFETY: `ctx` is this run's context, set up above; `st` is its RunState.
+        let res = unsafe { runtime::jit_hook(ctx.cast(), &mut st, 0, args, 0) };
+        // Regions borrow caller memory only for this run.
+        self.mem.clear();
+        self.ctx.fixed.clear();
+        self.ctx.st = std::ptr::null_mut();
+        self.ctx.code = std::ptr::null();
+        res
+    }
+}
+
+// SAFETY: as JitState; everything else is shared immutable data (`Program`, `Helpers`,
 // `JitProgram` are Sync).
 unsafe impl Send for Jit<'_> {}
 
@@ -386,11 +509,8 @@ impl<'p> Jit<'p> {
             helpers,
             checked,
             unchecked: cell,
-            stack: vec![0u64; STACK_SIZE / 8].into_boxed_slice(),
-            mem: Memory::default(),
-            frames: [Frame::default(); MAX_CALL_FRAMES],
             budget: None,
-            ctx: Box::new(JitCtx::new()),
+            state: JitState::new(),
         }
     }
 
@@ -430,8 +550,15 @@ impl<'p> Jit<'p> {
         regions: &[Region<'_>],
         env: &mut Env<'_>,
     ) -> Result<u64, ExecError> {
-        let code = self.checked.clone();
-        self.run_code(&code, args, regions, env)
+        self.state.run(
+            self.prog,
+            self.helpers,
+            &self.checked,
+            self.budget,
+            args,
+            regions,
+            env,
+        )
     }
 
     /// Unchecked run: like [`Jit::run`], without memory checks. Compiles the unchecked code on
@@ -450,52 +577,25 @@ impl<'p> Jit<'p> {
         regions: &[Region<'_>],
         env: &mut Env<'_>,
     ) -> Result<u64, ExecError> {
-        let code = match self.unchecked_code() {
-            Ok(c) => c.clone(),
-            Err(_) => return Err(ExecError::InvalidInstruction { pc: 0 }),
-        };
-        self.run_code(&code, args, regions, env)
+        if self.unchecked_code().is_err() {
+            return Err(ExecError::InvalidInstruction { pc: 0 });
+        }
+        let code = self.unchecked.get().expect("compiled just above");
+        self.state.run(
+            self.prog,
+            self.helpers,
+            code,
+            self.budget,
+            args,
+            regions,
+            env,
+        )
     }
 
     /// Checked run in the conformance suite's convention: r1 = address of `mem`, r2 = its
     /// length (both 0 if empty), `mem` writable.
     pub fn run_mem(&mut self, mem: &mut [u8], env: &mut Env<'_>) -> Result<u64, ExecError> {
         with_mem_args(mem, |args, regions| self.run(args, regions, env))
-    }
-
-    fn run_code(
-        &mut self,
-        code: &JitProgram,
-        args: [u64; 5],
-        regions: &[Region<'_>],
-        env: &mut Env<'_>,
-    ) -> Result<u64, ExecError> {
-        let lo = self.stack.as_mut_ptr().expose_provenance() as u64;
-        self.mem.reset(lo, STACK_SIZE as u64, regions);
-        self.ctx
-            .reset(lo, STACK_SIZE as u64, regions.iter().map(|r| r.raw));
-        self.ctx.code = code.body(self.budget.is_some(), self.prog, self.helpers);
-        self.ctx.budget = self.budget.unwrap_or(u64::MAX);
-        let ctx: *mut JitCtx = &mut *self.ctx;
-        let mut st = RunState {
-            prog: self.prog,
-            helpers: self.helpers,
-            mem: &mut self.mem,
-            env,
-            stack_top: lo + STACK_SIZE as u64,
-            budget: self.budget.unwrap_or(u64::MAX),
-            checked: code.mode == Mode::Checked,
-            frames: &mut self.frames,
-            hook: Some(runtime::hook(ctx)),
-        };
-        // Enters the JIT code through the hook (as callbacks do).
-        let res = st.call(0, args, 0);
-        // Regions borrow caller memory only for this run.
-        self.mem.clear();
-        self.ctx.fixed.clear();
-        self.ctx.st = std::ptr::null_mut();
-        self.ctx.code = std::ptr::null();
-        res
     }
 }
 

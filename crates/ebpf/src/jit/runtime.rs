@@ -158,22 +158,32 @@ impl JitCtx {
         }
     }
 
-    /// Prepares a run over the stack `[lo, lo + size)` with the caller's `fixed` regions.
-    pub fn reset(&mut self, lo: u64, size: u64, fixed: impl Iterator<Item = RawRegion>) {
+    /// The region caches and fixed regions of checked code, emptied (`reset` leaves them:
+    /// unchecked code never reads them).
+    #[inline]
+    pub fn reset_caches(&mut self) {
+        self.dcache = RegionCache::EMPTY;
+        self.fcache = RegionCache::EMPTY;
+        self.fixed.clear();
+    }
+
+    /// Prepares a run over the stack `[lo, lo + size)`; checked runs also `reset_caches`
+    /// and add their regions to `fixed`.
+    #[inline]
+    pub fn reset(&mut self, lo: u64, size: u64) {
         self.stack_lo = lo;
         self.stack_hi = lo + size;
         for i in 0..4 {
             self.stack_limit[i] = self.stack_hi - (1 << i);
         }
         self.depth_limit = lo + STACK_FRAME_SIZE as u64;
-        self.dcache = RegionCache::EMPTY;
-        self.fcache = RegionCache::EMPTY;
         self.err_info = 0;
-        self.error = None;
-        self.helper_error = None;
-        self.panic = None;
-        self.fixed.clear();
-        self.fixed.extend(fixed);
+        // Runs leave these empty (`jit_hook` takes what a run stored); clear a stray one.
+        if self.error.is_some() || self.helper_error.is_some() || self.panic.is_some() {
+            self.error = None;
+            self.helper_error = None;
+            self.panic = None;
+        }
     }
 }
 
@@ -455,7 +465,7 @@ pub(crate) unsafe extern "sysv64" fn jit_mem_slow(ctx: *mut JitCtx, addr: u64, i
 /// # Safety
 /// `data` is the `JitCtx` of the run in progress, whose `code` is the program's compiled code
 /// in the mode `st.checked` says; `entry` is a function entry of the program.
-unsafe fn jit_hook(
+pub(crate) unsafe fn jit_hook(
     data: *mut (),
     st: &mut RunState<'_, '_>,
     entry: usize,
