@@ -4,7 +4,8 @@
 //! are not).
 //!
 //! Run: `cargo run --release -p bpfvfs-runtime --example hook_cost -- OP N ITERS`
-//! with OP one of open_close, stat.
+//! with OP one of open_close, stat, create_unlink (programs at file_open, inode_getattr,
+//! inode_create and inode_unlink, as in the bench).
 
 use bpfvfs_bpf::Bpf;
 use bpfvfs_runtime::{LoadOpts, Runtime};
@@ -17,6 +18,8 @@ const SRC: &str = r#"
 #include <bpf/bpf_tracing.h>
 SEC("lsm/file_open") int BPF_PROG(on_open, struct file *f) { return 0; }
 SEC("lsm/inode_getattr") int BPF_PROG(on_getattr, const struct path *p) { return 0; }
+SEC("lsm/inode_create") int BPF_PROG(on_create, struct inode *dir, struct dentry *d, umode_t m) { return 0; }
+SEC("lsm/inode_unlink") int BPF_PROG(on_unlink, struct inode *dir, struct dentry *d) { return 0; }
 char LICENSE[] SEC("license") = "GPL";
 "#;
 
@@ -44,7 +47,7 @@ fn object() -> Vec<u8> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
-        eprintln!("usage: hook_cost open_close|stat N ITERS");
+        eprintln!("usage: hook_cost open_close|stat|create_unlink N ITERS");
         std::process::exit(2);
     }
     let (op, n, iters): (&str, usize, u64) = (
@@ -60,7 +63,18 @@ fn main() {
     let mut links = Vec::new();
     for _ in 0..n {
         let o = rt.load_object(&obj, &LoadOpts::new("h")).expect("load");
+        // `HOOK_COST_ONLY=SECTION_SUFFIX` (e.g. inode_getattr): attach only that program, so
+        // the other operations measure hooks switched on with nothing to run.
+        let only = std::env::var("HOOK_COST_ONLY").ok();
         for (_, p) in &o.progs {
+            let sec = p
+                .obj
+                .as_prog()
+                .map(|p| p.info().attach_to.clone())
+                .unwrap_or_default();
+            if only.as_ref().is_some_and(|o| !sec.ends_with(o.as_str())) {
+                continue;
+            }
             links.push(rt.attach(p, None).expect("attach"));
         }
     }
@@ -73,6 +87,19 @@ fn main() {
                     .expect("open"),
             ),
             "stat" => drop(vfs.stat(&root, None, b"/d/f", true).expect("stat")),
+            "create_unlink" => {
+                drop(
+                    vfs.open(
+                        &root,
+                        None,
+                        b"/d/g",
+                        oflags::O_CREAT | oflags::O_WRONLY,
+                        0o644,
+                    )
+                    .expect("create"),
+                );
+                vfs.unlink(&root, None, b"/d/g").expect("unlink");
+            }
             _ => panic!("unknown op {op}"),
         }
     }

@@ -18,7 +18,7 @@
 //! never while a VFS lock is held.
 
 use crate::error::RuntimeError;
-use crate::hook_run::{Dispatch, HookArg};
+use crate::hook_run::{Dispatch, HookArg, RunPlan};
 use crate::hooks::{self, id, HookKind, HOOKS};
 use crate::kobj::{attr, Iattr};
 use crate::Runtime;
@@ -66,7 +66,12 @@ struct Entry {
     prog: Arc<Prog>,
 }
 
-type List = Vec<Entry>;
+/// The programs at one attach point, in attach order, with what running them needs
+/// (computed when the list is made, not per dispatch).
+struct List {
+    entries: Vec<Entry>,
+    plan: RunPlan,
+}
 
 /// Every attach point's program list: one slot per (hook, entry/exit) of the hook table,
 /// found by index, so a dispatch takes no lock.
@@ -117,17 +122,20 @@ impl Attachments {
         self.mask.load(Ordering::Relaxed) & (1 << p.slot()) != 0
     }
 
-    fn modify(&self, p: Point, f: impl FnOnce(&List) -> List) {
+    fn modify(&self, p: Point, f: impl FnOnce(&[Entry]) -> Vec<Entry>) {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let l = self.slot(p);
         let guard = crossbeam_epoch::pin();
         let cur = l.load(Ordering::Acquire, &guard);
-        let empty = Vec::new();
         // SAFETY: `cur` is null or a list published by a writer, valid under `guard`.
-        let old: &List = unsafe { cur.as_ref() }.unwrap_or(&empty);
-        let new = f(old);
+        let old: &[Entry] = unsafe { cur.as_ref() }.map_or(&[], |l| &l.entries);
+        let entries = f(old);
+        let new = List {
+            plan: RunPlan::of(entries.iter().map(|e| &*e.prog)),
+            entries,
+        };
         let bit = 1u64 << p.slot();
-        if new.is_empty() {
+        if new.entries.is_empty() {
             self.mask.fetch_and(!bit, Ordering::Relaxed);
         } else {
             self.mask.fetch_or(bit, Ordering::Relaxed);
@@ -156,7 +164,7 @@ impl Attachments {
         let cur = self.slot(p).load(Ordering::Acquire, guard);
         // SAFETY: published lists are freed only after every guard that saw them.
         let list: &'g List = unsafe { cur.as_ref() }?;
-        (!list.is_empty()).then_some(list)
+        (!list.entries.is_empty()).then_some(list)
     }
 
     pub fn attached(&self) -> usize {
@@ -221,9 +229,9 @@ impl BpfHooks {
         };
         let name = HOOKS[row].name;
         let mut verdict = Ok(());
-        let progs = list.iter().map(|e| &*e.prog);
+        let progs = list.entries.iter().map(|e| &*e.prog);
         self.dispatch()
-            .run_many_pinned(&guard, progs, args, |p, r| match r {
+            .run_many_pinned(&guard, &list.plan, progs, args, |p, r| match r {
                 Ok(r) if (r as i32) < 0 => {
                     // The first denial wins; later programs do not run (as the kernel's
                     // call_int_hook stops at the first non-zero return).
@@ -275,13 +283,14 @@ impl BpfHooks {
                 .collect();
             &spilled
         };
-        let progs = list.iter().map(|e| &*e.prog);
-        self.dispatch().run_many_pinned(&guard, progs, all, |p, r| {
-            if let Err(err) = r {
-                tracing::warn!(prog = %p.info().name, point = name, "program failed: {err}");
-            }
-            true
-        });
+        let progs = list.entries.iter().map(|e| &*e.prog);
+        self.dispatch()
+            .run_many_pinned(&guard, &list.plan, progs, all, |p, r| {
+                if let Err(err) = r {
+                    tracing::warn!(prog = %p.info().name, point = name, "program failed: {err}");
+                }
+                true
+            });
     }
 }
 
@@ -601,7 +610,7 @@ impl Runtime {
         let token = self.attachments.next_token.fetch_add(1, Ordering::Relaxed);
         let prog_arc = p.clone();
         self.attachments.modify(point, |old| {
-            let mut v: List = old.to_vec();
+            let mut v = old.to_vec();
             v.push(Entry {
                 token,
                 prog: prog_arc,

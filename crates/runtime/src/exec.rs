@@ -229,23 +229,25 @@ impl LoadedProg {
 
     /// [`LoadedProg::run`] in a JIT state the caller holds (one borrow of the thread's state
     /// for several runs: [`with_jit_state`]).
+    #[inline]
     pub fn run_in_state(
         &self,
         state: Option<&mut JitState>,
         args: [u64; 5],
         regions: &[Region<'_>],
         env: &mut Env<'_>,
-    ) -> Result<u64, crate::RuntimeError> {
+    ) -> Result<u64, Box<crate::RuntimeError>> {
         #[cfg(target_arch = "x86_64")]
         if let (Some((_, unchecked)), false, Some(state)) = (&self.jit, self.checked, state) {
-            return Ok(with_direct_regions(self, regions, |all| {
+            return with_direct_regions(self, regions, |all| {
                 // SAFETY: as in `run`.
                 unsafe { unchecked.run_in(state, &self.program, &self.helpers, args, all, env) }
-            })?);
+            })
+            .map_err(|e| Box::new(e.into()));
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = state;
-        self.run(args, regions, env)
+        self.run(args, regions, env).map_err(Box::new)
     }
 
     pub fn maps(&self) -> &[Arc<Map>] {

@@ -186,20 +186,49 @@ impl Runtime {
         &self,
         progs: impl Iterator<Item = &'p Prog> + Clone,
         args: &[HookArg<'_>],
-        each: impl FnMut(&'p Prog, Result<u64, RuntimeError>) -> bool,
+        mut each: impl FnMut(&'p Prog, Result<u64, RuntimeError>) -> bool,
     ) {
         let guard = crossbeam_epoch::pin();
+        let plan = RunPlan::of(progs.clone());
         Dispatch {
             trace: &self.trace,
             rt: &self.me,
         }
-        .run_many_pinned(&guard, progs, args, each)
+        .run_many_pinned(&guard, &plan, progs, args, |p, r| {
+            each(p, r.map_err(|e| *e))
+        })
     }
 }
 
 /// What running a hook's programs needs of the runtime: the trace log, and (only for
 /// programs that read the current task or cgroup) the runtime itself. The VFS hooks hold
 /// these without holding the runtime, so a dispatch takes no reference.
+/// What running a set of programs together needs, from all of them: which views to
+/// build, whether to prepare the current task and cgroup views, whether to look up the
+/// task. Attachment lists compute theirs when they change.
+#[derive(Clone, Copy)]
+pub(crate) struct RunPlan {
+    needs: crate::kobj::Needs,
+    current: bool,
+    uses_task: bool,
+}
+
+impl RunPlan {
+    pub(crate) fn of<'p>(progs: impl Iterator<Item = &'p Prog>) -> RunPlan {
+        let mut plan = RunPlan {
+            needs: crate::kobj::Needs::NONE,
+            current: false,
+            uses_task: false,
+        };
+        for lp in progs.filter_map(|p| p.exec::<LoadedProg>()) {
+            plan.needs = plan.needs.union(lp.view_needs);
+            plan.current |= lp.uses_current;
+            plan.uses_task |= lp.uses_task;
+        }
+        plan
+    }
+}
+
 pub(crate) struct Dispatch<'a> {
     pub trace: &'a crate::trace::TraceLog,
     pub rt: &'a std::sync::Weak<Runtime>,
@@ -212,42 +241,37 @@ impl Dispatch<'_> {
     pub(crate) fn run_many_pinned<'p>(
         &self,
         guard: &crossbeam_epoch::Guard,
+        plan: &RunPlan,
         progs: impl Iterator<Item = &'p Prog> + Clone,
         args: &[HookArg<'_>],
-        mut each: impl FnMut(&'p Prog, Result<u64, RuntimeError>) -> bool,
+        mut each: impl FnMut(&'p Prog, HookResult) -> bool,
     ) {
         let loaded = |p: &'p Prog| {
             p.exec::<LoadedProg>().ok_or_else(|| {
-                RuntimeError::test_run(
+                Box::new(RuntimeError::test_run(
                     Errno::ENOTSUP_,
                     format!("program {} has no executable form here", p.info().name),
-                )
+                ))
             })
         };
-        let mut needs = crate::kobj::Needs::NONE;
-        let (mut current, mut uses_task) = (false, false);
-        for p in progs.clone() {
-            if let Ok(lp) = loaded(p) {
-                needs = needs.union(lp.view_needs);
-                current |= lp.uses_current;
-                uses_task |= lp.uses_task;
-            }
-        }
+        let RunPlan {
+            needs,
+            current,
+            uses_task,
+        } = *plan;
         // One arena per thread, reused (a nested run on the same thread gets its own).
         thread_local! {
             static ARENA: std::cell::RefCell<ViewArena> = std::cell::RefCell::new(ViewArena::new());
         }
         let mut go = |arena: &mut ViewArena| {
             arena.reset(needs);
-            let ctx = match build_ctx(arena, args) {
-                Ok(c) => c,
-                Err(e) => {
-                    if let Some(p) = progs.clone().next() {
-                        each(p, Err(e));
-                    }
-                    return;
+            let mut ctx = [0u64; MAX_ARGS];
+            if let Err(e) = build_ctx(arena, args, &mut ctx) {
+                if let Some(p) = progs.clone().next() {
+                    each(p, Err(Box::new(e)));
                 }
-            };
+                return;
+            }
             // What the task and cgroup helpers read (built only for programs calling them).
             if current {
                 if let Some(rt) = self.rt.upgrade() {
@@ -313,7 +337,7 @@ impl Dispatch<'_> {
         lp: &LoadedProg,
         run: &HookRun<'_>,
         state: Option<&mut crate::exec::JitState>,
-    ) -> Result<u64, RuntimeError> {
+    ) -> HookResult {
         let (arena, task) = (run.arena, run.task);
         let maps = RunMaps::pinned(lp, run.guard);
         let mut ext = RunExt {
@@ -339,6 +363,13 @@ impl Dispatch<'_> {
     }
 }
 
+/// Arguments a program context holds.
+const MAX_ARGS: usize = 12;
+
+/// One run's result on the dispatch path: the error boxed, so the common `Ok` moves through
+/// the layers as two words, not a 104-byte `RuntimeError`.
+pub(crate) type HookResult = Result<u64, Box<RuntimeError>>;
+
 /// What the runs of one hook invocation share.
 struct HookRun<'a> {
     guard: &'a crossbeam_epoch::Guard,
@@ -350,8 +381,11 @@ struct HookRun<'a> {
 }
 
 /// The argument array of a hook invocation, views built in `arena`.
-fn build_ctx(arena: &mut ViewArena, args: &[HookArg<'_>]) -> Result<[u64; 12], RuntimeError> {
-    let mut ctx = [0u64; 12];
+fn build_ctx(
+    arena: &mut ViewArena,
+    args: &[HookArg<'_>],
+    ctx: &mut [u64; MAX_ARGS],
+) -> Result<(), RuntimeError> {
     if args.len() > ctx.len() {
         return Err(RuntimeError::test_run(
             Errno::EINVAL,
@@ -377,7 +411,7 @@ fn build_ctx(arena: &mut ViewArena, args: &[HookArg<'_>]) -> Result<[u64; 12], R
             HookArg::Scalar(v) => *v,
         };
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// The task of runs whose programs do not read it.

@@ -341,6 +341,12 @@ pub struct Needs {
     pub file_dentry: bool,
     /// `inode->i_sb` or `dentry->d_sb` is read.
     pub sb: bool,
+    /// Any field of any view may be read: a field load the verifier saw, or a helper that
+    /// reads memory through a pointer it is given (`bpf_probe_read_kernel` and the like,
+    /// which a program can aim at a view without a visible field load). When false, views
+    /// are zeroed blocks at distinct addresses: pointer comparisons and the object helpers
+    /// (`bpf_inode_storage_get`, which finds the inode by the view's address) still work.
+    pub fields: bool,
 }
 
 impl Needs {
@@ -349,6 +355,7 @@ impl Needs {
         names: false,
         file_dentry: false,
         sb: false,
+        fields: false,
     };
 
     pub fn union(self, o: Needs) -> Needs {
@@ -357,6 +364,7 @@ impl Needs {
             names: self.names || o.names,
             file_dentry: self.file_dentry || o.file_dentry,
             sb: self.sb || o.sb,
+            fields: self.fields || o.fields,
         }
     }
 
@@ -365,9 +373,28 @@ impl Needs {
         names: true,
         file_dentry: true,
         sb: true,
+        fields: true,
     };
 
-    /// From the verifier's (struct, field) read list.
+    /// Helpers that never read memory through a pointer argument a view could be: map
+    /// operations (keys and values live on the stack or in maps), clocks, random numbers,
+    /// the task and cgroup ids, `bpf_get_current_comm` (writes only), inode storage (finds the
+    /// inode by address).
+    const NO_VIEW_READS: [u32; 13] = [1, 2, 3, 5, 7, 8, 14, 15, 16, 80, 125, 145, 146];
+
+    /// From the verifier's (struct, field) read list and the helpers the program calls.
+    pub fn of_program(reads: &[(String, String)], helpers_used: &[u32]) -> Needs {
+        let fields = !reads.is_empty()
+            || helpers_used
+                .iter()
+                .any(|h| !Self::NO_VIEW_READS.contains(h));
+        Needs {
+            fields,
+            ..Self::from_reads(reads)
+        }
+    }
+
+    /// From the verifier's (struct, field) read list (`fields` set: any helper may read).
     pub fn from_reads(reads: &[(String, String)]) -> Needs {
         let has = |st: &str, f: &str| reads.iter().any(|(a, b)| a == st && b.starts_with(f));
         Needs {
@@ -375,6 +402,7 @@ impl Needs {
             names: has("dentry", "d_name"),
             file_dentry: has("file", "f_path.dentry") || has("path", "dentry"),
             sb: has("inode", "i_sb") || has("dentry", "d_sb"),
+            fields: true,
         }
     }
 }
@@ -507,13 +535,31 @@ impl ViewArena {
     /// per-field bounds checks.
     #[inline]
     fn push_view(&mut self, v: &ViewBytes) -> Result<u64, ArenaFull> {
+        let at = self.reserve_view()?;
+        self.store_view(at, v);
+        Ok(self.addr_of(at))
+    }
+
+    /// Room for one view, not yet written: the caller stores it whole (`store_view`) before
+    /// the run.
+    #[inline]
+    fn reserve_view(&mut self) -> Result<usize, ArenaFull> {
         let at = self.used;
-        let dst = self.words.get_mut(at..at + VIEW_WORDS).ok_or(ArenaFull)?;
-        for (d, c) in dst.iter_mut().zip(v.0.chunks_exact(8)) {
-            *d = u64::from_ne_bytes(c.try_into().expect("8-byte chunk"));
+        if at + VIEW_WORDS > self.words.len() {
+            return Err(ArenaFull);
         }
         self.used += VIEW_WORDS;
-        Ok(self.addr_of(at))
+        Ok(at)
+    }
+
+    #[inline]
+    fn store_view(&mut self, at: usize, v: &ViewBytes) {
+        let dst: &mut [u64; VIEW_WORDS] = (&mut self.words[at..at + VIEW_WORDS])
+            .try_into()
+            .expect("a view's words");
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = u64::from_ne_bytes(v.0[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        }
     }
 
     fn addr_of(&self, word: usize) -> u64 {
@@ -560,6 +606,14 @@ impl ViewArena {
         let key = Arc::as_ptr(inode);
         if let Some((a, _)) = self.inodes.iter().find(|(_, i)| *i == key) {
             return Ok(*a);
+        }
+        if !self.needs.fields {
+            let a = self.push_view(&ViewBytes::ZERO)?;
+            self.inodes.push((a, key));
+            if keep {
+                self.held.push(inode.clone());
+            }
+            return Ok(a);
         }
         let sb = if self.needs.sb {
             self.super_block(inode.sb())?
@@ -615,25 +669,39 @@ impl ViewArena {
         inode: Option<&Arc<Inode>>,
         sb: &Arc<SuperBlock>,
     ) -> Result<u64, ArenaFull> {
-        let w = self.alloc(VIEW_WORDS)?;
+        let w = self.reserve_view()?;
         let me = self.addr_of(w);
+        if !self.needs.fields {
+            self.store_view(w, &ViewBytes::ZERO);
+            return Ok(me);
+        }
+        // Only what the programs read (`needs`), as for existing dentries.
         let parent_view = match parent {
-            Some(p) => self.dentry_chain(p, 1)?,
-            None => me,
+            Some(p) if self.needs.parent => self.dentry_chain(p, 1)?,
+            _ => me,
         };
         let inode_view = match inode {
             Some(i) => self.inode(i)?,
             None => 0,
         };
-        let sb_view = self.super_block(sb)?;
-        let name_at = self.name(name);
-        let hash = name_hash(name);
-        self.put(w, off::D_PARENT, &parent_view.to_ne_bytes());
-        self.put(w, off::D_NAME_HASH, &hash.to_ne_bytes());
-        self.put(w, off::D_NAME_LEN, &(name.len() as u32).to_ne_bytes());
-        self.put(w, off::D_NAME_NAME, &name_at.to_ne_bytes());
-        self.put(w, off::D_INODE, &inode_view.to_ne_bytes());
-        self.put(w, off::D_SB, &sb_view.to_ne_bytes());
+        let sb_view = if self.needs.sb {
+            self.super_block(sb)?
+        } else {
+            0
+        };
+        let (name_at, hash) = if self.needs.names {
+            (self.name(name), name_hash(name))
+        } else {
+            (0, 0)
+        };
+        let mut v = ViewBytes::ZERO;
+        v.put(off::D_PARENT, &parent_view.to_ne_bytes());
+        v.put(off::D_NAME_HASH, &hash.to_ne_bytes());
+        v.put(off::D_NAME_LEN, &(name.len() as u32).to_ne_bytes());
+        v.put(off::D_NAME_NAME, &name_at.to_ne_bytes());
+        v.put(off::D_INODE, &inode_view.to_ne_bytes());
+        v.put(off::D_SB, &sb_view.to_ne_bytes());
+        self.store_view(w, &v);
         Ok(me)
     }
 
@@ -649,9 +717,13 @@ impl ViewArena {
         if let Some((a, _)) = self.dentries.iter().find(|(_, p)| *p == key) {
             return Ok(*a);
         }
-        let w = self.alloc(VIEW_WORDS)?;
+        let w = self.reserve_view()?;
         let me = self.addr_of(w);
         self.dentries.push((me, key));
+        if !self.needs.fields {
+            self.store_view(w, &ViewBytes::ZERO);
+            return Ok(me);
+        }
         // Name and parent in one read; the name is copied straight into the arena.
         let (parent, name_at, len, hash) = if self.needs.parent || self.needs.names {
             let (want_parent, want_name) = (self.needs.parent, self.needs.names);
@@ -686,17 +758,23 @@ impl ViewArena {
         } else {
             0
         };
-        self.put(w, off::D_PARENT, &parent.to_ne_bytes());
-        self.put(w, off::D_NAME_HASH, &hash.to_ne_bytes());
-        self.put(w, off::D_NAME_LEN, &(len as u32).to_ne_bytes());
-        self.put(w, off::D_NAME_NAME, &name_at.to_ne_bytes());
-        self.put(w, off::D_INODE, &inode.to_ne_bytes());
-        self.put(w, off::D_SB, &sb.to_ne_bytes());
+        let mut v = ViewBytes::ZERO;
+        v.put(off::D_PARENT, &parent.to_ne_bytes());
+        v.put(off::D_NAME_HASH, &hash.to_ne_bytes());
+        v.put(off::D_NAME_LEN, &(len as u32).to_ne_bytes());
+        v.put(off::D_NAME_NAME, &name_at.to_ne_bytes());
+        v.put(off::D_INODE, &inode.to_ne_bytes());
+        v.put(off::D_SB, &sb.to_ne_bytes());
+        self.store_view(w, &v);
         Ok(me)
     }
 
     /// The view of an open file.
     pub fn file(&mut self, f: &File) -> Result<u64, ArenaFull> {
+        if !self.needs.fields {
+            // No field readable: nothing behind it (f_inode included) is reachable.
+            return self.push_view(&ViewBytes::ZERO);
+        }
         let dentry = if self.needs.file_dentry {
             self.dentry(f.path().dentry.arc())?
         } else {

@@ -448,7 +448,10 @@ impl Runtime {
             direct,
             type_entry: entry,
             section_kind: kind,
-            view_needs: crate::kobj::Needs::from_reads(&verified.struct_reads),
+            view_needs: crate::kobj::Needs::of_program(
+                &verified.struct_reads,
+                &verified.helpers_used,
+            ),
             uses_current: crate::cgroup_helpers::uses_current(&verified.helpers_used),
             uses_task: verified
                 .helpers_used

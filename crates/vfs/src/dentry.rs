@@ -112,6 +112,7 @@ impl Dentry {
     pub fn id(&self) -> u64 {
         self.id
     }
+    #[inline]
     pub fn inode(&self) -> &Arc<Inode> {
         &self.inode
     }

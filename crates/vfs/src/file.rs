@@ -71,12 +71,15 @@ impl File {
     pub fn is_open(&self) -> bool {
         self.private.get().is_some()
     }
+    #[inline]
     pub fn path(&self) -> &PathRef {
         &self.path
     }
+    #[inline]
     pub fn inode(&self) -> &Arc<Inode> {
         self.path.inode()
     }
+    #[inline]
     pub fn flags(&self) -> i32 {
         self.flags.load(Ordering::Relaxed)
     }
@@ -86,10 +89,12 @@ impl File {
         let f = (self.flags() & keep) | (flags & (oflags::O_APPEND | oflags::O_NONBLOCK));
         self.flags.store(f, Ordering::Relaxed)
     }
+    #[inline]
     pub fn readable(&self) -> bool {
         let acc = self.flags() & oflags::O_ACCMODE;
         acc == oflags::O_RDONLY || acc == oflags::O_RDWR
     }
+    #[inline]
     pub fn writable(&self) -> bool {
         let acc = self.flags() & oflags::O_ACCMODE;
         acc == oflags::O_WRONLY || acc == oflags::O_RDWR

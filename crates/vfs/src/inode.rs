@@ -145,36 +145,46 @@ impl Inode {
         }
     }
 
+    #[inline]
     pub fn ino(&self) -> u64 {
         self.ino
     }
+    #[inline]
     pub fn sb(&self) -> &Arc<SuperBlock> {
         &self.sb
     }
+    #[inline]
     pub fn mode(&self) -> u32 {
         self.mode.load(Ordering::Acquire)
     }
     pub fn file_type(&self) -> FileType {
         FileType::from_mode(self.mode()).unwrap_or(FileType::Regular)
     }
+    #[inline]
     pub fn is_dir(&self) -> bool {
         self.mode() & S_IFMT == S_IFDIR
     }
+    #[inline]
     pub fn is_symlink(&self) -> bool {
         self.mode() & S_IFMT == S_IFLNK
     }
+    #[inline]
     pub fn uid(&self) -> u32 {
         self.uid.load(Ordering::Acquire)
     }
+    #[inline]
     pub fn gid(&self) -> u32 {
         self.gid.load(Ordering::Acquire)
     }
+    #[inline]
     pub fn nlink(&self) -> u32 {
         self.nlink.load(Ordering::Acquire)
     }
+    #[inline]
     pub fn size(&self) -> u64 {
         self.size.load(Ordering::Acquire)
     }
+    #[inline]
     pub fn rdev(&self) -> u32 {
         self.rdev
     }

@@ -279,6 +279,7 @@ impl JitProgram {
     /// (or a table binding the same functions to the same ids: what [`Jit::with_code`]
     /// checks, checked once by the caller instead of per run); and, for unchecked code, the
     /// contract of [`Jit::run_unchecked`].
+    #[inline]
     pub unsafe fn run_in(
         &self,
         state: &mut JitState,

@@ -465,6 +465,7 @@ pub(crate) unsafe extern "sysv64" fn jit_mem_slow(ctx: *mut JitCtx, addr: u64, i
 /// # Safety
 /// `data` is the `JitCtx` of the run in progress, whose `code` is the program's compiled code
 /// in the mode `st.checked` says; `entry` is a function entry of the program.
+#[inline]
 pub(crate) unsafe fn jit_hook(
     data: *mut (),
     st: &mut RunState<'_, '_>,
