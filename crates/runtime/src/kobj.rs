@@ -1063,3 +1063,31 @@ fn name_hash(name: &[u8]) -> u32 {
 // SAFETY: the raw pointers in the tables are only compared, never dereferenced; the views
 // and names are plain bytes.
 unsafe impl Send for ViewArena {}
+
+#[cfg(test)]
+mod tests {
+    use super::Needs;
+
+    fn reads(r: &[(&str, &str)]) -> Vec<(String, String)> {
+        r.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn views_are_filled_when_anything_could_read_them() {
+        // Nothing read, only helpers that read no memory: nothing to fill.
+        assert!(!Needs::of_program(&[], &[]).fields);
+        assert!(!Needs::of_program(&[], &[1, 145, 146, 5]).fields);
+        // A field load, or a helper that reads through a pointer (probe_read_kernel,
+        // trace_printk's %s), needs the contents.
+        assert!(Needs::of_program(&reads(&[("inode", "i_ino")]), &[]).fields);
+        assert!(Needs::of_program(&[], &[113]).fields);
+        assert!(Needs::of_program(&[], &[6]).fields);
+        let n = Needs::of_program(&reads(&[("dentry", "d_parent")]), &[]);
+        assert!(n.fields && n.parent && !n.names);
+        // A union keeps whatever any program needs.
+        assert!(Needs::NONE.union(Needs::of_program(&[], &[113])).fields);
+        assert!(Needs::ALL.fields);
+    }
+}

@@ -156,3 +156,61 @@ fn programs_of_one_hook_share_the_thread_state() {
         vfs.unlink(&root, None, b"/d/g").unwrap();
     }
 }
+
+const COUNT_DIR_SRC: &str = r#"#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+struct {
+	__uint(type, BPF_MAP_TYPE_INODE_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} unlinks SEC(".maps");
+/* No field loads, only inode storage: the views are left unbuilt (zeroed), and the helper
+ * still finds the directory by its view's address. */
+SEC("lsm/inode_unlink") int BPF_PROG(count_dir, struct inode *dir, struct dentry *victim)
+{
+	__u64 *n = bpf_inode_storage_get(&unlinks, dir, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (n)
+		*n += 1;
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"#;
+
+/// Programs that read no field get zeroed views (nothing is copied from the objects) whose
+/// addresses still name the objects for the storage helpers.
+#[test]
+fn unread_views_still_name_their_objects() {
+    let Some(obj) = object("count_dir", COUNT_DIR_SRC) else {
+        return;
+    };
+    let root = Cred::root();
+    for cfg in common::configs() {
+        let (vfs, bpf, rt) = common::instance(cfg);
+        let o = rt
+            .load_object(&obj, &LoadOpts::new("count_dir"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", e.verifier_log().unwrap_or("")));
+        let map = &o.maps.iter().find(|(n, _)| n == "unlinks").unwrap().1;
+        let _link = rt.attach(&o.progs[0].1, None).unwrap();
+        for d in [&b"/a"[..], b"/b"] {
+            vfs.mkdir(&root, None, d, 0o755).unwrap();
+        }
+        for (dir, n) in [("/a", 3), ("/b", 2)] {
+            for i in 0..n {
+                let f = format!("{dir}/f{i}");
+                vfs.write_file(&root, f.as_bytes(), b"x").unwrap();
+                vfs.unlink(&root, None, f.as_bytes()).unwrap();
+            }
+        }
+        for (dir, want) in [("/a", 3u64), ("/b", 2)] {
+            let at = vfs.resolve(&root, None, dir.as_bytes(), 0).unwrap();
+            let v = bpf.inode_storage_lookup(map, at.inode()).unwrap();
+            assert_eq!(
+                u64::from_ne_bytes(v[..8].try_into().unwrap()),
+                want,
+                "{cfg:?} {dir}"
+            );
+        }
+    }
+}
