@@ -8,7 +8,10 @@
 //!   dependent multiply chain, `x = x * C1 + C2; x ^= x >> 17; x += i`), where the kernel's JIT
 //!   takes 2.48 ns per iteration, 0.23 ns per instruction;
 //! - `map_raw`: `map_heavy` with rbpf's trivial lookup function as our helper 1 too, so the
-//!   engines differ in their call paths only, not in the map machinery behind the helper.
+//!   engines differ in their call paths only, not in the map machinery behind the helper;
+//! - `map_heavy` gives our JIT the bench map's array layout, as the runtime does for array
+//!   maps: unchecked code computes the lookup inline (Linux's `map_gen_lookup`); `map_call`
+//!   is the same bytecode without it, every lookup a call through the map machinery.
 //!
 //! Criterion reports throughput in instructions per second; a closing table prints ns per
 //! instruction for every engine, the interpreter's speed-up over rbpf's, and the JIT against
@@ -17,11 +20,12 @@
 use bpfvfs_ebpf::asm::assemble;
 use bpfvfs_ebpf::helpers::{DirectHelper, HelperCtx, HelperError};
 #[cfg(target_arch = "x86_64")]
-use bpfvfs_ebpf::jit::Jit;
+use bpfvfs_ebpf::jit::{ArrayLayout, Jit, JitProgram, Mode};
 use bpfvfs_ebpf::{Env, Helpers, Insn, Interpreter, MapAccess, MemRef, Program, RegionKind};
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const N: u64 = 100_000;
@@ -163,10 +167,14 @@ fn rbpf_lookup(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
 struct Ours {
     prog: Program,
     helpers: Helpers,
+    /// The JIT's unchecked code gets the bench map's layout (lookups inline).
+    arrays: bool,
 }
 
 impl Ours {
-    /// `name` selects the helpers: `map_raw` gets rbpf's lookup helper as helper 1.
+    /// `name` selects the helpers: `map_raw` gets rbpf's lookup helper as helper 1;
+    /// `map_heavy` gives the JIT the bench map's array layout (as the runtime does for array
+    /// maps), `map_call` is the same bytecode without it (a helper call per lookup).
     fn new(name: &str, src: &str) -> Self {
         let mut helpers = Helpers::standard();
         if name == "map_raw" {
@@ -175,7 +183,33 @@ impl Ours {
         Ours {
             prog: Program::from_bytes(&bytes(src)).unwrap(),
             helpers,
+            arrays: name == "map_heavy",
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn jit(&self) -> Jit<'_> {
+        if !self.arrays {
+            return Jit::new(&self.prog, &self.helpers).unwrap();
+        }
+        let layout = |h: u64| {
+            // SAFETY: VALUES is a static of 256 8-byte values, what BenchMap hands out.
+            (h == 1)
+                .then(|| unsafe { ArrayLayout::new(VALUES.as_ptr() as *mut u8, 256, 8) })
+                .flatten()
+        };
+        let checked = JitProgram::compile(&self.prog, &self.helpers, Mode::Checked).unwrap();
+        let unchecked =
+            JitProgram::compile_with_arrays(&self.prog, &self.helpers, Mode::Unchecked, &layout)
+                .unwrap();
+        assert_eq!(unchecked.inlined_lookups(), 1);
+        Jit::with_code(
+            &self.prog,
+            &self.helpers,
+            Arc::new(checked),
+            Some(Arc::new(unchecked)),
+        )
+        .unwrap()
     }
 }
 
@@ -290,7 +324,7 @@ fn bench_program(c: &mut Criterion, name: &str, src: &str, insns: u64, expect: u
     });
     #[cfg(target_arch = "x86_64")]
     {
-        let mut jvm = Jit::new(&ours.prog, &ours.helpers).unwrap();
+        let mut jvm = ours.jit();
         let rjit = rbpf_jit_vm(&code);
         if expect != 0 {
             assert_eq!(run_jit(&mut jvm, &mut env, true), expect);
@@ -310,7 +344,7 @@ fn bench_program(c: &mut Criterion, name: &str, src: &str, insns: u64, expect: u
     g.finish();
 }
 
-fn programs() -> [(&'static str, String, u64, u64); 4] {
+fn programs() -> [(&'static str, String, u64, u64); 5] {
     [
         (
             "loop_sum",
@@ -319,6 +353,7 @@ fn programs() -> [(&'static str, String, u64, u64); 4] {
             N * (N + 1) / 2,
         ),
         ("map_heavy", map_heavy_src(), map_heavy_insns(), 0),
+        ("map_call", map_heavy_src(), map_heavy_insns(), 0),
         ("map_raw", map_heavy_src(), map_heavy_insns(), 0),
         (
             "alu_chain",
@@ -409,8 +444,8 @@ fn summary() {
         let mut rb = || rvm.execute_program(&mut []).unwrap();
         #[cfg(target_arch = "x86_64")]
         let r = {
-            let mut jvm = Jit::new(&ours.prog, &ours.helpers).unwrap();
-            let mut jvm2 = Jit::new(&ours.prog, &ours.helpers).unwrap();
+            let mut jvm = ours.jit();
+            let mut jvm2 = ours.jit();
             let (mut env3, mut env4) = (Env::new().with_maps(&maps), Env::new().with_maps(&maps));
             let rjit = rbpf_jit_vm(&code);
             let mut jc = || run_jit(&mut jvm, &mut env3, true);
@@ -481,7 +516,7 @@ fn one(spec: &str) {
         #[cfg(target_arch = "x86_64")]
         "jit" | "jit-u" | "jit-b" | "jit-ub" => {
             // `-b`: with a budget (the body that counts back-edges).
-            let mut jvm = Jit::new(&ours.prog, &ours.helpers).unwrap();
+            let mut jvm = ours.jit();
             if engine.ends_with('b') {
                 jvm.set_budget(Some(u64::MAX));
             }
@@ -529,7 +564,7 @@ fn check_map_results() {
         results.push(("rbpf", rbpf_vm(&code).execute_program(&mut []).unwrap()));
         #[cfg(target_arch = "x86_64")]
         {
-            let mut jvm = Jit::new(&ours.prog, &ours.helpers).unwrap();
+            let mut jvm = ours.jit();
             reset();
             results.push(("jit", run_jit(&mut jvm, &mut env, true)));
             reset();

@@ -88,6 +88,8 @@ pub struct HelperEntry {
     pub func: HelperFn,
     /// The JIT's direct entry, for helpers registered with [`Helpers::register_direct`].
     pub(crate) direct: Option<DirectEntry>,
+    /// This crate's `bpf_map_lookup_elem` (set by [`Helpers::standard`] only).
+    pub(crate) std_map_lookup: bool,
 }
 
 /// A helper the x86-64 JIT calls directly: its own `extern "sysv64"` entry
@@ -192,6 +194,10 @@ impl Helpers {
         let mut h = Helpers::empty();
         // Direct JIT entries (`DirectHelper`) for the map helpers and the cheapest generic ones.
         h.register_direct::<MapLookup>(ids::MAP_LOOKUP_ELEM, "bpf_map_lookup_elem");
+        h.table[ids::MAP_LOOKUP_ELEM as usize]
+            .as_mut()
+            .expect("just registered")
+            .std_map_lookup = true;
         h.register_direct::<MapUpdate>(ids::MAP_UPDATE_ELEM, "bpf_map_update_elem");
         h.register_direct::<MapDelete>(ids::MAP_DELETE_ELEM, "bpf_map_delete_elem");
         h.register_direct::<KtimeGetNs>(ids::KTIME_GET_NS, "bpf_ktime_get_ns");
@@ -260,6 +266,7 @@ impl Helpers {
             name,
             func,
             direct: None,
+            std_map_lookup: false,
         })
     }
 
@@ -273,6 +280,12 @@ impl Helpers {
         let prev = self.register(id, name, H::call);
         self.table[id as usize].as_mut().unwrap().direct = DirectEntry::of::<H>();
         prev
+    }
+
+    /// Whether `id` is this crate's `bpf_map_lookup_elem` (what the JIT may inline for array
+    /// maps: `jit::ArrayLayout`), not a replacement registered under its number.
+    pub(crate) fn is_standard_map_lookup(&self, id: u64) -> bool {
+        self.get(id).is_some_and(|h| h.std_map_lookup)
     }
 
     pub fn unregister(&mut self, id: u32) -> Option<HelperEntry> {

@@ -257,6 +257,15 @@ impl LoadedProg {
     pub fn program(&self) -> &Program {
         &self.program
     }
+    /// `bpf_map_lookup_elem` calls the JIT compiled inline (array maps, unchecked code).
+    pub fn inlined_lookups(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if let Some((_, u)) = &self.jit {
+            return u.inlined_lookups();
+        }
+        0
+    }
+
     /// Bytes of native code, when JIT-compiled.
     pub fn jited_len(&self) -> usize {
         #[cfg(target_arch = "x86_64")]

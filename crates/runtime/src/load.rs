@@ -396,9 +396,23 @@ impl Runtime {
 
         #[cfg(target_arch = "x86_64")]
         let jit = if self.config().engine == EngineKind::Jit {
-            use bpfvfs_ebpf::jit::{JitProgram, Mode};
+            use bpfvfs_ebpf::jit::{ArrayLayout, JitProgram, Mode};
+            // Array maps the program looks up in: unchecked code computes those lookups
+            // inline (Linux's map_gen_lookup).
+            let arrays = |h: u64| {
+                let map = (h as usize).checked_sub(1).and_then(|i| arcs.get(i))?;
+                let a = map
+                    .ops()
+                    .as_any()
+                    .downcast_ref::<bpfvfs_bpf::maps::array::ArrayMap>()?;
+                let (base, n, stride) = a.layout();
+                // SAFETY: an array map's values are allocated with it, at a fixed address; the
+                // LoadedProg holds the map (`maps`) as long as it holds this code, and the
+                // runs' RunMaps give the same values for handle `h` (`lookup_ptr`).
+                unsafe { ArrayLayout::new(base, n, stride) }
+            };
             let c = |mode| {
-                JitProgram::compile(&program, self.helpers(), mode)
+                JitProgram::compile_with_arrays(&program, self.helpers(), mode, &arrays)
                     .map(Arc::new)
                     .map_err(|e| RuntimeError::Jit {
                         prog: name.clone(),

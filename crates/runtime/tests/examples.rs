@@ -54,6 +54,17 @@ fn maps_example() {
         let o = load(&rt, "maps", &obj);
         assert_eq!(o.maps.len(), 2, "{cfg:?}");
         let count = prog(&o, "count");
+        // The lookup in the array `last` is compiled inline by the JIT's unchecked code (the
+        // hash `counters` is always a call); every configuration gives the same results.
+        let lp = count
+            .obj
+            .as_prog()
+            .unwrap()
+            .exec::<bpfvfs_runtime::LoadedProg>()
+            .unwrap()
+            .inlined_lookups();
+        let inline = cfg!(target_arch = "x86_64") && cfg.engine == bpfvfs_runtime::EngineKind::Jit;
+        assert_eq!(lp, inline as usize, "{cfg:?}");
         let mut ctx = u32s(&[7, 5]);
         ctx.extend([0u8; 8]);
         let (r, out) = run(&rt, count, &ctx);

@@ -70,6 +70,12 @@ pub struct ArrayMap {
 }
 
 impl ArrayMap {
+    /// Where the values are: `max_entries` values `stride` bytes apart from the base, at a
+    /// fixed address for the map's life (what a JIT may address directly).
+    pub fn layout(&self) -> (*mut u8, u32, usize) {
+        (self.data.as_ptr(), self.max_entries, self.stride)
+    }
+
     fn index(&self, key: &[u8]) -> Option<usize> {
         let i = u32::from_ne_bytes(key.try_into().ok()?);
         (i < self.max_entries).then_some(i as usize)

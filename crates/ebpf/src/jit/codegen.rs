@@ -23,6 +23,7 @@ use super::runtime::{
     jit_helper, jit_mem_slow, off, JitCtx, ERR_BAD_CALL, ERR_BUDGET, ERR_CALL_DEPTH, ERR_HELPER,
     ERR_MISALIGNED,
 };
+use super::ArrayLayout;
 use super::BPF_REGS;
 use crate::helpers::{DirectEntry, Helpers};
 use crate::interp::{
@@ -135,6 +136,8 @@ struct Gen<'a> {
     /// Slots control can reach other than from the slot before: jump targets and function
     /// entries.
     entered: Vec<bool>,
+    /// `bpf_map_lookup_elem` calls compiled inline: (pc of the call, the array's layout).
+    inline_lookups: &'a [(usize, ArrayLayout)],
 }
 
 /// Compiles `prog` in the checked or unchecked mode, static helper calls resolved in
@@ -146,6 +149,7 @@ pub(crate) fn compile(
     checked: bool,
     bounded: bool,
     table: *const u64,
+    inline_lookups: &[(usize, ArrayLayout)],
 ) -> Result<Compiled, String> {
     let a = Assembler::new().map_err(|e| format!("cannot allocate executable memory: {e}"))?;
     let mut g = Gen {
@@ -161,6 +165,7 @@ pub(crate) fn compile(
         untracked: false,
         slots: Vec::new(),
         entered: vec![false; prog.len()],
+        inline_lookups: if checked { &[] } else { inline_lookups },
     };
     for (pc, op) in g.ops.iter().enumerate() {
         let jump = cond_of(op.code).is_some() || op.code == Code::Ja;
@@ -221,6 +226,148 @@ pub(crate) fn compile(
         entry,
         functions,
     })
+}
+
+/// The `bpf_map_lookup_elem` calls of `prog` whose map is a constant: `(pc, handle)` for each
+/// `call` of the standard lookup whose r1 was last set by `lddw r1, handle` in the same
+/// straight-line run of instructions (no jump target, call or other write of r1 between), as
+/// clang emits every map access. Only for unchecked code that registers no memory
+/// (`untracked`): an inlined lookup registers no value.
+pub(crate) fn constant_map_lookups(prog: &Program, helpers: &Helpers) -> Vec<(usize, u64)> {
+    if !untracked(prog, helpers) || !helpers.is_standard_map_lookup(1) {
+        return Vec::new();
+    }
+    let ops = prog.ops();
+    let mut entered = vec![false; ops.len()];
+    for (pc, op) in ops.iter().enumerate() {
+        let jump = cond_of(op.code).is_some() || op.code == Code::Ja;
+        if (jump || op.code == Code::CallLocal) && (op.off as usize) < entered.len() {
+            entered[op.off as usize] = true;
+        }
+        if prog.is_function_entry(pc) {
+            entered[pc] = true;
+        }
+    }
+    let mut sites = Vec::new();
+    for (pc, op) in ops.iter().enumerate() {
+        if op.code != Code::Call || op.imm != 1 || entered[pc] {
+            continue;
+        }
+        let mut at = pc;
+        while at > 0 {
+            at -= 1;
+            let o = &ops[at];
+            if o.code == Code::LdImm64 && o.dst == 1 {
+                sites.push((pc, o.imm));
+                break;
+            }
+            // Stop at anything that may set r1, transfer control, or be entered from elsewhere.
+            let plain = matches!(
+                o.code,
+                Code::LdImm64Hi
+                    | Code::St8
+                    | Code::St16
+                    | Code::St32
+                    | Code::St64
+                    | Code::Stx8
+                    | Code::Stx16
+                    | Code::Stx32
+                    | Code::Stx64
+            ) || (writes_dst_only(o.code) && o.dst != 1);
+            if !plain || entered[at] {
+                break;
+            }
+        }
+    }
+    sites
+}
+
+/// ALU, move and load instructions: they write their destination register and nothing else.
+fn writes_dst_only(c: Code) -> bool {
+    use Code::*;
+    matches!(
+        c,
+        Mov64I
+            | Mov32I
+            | LdImm64
+            | Mov64R
+            | Mov32R
+            | MovSx64B
+            | MovSx64H
+            | MovSx64W
+            | MovSx32B
+            | MovSx32H
+            | Neg64
+            | Neg32
+            | Le16
+            | Le32
+            | Le64
+            | Be16
+            | Be32
+            | Be64
+            | Swap16
+            | Swap32
+            | Swap64
+            | Add64I
+            | Sub64I
+            | Mul64I
+            | Div64I
+            | SDiv64I
+            | Mod64I
+            | SMod64I
+            | Or64I
+            | And64I
+            | Xor64I
+            | Lsh64I
+            | Rsh64I
+            | Arsh64I
+            | Add32I
+            | Sub32I
+            | Mul32I
+            | Div32I
+            | SDiv32I
+            | Mod32I
+            | SMod32I
+            | Or32I
+            | And32I
+            | Xor32I
+            | Lsh32I
+            | Rsh32I
+            | Arsh32I
+            | Add64R
+            | Sub64R
+            | Mul64R
+            | Div64R
+            | SDiv64R
+            | Mod64R
+            | SMod64R
+            | Or64R
+            | And64R
+            | Xor64R
+            | Lsh64R
+            | Rsh64R
+            | Arsh64R
+            | Add32R
+            | Sub32R
+            | Mul32R
+            | Div32R
+            | SDiv32R
+            | Mod32R
+            | SMod32R
+            | Or32R
+            | And32R
+            | Xor32R
+            | Lsh32R
+            | Rsh32R
+            | Arsh32R
+            | Ldx8
+            | Ldx16
+            | Ldx32
+            | Ldx64
+            | Ldxs8
+            | Ldxs16
+            | Ldxs32
+    )
 }
 
 /// Whether unchecked code of `prog` can run without a region table: every helper it calls
@@ -849,6 +996,33 @@ impl Gen<'_> {
         }
     }
 
+    /// `bpf_map_lookup_elem` on an array map, inline (as Linux's `array_map_gen_lookup`):
+    /// r0 = the value's address if the u32 key at r2 is below `max_entries`, else 0. No call,
+    /// no region registered (only unchecked code that registers none gets this), r1-r5 kept.
+    ///
+    /// ```text
+    ///   mov r11d, [rsi]; cmp r11d, max_entries; jae null
+    ///   imul r11, r11, stride; mov rax, base; add rax, r11; jmp done
+    /// null: xor eax, eax
+    /// done:
+    /// ```
+    fn array_lookup(&mut self, l: ArrayLayout) {
+        let (null, done) = (self.a.new_dynamic_label(), self.a.new_dynamic_label());
+        let r2 = BPF_REGS[2];
+        asm!(self.a
+            ; mov r11d, DWORD [Rq(r2)]
+            ; cmp r11d, l.max_entries() as i32
+            ; jae =>null
+            ; imul r11, r11, l.stride() as i32
+            ; mov rax, QWORD l.base() as i64
+            ; add rax, r11
+            ; jmp =>done
+            ; =>null
+            ; xor eax, eax
+            ; =>done
+        );
+    }
+
     /// A helper call: static (`Ok(id)`, the function resolved now if the table has it) or
     /// `callx` (`Err(reg)`: the id is in the register, looked up at run time).
     fn helper_call(&mut self, pc: usize, id: Result<u64, u8>) {
@@ -1220,7 +1394,10 @@ impl Gen<'_> {
             }
 
             // --- Calls -----------------------------------------------------------------------
-            Call => self.helper_call(pc, Ok(imm)),
+            Call => match self.inline_lookups.iter().find(|(at, _)| *at == pc) {
+                Some(&(_, layout)) => self.array_lookup(layout),
+                None => self.helper_call(pc, Ok(imm)),
+            },
             CallLocal => {
                 let t = self.labels[op.off as usize];
                 self.local_call(pc, op.flags & FLAG_BACKWARD != 0, Some(t));

@@ -149,6 +149,47 @@ pub enum JitError {
     Codegen(String),
 }
 
+/// An array map's values, as JIT code may address them directly: `max_entries` values
+/// `stride` bytes apart from `base`. Unchecked code compiled with the layouts of the arrays
+/// a program uses ([`JitProgram::compile_with_arrays`]) computes `bpf_map_lookup_elem` on
+/// them inline, without a call — as Linux's JIT does for array maps (`map_gen_lookup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayLayout {
+    base: usize,
+    max_entries: u32,
+    stride: u32,
+}
+
+impl ArrayLayout {
+    /// `None` if `stride` does not fit the generated code's immediate (2^31).
+    ///
+    /// # Safety
+    /// `base .. base + max_entries * stride` must stay allocated, at this address, for as
+    /// long as code compiled with this layout exists, and be what the runs' [`MapAccess`]
+    /// returns for the map's handle (value `i` at `base + i * stride`).
+    ///
+    /// [`MapAccess`]: crate::MapAccess
+    pub unsafe fn new(base: *mut u8, max_entries: u32, stride: usize) -> Option<ArrayLayout> {
+        Some(ArrayLayout {
+            base: base.expose_provenance(),
+            max_entries,
+            stride: u32::try_from(stride)
+                .ok()
+                .filter(|&s| s <= i32::MAX as u32)?,
+        })
+    }
+
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+    pub(crate) fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+    pub(crate) fn stride(&self) -> u32 {
+        self.stride
+    }
+}
+
 /// Native code of one program in one [`Mode`], its static helper calls bound to the
 /// functions of a [`Helpers`] table. Immutable and independent of memory and threads: compile
 /// once, run from many threads (each with its own [`Jit`]).
@@ -171,6 +212,8 @@ pub struct JitProgram {
     /// The helper functions each static call was bound to (id, address, direct entry; 0 =
     /// not in the table / none).
     bound: Vec<(u64, usize, usize)>,
+    /// Map lookups compiled inline: (pc of the call, the array's layout).
+    inline_lookups: Vec<(usize, ArrayLayout)>,
 }
 
 /// One compiled body of a [`JitProgram`].
@@ -200,6 +243,7 @@ impl Body {
         helpers: &Helpers,
         mode: Mode,
         bounded: bool,
+        inline_lookups: &[(usize, ArrayLayout)],
     ) -> Result<Self, JitError> {
         let mut table = vec![0u64; prog.len()].into_boxed_slice();
         let c = codegen::compile(
@@ -208,6 +252,7 @@ impl Body {
             mode == Mode::Checked,
             bounded,
             table.as_ptr(),
+            inline_lookups,
         )
         .map_err(JitError::Codegen)?;
         for &(pc, o) in &c.functions {
@@ -240,14 +285,40 @@ impl JitProgram {
     /// helper `helpers` lacks fails at run time, as `UnknownHelper`; [`Jit::new`] refuses such
     /// programs up front).
     pub fn compile(prog: &Program, helpers: &Helpers, mode: Mode) -> Result<Self, JitError> {
+        Self::compile_with_arrays(prog, helpers, mode, &|_| None)
+    }
+
+    /// [`JitProgram::compile`], with `arrays(handle)` giving the layout of the array maps
+    /// the program may look up in: unchecked code whose helpers register no memory computes
+    /// those lookups inline ([`ArrayLayout`]). Checked code always calls the helper (it
+    /// registers the value for its checks).
+    pub fn compile_with_arrays(
+        prog: &Program,
+        helpers: &Helpers,
+        mode: Mode,
+        arrays: &dyn Fn(u64) -> Option<ArrayLayout>,
+    ) -> Result<Self, JitError> {
+        let inline_lookups: Vec<(usize, ArrayLayout)> = match mode {
+            Mode::Checked => Vec::new(),
+            Mode::Unchecked => codegen::constant_map_lookups(prog, helpers)
+                .into_iter()
+                .filter_map(|(pc, handle)| Some((pc, arrays(handle)?)))
+                .collect(),
+        };
         Ok(JitProgram {
-            bounded: Body::compile(prog, helpers, mode, true)?,
+            bounded: Body::compile(prog, helpers, mode, true, &inline_lookups)?,
             unbounded: OnceLock::new(),
             mode,
             uses_regions: mode == Mode::Checked || !codegen::untracked(prog, helpers),
             fingerprint: fingerprint(prog),
             bound: bound_helpers(prog, helpers),
+            inline_lookups,
         })
+    }
+
+    /// How many `bpf_map_lookup_elem` calls were compiled inline.
+    pub fn inlined_lookups(&self) -> usize {
+        self.inline_lookups.len()
     }
 
     pub fn mode(&self) -> Mode {
@@ -309,7 +380,7 @@ impl JitProgram {
         if let Some(b) = self.unbounded.get() {
             return b;
         }
-        match Body::compile(prog, helpers, self.mode, false) {
+        match Body::compile(prog, helpers, self.mode, false, &self.inline_lookups) {
             Ok(b) => self.unbounded.get_or_init(|| b),
             Err(_) => &self.bounded,
         }
