@@ -204,45 +204,6 @@ pub fn index(kind: HookKind, name: &str) -> Option<usize> {
     HOOKS.iter().position(|h| h.kind == kind && h.name == name)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_name_their_rows() {
-        let names = [
-            (id::INODE_CREATE, "inode_create"),
-            (id::INODE_MKDIR, "inode_mkdir"),
-            (id::INODE_RMDIR, "inode_rmdir"),
-            (id::INODE_UNLINK, "inode_unlink"),
-            (id::INODE_LINK, "inode_link"),
-            (id::INODE_SYMLINK, "inode_symlink"),
-            (id::INODE_RENAME, "inode_rename"),
-            (id::INODE_SETATTR, "inode_setattr"),
-            (id::INODE_GETATTR, "inode_getattr"),
-            (id::INODE_PERMISSION, "inode_permission"),
-            (id::FILE_OPEN, "file_open"),
-            (id::FILE_PERMISSION, "file_permission"),
-            (id::FILE_TRUNCATE, "file_truncate"),
-            (id::INODE_FREE_SECURITY, "inode_free_security"),
-            (id::VFS_OPEN, "vfs_open"),
-            (id::VFS_READ, "vfs_read"),
-            (id::VFS_WRITE, "vfs_write"),
-            (id::VFS_UNLINK, "vfs_unlink"),
-            (id::VFS_MKDIR, "vfs_mkdir"),
-            (id::VFS_RMDIR, "vfs_rmdir"),
-            (id::VFS_RENAME, "vfs_rename"),
-            (id::EVICT, "evict"),
-        ];
-        assert_eq!(names.len(), HOOKS.len());
-        for (i, n) in names {
-            assert_eq!(HOOKS[i].name, n);
-        }
-        // Two slots (entry, exit) per row must fit the dispatch bitmask.
-        assert!(HOOKS.len() * 2 <= 64);
-    }
-}
-
 fn arg_names(args: &[ArgType]) -> Vec<Option<&'static str>> {
     args.iter().map(|a| a.struct_name()).collect()
 }
@@ -281,4 +242,43 @@ fn func_spec(attach: Option<&str>, exit: bool) -> Result<ProgTypeSpec, String> {
     // bpfvfs lets tracing programs use inode storage (the Nov 2024 series' proposal).
     spec.helpers.add(&[145, 146, 115]);
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_name_their_rows() {
+        let names = [
+            (id::INODE_CREATE, "inode_create"),
+            (id::INODE_MKDIR, "inode_mkdir"),
+            (id::INODE_RMDIR, "inode_rmdir"),
+            (id::INODE_UNLINK, "inode_unlink"),
+            (id::INODE_LINK, "inode_link"),
+            (id::INODE_SYMLINK, "inode_symlink"),
+            (id::INODE_RENAME, "inode_rename"),
+            (id::INODE_SETATTR, "inode_setattr"),
+            (id::INODE_GETATTR, "inode_getattr"),
+            (id::INODE_PERMISSION, "inode_permission"),
+            (id::FILE_OPEN, "file_open"),
+            (id::FILE_PERMISSION, "file_permission"),
+            (id::FILE_TRUNCATE, "file_truncate"),
+            (id::INODE_FREE_SECURITY, "inode_free_security"),
+            (id::VFS_OPEN, "vfs_open"),
+            (id::VFS_READ, "vfs_read"),
+            (id::VFS_WRITE, "vfs_write"),
+            (id::VFS_UNLINK, "vfs_unlink"),
+            (id::VFS_MKDIR, "vfs_mkdir"),
+            (id::VFS_RMDIR, "vfs_rmdir"),
+            (id::VFS_RENAME, "vfs_rename"),
+            (id::EVICT, "evict"),
+        ];
+        assert_eq!(names.len(), HOOKS.len());
+        for (i, n) in names {
+            assert_eq!(HOOKS[i].name, n);
+        }
+        // Two slots (entry, exit) per row must fit the dispatch bitmask.
+        assert!(HOOKS.len() * 2 <= 64);
+    }
 }

@@ -216,7 +216,7 @@ fn printk_example_reaches_the_trace_pipe() {
     // Every engine configuration: `%s` of a string in the program's global data must work in
     // unchecked runs too (the helper finds it through the region table).
     for cfg in common::configs() {
-        let (_vfs, _bpf, rt) = common::instance(cfg.clone());
+        let (_vfs, _bpf, rt) = common::instance(cfg);
         let o = load(&rt, "printk", &obj);
         let (r, _) = run(&rt, prog(&o, "hello"), &7u32.to_ne_bytes());
         assert_eq!(r, 0);
