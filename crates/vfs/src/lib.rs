@@ -204,6 +204,16 @@ impl Vfs {
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// With hooks on, one epoch pin held across an operation that calls hooks: each hook
+    /// dispatch (which reads its program list under a pin) and the operation's own dcache
+    /// reads nest in it, so the operation pays one atomic pin instead of one per hook.
+    /// Grace-period rule: while it is held the operation must not wait for a grace period
+    /// (`rcu_barrier`); none does.
+    #[inline]
+    pub(crate) fn hook_section(&self) -> Option<crossbeam_epoch::Guard> {
+        self.hooks().map(|_| crossbeam_epoch::pin())
+    }
+
     /// The hooks, if installed and switched on.
     #[inline]
     pub fn hooks(&self) -> Option<&dyn hooks::VfsHooks> {

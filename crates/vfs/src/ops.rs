@@ -207,6 +207,7 @@ impl Vfs {
         mode: u32,
         bind: Option<BindFn<'_>>,
     ) -> Result<PathRef> {
+        let _section = self.hook_section();
         // Linux's order: the symlink target and the node type are checked first (getname,
         // may_mknod), then the name is looked up (EEXIST, so open(O_CREAT) of an existing
         // file in a read-only directory still opens it), then may_create: a dead directory
@@ -373,6 +374,7 @@ impl Vfs {
 
     /// unlink(2) of `name` in `parent`.
     pub fn unlink_at(&self, cred: &Cred, parent: &PathRef, name: &[u8]) -> Result<()> {
+        let _section = self.hook_section();
         check_name(name)?;
         if is_dot(name) {
             return Err(Errno::EISDIR);
@@ -431,6 +433,7 @@ impl Vfs {
 
     /// rmdir(2) of `name` in `parent`.
     pub fn rmdir_at(&self, cred: &Cred, parent: &PathRef, name: &[u8]) -> Result<()> {
+        let _section = self.hook_section();
         check_name(name)?;
         if name == b"." {
             return Err(Errno::EINVAL);
@@ -517,6 +520,7 @@ impl Vfs {
         new_parent: &PathRef,
         new_name: &[u8],
     ) -> Result<PathRef> {
+        let _section = self.hook_section();
         check_name(new_name)?;
         if is_dot(new_name) {
             return Err(Errno::EEXIST);
@@ -601,6 +605,7 @@ impl Vfs {
         old_slash: bool,
         new_slash: bool,
     ) -> Result<()> {
+        let _section = self.hook_section();
         use rename_flags::*;
         check_rename_flags(flags)?;
         check_name(old_name)?;
@@ -1108,6 +1113,7 @@ impl Vfs {
     /// Open the file at `at` (already resolved): access checks, truncation, the filesystem's
     /// open. Used by `open` and by the FUSE edge.
     pub fn open_at(&self, cred: &Cred, at: &PathRef, flags: i32) -> Result<Arc<File>> {
+        let _section = self.hook_section();
         let inode = at.inode();
         let acc = flags & oflags::O_ACCMODE;
         if flags & oflags::O_PATH == 0 {
