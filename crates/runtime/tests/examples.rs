@@ -7,13 +7,10 @@ mod common;
 
 use bpfvfs_bpf::maps::ringbuf::RingBuf;
 use bpfvfs_bpf::{Handle, MapType};
-use bpfvfs_runtime::{LoadOpts, LoadedObj, Runtime, TestRunInput};
+use bpfvfs_runtime::{LoadedObj, Runtime, TestRunInput};
 use std::time::Duration;
 
-fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> LoadedObj {
-    rt.load_object(bytes, &LoadOpts::new(name))
-        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", e.verifier_log().unwrap_or("")))
-}
+use common::load;
 
 fn prog<'a>(o: &'a LoadedObj, name: &str) -> &'a Handle {
     &o.progs.iter().find(|(n, _)| n == name).expect(name).1

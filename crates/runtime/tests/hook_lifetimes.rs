@@ -5,7 +5,7 @@
 
 mod common;
 
-use bpfvfs_runtime::{HookArg, LoadOpts};
+use bpfvfs_runtime::HookArg;
 use bpfvfs_vfs::{Cred, Errno};
 use std::sync::Arc;
 
@@ -51,9 +51,7 @@ fn parent_inodes_are_held_for_the_invocation_only() {
     let root = Cred::root();
     for cfg in common::configs() {
         let (vfs, _bpf, rt) = common::instance(cfg);
-        let o = rt
-            .load_object(&obj, &LoadOpts::new("parent_ino"))
-            .unwrap_or_else(|e| panic!("{e}\n{}", e.verifier_log().unwrap_or("")));
+        let o = common::load(&rt, "parent_ino", &obj);
         let p = o.progs[0].1.obj.as_prog().unwrap().clone();
         vfs.mkdir(&root, None, b"/d", 0o755).unwrap();
         vfs.write_file(&root, b"/d/f", b"x").unwrap();
@@ -103,9 +101,7 @@ fn a_dropped_runtime_runs_no_program() {
     let root = Cred::root();
     for cfg in common::configs() {
         let (vfs, _bpf, rt) = common::instance(cfg);
-        let o = rt
-            .load_object(&obj, &LoadOpts::new("deny_unlink"))
-            .unwrap_or_else(|e| panic!("{e}\n{}", e.verifier_log().unwrap_or("")));
+        let o = common::load(&rt, "deny_unlink", &obj);
         let link = rt.attach(&o.progs[0].1, None).unwrap();
         vfs.write_file(&root, b"/a", b"x").unwrap();
         vfs.write_file(&root, b"/b", b"x").unwrap();
@@ -134,7 +130,7 @@ fn programs_of_one_hook_share_the_thread_state() {
         let (vfs, _bpf, rt) = common::instance(cfg);
         let mut links = Vec::new();
         for _ in 0..3 {
-            let o = rt.load_object(&allow, &LoadOpts::new("allow")).unwrap();
+            let o = common::load(&rt, "allow", &allow);
             links.push(rt.attach(&o.progs[0].1, None).unwrap());
         }
         vfs.mkdir(&root, None, b"/d", 0o755).unwrap();
@@ -144,7 +140,7 @@ fn programs_of_one_hook_share_the_thread_state() {
             vfs.unlink(&root, None, name.as_bytes())
                 .unwrap_or_else(|e| panic!("{cfg:?}: {e:?}"));
         }
-        let o = rt.load_object(&deny, &LoadOpts::new("deny")).unwrap();
+        let o = common::load(&rt, "deny", &deny);
         links.push(rt.attach(&o.progs[0].1, None).unwrap());
         vfs.write_file(&root, b"/d/g", b"x").unwrap();
         assert_eq!(
@@ -188,9 +184,7 @@ fn unread_views_still_name_their_objects() {
     let root = Cred::root();
     for cfg in common::configs() {
         let (vfs, bpf, rt) = common::instance(cfg);
-        let o = rt
-            .load_object(&obj, &LoadOpts::new("count_dir"))
-            .unwrap_or_else(|e| panic!("{e}\n{}", e.verifier_log().unwrap_or("")));
+        let o = common::load(&rt, "count_dir", &obj);
         let map = &o.maps.iter().find(|(n, _)| n == "unlinks").unwrap().1;
         let _link = rt.attach(&o.progs[0].1, None).unwrap();
         for d in [&b"/a"[..], b"/b"] {

@@ -12,7 +12,7 @@ mod common;
 use bpfvfs_bpf::Handle;
 use bpfvfs_cgroup::{find_host_cgroup2, CgroupMode};
 use bpfvfs_runtime::iter::{CgroupOrder, IterTarget};
-use bpfvfs_runtime::{LoadOpts, LoadedObj, Runtime};
+use bpfvfs_runtime::{LoadedObj, Runtime};
 use bpfvfs_vfs::Cred;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -53,10 +53,7 @@ fn example_obj(dir: &Path, name: &str) -> Option<(PathBuf, Vec<u8>)> {
     Some((p, bytes))
 }
 
-fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> LoadedObj {
-    rt.load_object(bytes, &LoadOpts::new(name))
-        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", e.verifier_log().unwrap_or("")))
-}
+use common::load;
 
 fn prog<'a>(o: &'a LoadedObj, name: &str) -> &'a Handle {
     &o.progs.iter().find(|(n, _)| n == name).expect(name).1

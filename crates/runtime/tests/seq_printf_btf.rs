@@ -118,10 +118,7 @@ impl Case {
     }
 }
 
-fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> LoadedObj {
-    rt.load_object(bytes, &LoadOpts::new(name))
-        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", e.verifier_log().unwrap_or("")))
-}
+use common::load;
 
 fn prog<'a>(o: &'a LoadedObj, name: &str) -> &'a Handle {
     &o.progs.iter().find(|(n, _)| n == name).expect(name).1

@@ -146,49 +146,17 @@ impl Vfs {
 
     /// Resolve `path` and hand the inode to `f` without taking any reference when the
     /// lockless walk succeeds: the inode is borrowed under the epoch guard, so concurrent
-    /// walkers of the same path share no written cache line. `f` may run twice (a rename
-    /// during the walk forces a retry), so it should only read. Otherwise falls back to a
-    /// counted walk. `stat` and `access` use this.
+    /// walkers of the same path share no written cache line. Otherwise falls back to a
+    /// counted walk. `access` and `stat` without hooks use this.
     pub fn with_resolved<T>(
         &self,
         cred: &Cred,
         base: Option<&PathRef>,
         path: &[u8],
         flags: u32,
-        f: impl Fn(&crate::inode::Inode) -> T,
+        f: impl FnOnce(&crate::inode::Inode) -> T,
     ) -> Result<T> {
-        if path.is_empty() {
-            return Err(Errno::ENOENT);
-        }
-        if path.len() >= PATH_MAX {
-            return Err(Errno::ENAMETOOLONG);
-        }
-        let start_ref = base.unwrap_or(&self.root);
-        {
-            let guard = crossbeam_epoch::pin();
-            let seq = self.rename_seq.load(Ordering::Acquire);
-            if seq & 1 == 0 {
-                let start = Cursor {
-                    mnt: &start_ref.mnt,
-                    dentry: &start_ref.dentry,
-                };
-                match self.walk(&guard, cred, start, path, &Want::Full { flags }, false) {
-                    Ok(WalkEnd::Full(c)) if !c.dentry.is_dead() => {
-                        let out = f(c.dentry.inode());
-                        if self.rename_seq.load(Ordering::Acquire) == seq {
-                            self.counters.walks_lockless.inc();
-                            return Ok(out);
-                        }
-                    }
-                    Err(Fail::Err(e)) if self.rename_seq.load(Ordering::Acquire) == seq => {
-                        return Err(e)
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let at = self.resolve(cred, base, path, flags)?;
-        Ok(f(at.inode()))
+        self.with_resolved_path(cred, base, path, flags, |at| Ok(f(at.inode())))
     }
 
     /// Resolve all but the last component; returns the parent directory, the last name

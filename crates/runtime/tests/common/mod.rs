@@ -3,11 +3,17 @@
 #![allow(dead_code)]
 
 use bpfvfs_bpf::Bpf;
-use bpfvfs_runtime::{Runtime, RuntimeConfig};
+use bpfvfs_runtime::{LoadOpts, LoadedObj, Runtime, RuntimeConfig};
 use bpfvfs_vfs::Vfs;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
+
+/// Load `bytes` as object `name`; a refusal panics with the error and the verifier's log.
+pub fn load(rt: &Runtime, name: &str, bytes: &[u8]) -> LoadedObj {
+    rt.load_object(bytes, &LoadOpts::new(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}\n{}", e.verifier_log().unwrap_or("")))
+}
 
 pub fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
