@@ -479,9 +479,11 @@ impl JitState {
         let lo = self.stack.as_mut_ptr().expose_provenance() as u64;
         let checked = code.mode == Mode::Checked;
         // Unchecked code consults no region table of its own; helpers may (see
-        // `JitProgram::uses_regions`).
-        let regions = if code.uses_regions { regions } else { &[] };
-        self.mem.reset(lo, STACK_SIZE as u64, regions);
+        // `JitProgram::uses_regions`). When none can, the table is left as the last run
+        // left it: empty (cleared below after every run that filled it).
+        if code.uses_regions {
+            self.mem.reset(lo, STACK_SIZE as u64, regions);
+        }
         self.ctx.reset(lo, STACK_SIZE as u64);
         if checked {
             self.ctx.reset_caches();
@@ -506,8 +508,10 @@ impl JitState {
         // SAFETY: `ctx` is this run's context, set up above; `st` is its RunState.
         let res = unsafe { runtime::jit_hook(ctx.cast(), &mut st, 0, args, 0) };
         // Regions borrow caller memory only for this run.
-        self.mem.clear();
-        self.ctx.fixed.clear();
+        if code.uses_regions {
+            self.mem.clear();
+            self.ctx.fixed.clear();
+        }
         self.ctx.st = std::ptr::null_mut();
         self.ctx.code = std::ptr::null();
         res
