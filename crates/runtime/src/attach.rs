@@ -18,7 +18,7 @@
 //! never while a VFS lock is held.
 
 use crate::error::RuntimeError;
-use crate::hook_run::{Dispatch, HookArg, RunPlan};
+use crate::hook_run::{Dispatch, HookArg, RunPlan, MAX_ARGS};
 use crate::hooks::{self, id, HookKind, HOOKS};
 use crate::kobj::{attr, Iattr};
 use crate::Runtime;
@@ -177,9 +177,6 @@ impl Attachments {
     }
 }
 
-/// Arguments a program context holds (`build_ctx`), the return value of fexit included.
-const MAX_TRACE_ARGS: usize = 12;
-
 /// The VFS hooks of a runtime.
 ///
 /// Holds what a dispatch needs (the attachment lists, the trace log) and only a weak
@@ -262,10 +259,10 @@ impl BpfHooks {
         };
         // The arguments, and for fexit the return value after them (on the stack: every
         // modelled function has fewer arguments than a program context holds).
-        let mut buf = [HookArg::Scalar(0); MAX_TRACE_ARGS + 1];
+        let mut buf = [HookArg::Scalar(0); MAX_ARGS + 1];
         let spilled: Vec<HookArg<'_>>;
         let n = args.len();
-        let all: &[HookArg<'_>] = if n <= MAX_TRACE_ARGS {
+        let all: &[HookArg<'_>] = if n <= MAX_ARGS {
             buf[..n].copy_from_slice(args);
             match exit {
                 Some(r) => {

@@ -203,28 +203,24 @@ impl LoadedProg {
         regions: &[Region<'_>],
         env: &mut Env<'_>,
     ) -> Result<u64, crate::RuntimeError> {
+        let r = if self.runs_in_jit_state() {
+            with_jit_state(|state| self.run_in_state(state, args, regions, env))
+        } else {
+            self.run_in_state(None, args, regions, env)
+        };
+        r.map_err(|e| *e)
+    }
+
+    /// Unchecked JIT code: what [`LoadedProg::run_in_state`] runs in a [`JitState`].
+    fn runs_in_jit_state(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if let (Some((_, unchecked)), false) = (&self.jit, self.checked) {
-            let mut run = |state: &mut JitState| {
-                with_direct_regions(self, regions, |all| {
-                    // SAFETY: `unchecked` was compiled at load from `self.program` with
-                    // `self.helpers` (load.rs), which the LoadedProg keeps unchanged; the rest
-                    // is Runner::run_all's argument: the verifier accepted this program, so
-                    // every access it can make is to its stack, the context and packet memory
-                    // in `regions`, memory map helpers returned (valid for the run, see
-                    // RunMaps), or the direct map values whose maps the LoadedProg keeps alive.
-                    unsafe { unchecked.run_in(state, &self.program, &self.helpers, args, all, env) }
-                })
-            };
-            // A run nested in another on this thread (a helper that reaches a hook) gets a
-            // state of its own.
-            let r = JIT_STATE.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut state) => run(&mut state),
-                Err(_) => run(&mut JitState::new()),
-            });
-            return Ok(r?);
+        {
+            self.jit.is_some() && !self.checked
         }
-        Ok(self.runner()?.run(args, regions, env)?)
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
     }
 
     /// [`LoadedProg::run`] in a JIT state the caller holds (one borrow of the thread's state
@@ -240,14 +236,22 @@ impl LoadedProg {
         #[cfg(target_arch = "x86_64")]
         if let (Some((_, unchecked)), false, Some(state)) = (&self.jit, self.checked, state) {
             return with_direct_regions(self, regions, |all| {
-                // SAFETY: as in `run`.
+                // SAFETY: `unchecked` was compiled at load from `self.program` with
+                // `self.helpers` (load.rs), which the LoadedProg keeps unchanged; the rest is
+                // Runner::run_all's argument: the verifier accepted this program, so every
+                // access it can make is to its stack, the context and packet memory in
+                // `regions`, memory map helpers returned (valid for the run, see RunMaps), or
+                // the direct map values whose maps the LoadedProg keeps alive.
                 unsafe { unchecked.run_in(state, &self.program, &self.helpers, args, all, env) }
             })
             .map_err(|e| Box::new(e.into()));
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = state;
-        self.run(args, regions, env).map_err(Box::new)
+        let mut runner = self.runner().map_err(Box::new)?;
+        runner
+            .run(args, regions, env)
+            .map_err(|e| Box::new(e.into()))
     }
 
     pub fn maps(&self) -> &[Arc<Map>] {

@@ -200,9 +200,6 @@ impl Runtime {
     }
 }
 
-/// What running a hook's programs needs of the runtime: the trace log, and (only for
-/// programs that read the current task or cgroup) the runtime itself. The VFS hooks hold
-/// these without holding the runtime, so a dispatch takes no reference.
 /// What running a set of programs together needs, from all of them: which views to
 /// build, whether to prepare the current task and cgroup views, whether to look up the
 /// task. Attachment lists compute theirs when they change.
@@ -229,6 +226,9 @@ impl RunPlan {
     }
 }
 
+/// What running a hook's programs needs of the runtime: the trace log, and (only for
+/// programs that read the current task or cgroup) the runtime itself. The VFS hooks hold
+/// these without holding the runtime, so a dispatch takes no reference.
 pub(crate) struct Dispatch<'a> {
     pub trace: &'a crate::trace::TraceLog,
     pub rt: &'a std::sync::Weak<Runtime>,
@@ -354,7 +354,8 @@ impl Dispatch<'_> {
         let mut env = Env {
             maps: Some(&maps),
             trace: Some(&mut sink),
-            task: if lp.uses_task { task.clone() } else { NO_TASK },
+            // NO_TASK unless a program of the invocation reads it (`RunPlan::uses_task`).
+            task: task.clone(),
             clock: bpfvfs_ebpf::helpers::real_clock,
             prandom: next_seed(),
             user: Some(&mut ext),
@@ -364,7 +365,7 @@ impl Dispatch<'_> {
 }
 
 /// Arguments a program context holds.
-const MAX_ARGS: usize = 12;
+pub(crate) const MAX_ARGS: usize = 12;
 
 /// One run's result on the dispatch path: the error boxed, so the common `Ok` moves through
 /// the layers as two words, not a 104-byte `RuntimeError`.

@@ -607,27 +607,21 @@ impl ViewArena {
         if let Some((a, _)) = self.inodes.iter().find(|(_, i)| *i == key) {
             return Ok(*a);
         }
-        if !self.needs.fields {
-            let a = self.push_view(&ViewBytes::ZERO)?;
-            self.inodes.push((a, key));
-            if keep {
-                self.held.push(inode.clone());
-            }
-            return Ok(a);
-        }
-        let sb = if self.needs.sb {
-            self.super_block(inode.sb())?
-        } else {
-            0
-        };
         let mut v = ViewBytes::ZERO;
-        v.put(off::I_MODE, &(inode.mode() as u16).to_ne_bytes());
-        v.put(off::I_UID, &inode.uid().to_ne_bytes());
-        v.put(off::I_GID, &inode.gid().to_ne_bytes());
-        v.put(off::I_SB, &sb.to_ne_bytes());
-        v.put(off::I_NLINK, &inode.nlink().to_ne_bytes());
-        v.put(off::I_INO, &inode.ino().to_ne_bytes());
-        v.put(off::I_SIZE, &inode.size().to_ne_bytes());
+        if self.needs.fields {
+            let sb = if self.needs.sb {
+                self.super_block(inode.sb())?
+            } else {
+                0
+            };
+            v.put(off::I_MODE, &(inode.mode() as u16).to_ne_bytes());
+            v.put(off::I_UID, &inode.uid().to_ne_bytes());
+            v.put(off::I_GID, &inode.gid().to_ne_bytes());
+            v.put(off::I_SB, &sb.to_ne_bytes());
+            v.put(off::I_NLINK, &inode.nlink().to_ne_bytes());
+            v.put(off::I_INO, &inode.ino().to_ne_bytes());
+            v.put(off::I_SIZE, &inode.size().to_ne_bytes());
+        }
         let a = self.push_view(&v)?;
         self.inodes.push((a, key));
         if keep {

@@ -164,18 +164,9 @@ pub(crate) fn compile(
         live_out: Vec::new(),
         untracked: false,
         slots: Vec::new(),
-        entered: vec![false; prog.len()],
+        entered: entered(prog),
         inline_lookups: if checked { &[] } else { inline_lookups },
     };
-    for (pc, op) in g.ops.iter().enumerate() {
-        let jump = cond_of(op.code).is_some() || op.code == Code::Ja;
-        if (jump || op.code == Code::CallLocal) && (op.off as usize) < g.entered.len() {
-            g.entered[op.off as usize] = true;
-        }
-        if prog.is_function_entry(pc) {
-            g.entered[pc] = true;
-        }
-    }
     let direct = |id: u64| helpers.get(id).and_then(|h| h.direct);
     g.untracked = !checked && untracked(prog, helpers);
     if g.ops
@@ -238,16 +229,7 @@ pub(crate) fn constant_map_lookups(prog: &Program, helpers: &Helpers) -> Vec<(us
         return Vec::new();
     }
     let ops = prog.ops();
-    let mut entered = vec![false; ops.len()];
-    for (pc, op) in ops.iter().enumerate() {
-        let jump = cond_of(op.code).is_some() || op.code == Code::Ja;
-        if (jump || op.code == Code::CallLocal) && (op.off as usize) < entered.len() {
-            entered[op.off as usize] = true;
-        }
-        if prog.is_function_entry(pc) {
-            entered[pc] = true;
-        }
-    }
+    let entered = entered(prog);
     let mut sites = Vec::new();
     for (pc, op) in ops.iter().enumerate() {
         if op.code != Code::Call || op.imm != 1 || entered[pc] {
@@ -280,6 +262,23 @@ pub(crate) fn constant_map_lookups(prog: &Program, helpers: &Helpers) -> Vec<(us
         }
     }
     sites
+}
+
+/// Slots control can reach other than from the slot before: jump targets and function
+/// entries.
+fn entered(prog: &Program) -> Vec<bool> {
+    let ops = prog.ops();
+    let mut entered = vec![false; ops.len()];
+    for (pc, op) in ops.iter().enumerate() {
+        let jump = cond_of(op.code).is_some() || op.code == Code::Ja;
+        if (jump || op.code == Code::CallLocal) && (op.off as usize) < entered.len() {
+            entered[op.off as usize] = true;
+        }
+        if prog.is_function_entry(pc) {
+            entered[pc] = true;
+        }
+    }
+    entered
 }
 
 /// ALU, move and load instructions: they write their destination register and nothing else.

@@ -364,12 +364,6 @@ impl JitProgram {
         state.run(prog, helpers, self, None, args, regions, env)
     }
 
-    /// Whether `prog` and `helpers` are what this code was compiled from (binding the same
-    /// functions): the precondition of [`JitProgram::run_in`], for callers to check once.
-    pub fn fits(&self, prog: &Program, helpers: &Helpers) -> bool {
-        self.fingerprint == fingerprint(prog) && self.bound == bound_helpers(prog, helpers)
-    }
-
     /// The body for a run with or without a budget. `prog` and `helpers` must be the ones
     /// this code was compiled from (or bind the same functions), as [`Jit::with_code`]
     /// checks; if compiling the budget-free body fails, the counting one serves.
